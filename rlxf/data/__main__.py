@@ -1,0 +1,68 @@
+"""Command line: `python -m rlxf.data hydrate --data-dir DIR --out DIR` and `python -m rlxf.data fixtures --out DIR`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from rlxf.data.fixtures import write_fixtures
+from rlxf.data.hydrate import SOURCES, hydrate
+
+
+def summary(manifest: dict) -> list[str]:
+    """A few lines with the headline counts of a manifest."""
+    lines = [f"data: {manifest['data_source']} ({manifest['data_dir']})"]
+    if "political" in manifest:
+        stats = manifest["political"]
+        lines.append(
+            f"political: {stats['raw_rows']:,} raw -> {stats['rows']:,} rows {stats['by_party']} "
+            f"({stats['duplicates_dropped']} duplicates dropped; {stats['imbalance']['majority']}:"
+            f"{stats['imbalance']['minority']} = {stats['imbalance']['ratio']})"
+        )
+    if "plato" in manifest:
+        stats = manifest["plato"]
+        lines.append(
+            f"plato: {stats['dialogues']} dialogues, {stats['turns']:,} turns, {stats['socrates_turns']:,} by "
+            f"Socrates; skipped {sorted(stats['skipped'])}"
+        )
+    if "mona" in manifest:
+        stats = manifest["mona"]
+        lines.append(
+            f"mona: {stats['raw_rows']:,} rows, {stats['arrangements']} arrangements, {stats['labelled_rows']:,} "
+            f"labelled {stats['by_label']}"
+        )
+    if "imdb" in manifest:
+        lines.append(f"imdb: {manifest['imdb']['split']}")
+    if "hh" in manifest:
+        lines.append(f"hh: {manifest['hh']['rows']:,} pairs")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the arguments and run one command."""
+    parser = argparse.ArgumentParser(prog="python -m rlxf.data", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("hydrate", help="build the parquet tables and manifest.json")
+    run.add_argument("--data-dir", default=None, help="raw data folder (default: $RLXF_DATA_DIR, ../shared/data, "
+                     "else fixtures written to <artifacts>/fixture-data)")
+    run.add_argument("--out", default=None, help="output folder (default: <artifacts>/data)")
+    run.add_argument("--no-strip-urls", action="store_true", help="keep URLs and @mentions in the tweets")
+    run.add_argument("--force", action="store_true", help="rebuild even if the outputs are up to date")
+    run.add_argument("--sources", nargs="+", default=list(SOURCES), choices=SOURCES, help="sources to build")
+    run.add_argument("--seed", type=int, default=0, help="seed of the train/val/test splits")
+    run.add_argument("--political-hub", action="store_true",
+                     help="read the tweets from the hub dataset m-newhauser/senator-tweets (needs the internet)")
+    fixtures = commands.add_parser("fixtures", help="write the small fixture corpora")
+    fixtures.add_argument("--out", required=True, help="folder to write them to")
+    args = parser.parse_args(argv)
+    if args.command == "fixtures":
+        print(f"fixtures: wrote {write_fixtures(args.out)}")
+        return 0
+    manifest = hydrate(args.data_dir, args.out, sources=args.sources, strip_urls=not args.no_strip_urls,
+                       seed=args.seed, force=args.force, political_hub=args.political_hub)
+    print("\n".join(summary(manifest)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

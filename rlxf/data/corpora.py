@@ -1,0 +1,95 @@
+"""IMDB reviews and HH-RLHF harmless preference pairs, read as they are.
+
+IMDB: `imdb/imdb_train.parquet` and `imdb/imdb_test.parquet` (columns label,id,rating,text,path) become one table
+(label, rating, text, split) with split 'train'/'test' from the file; the text is unchanged (`<br />` tags kept).
+
+HH-RLHF: `hh-rlhf/harmless-base_test.jsonl.gz`, one JSON object per line with `chosen` and `rejected`
+conversations ("\\n\\nHuman: ... \\n\\nAssistant: ..."). `prompt` is their shared prefix cut back to the end of its
+last "\\n\\nAssistant:" marker, so that `prompt + chosen_response == chosen` and likewise for `rejected`.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+import pandas as pd
+
+IMDB_FILES = {"train": "imdb_train.parquet", "test": "imdb_test.parquet"}
+IMDB_COLUMNS = ("label", "rating", "text")
+HH_COLUMNS = ("chosen", "rejected")
+ASSISTANT = "\n\nAssistant:"
+
+
+def read_imdb(imdb_dir: Path) -> tuple[pd.DataFrame, dict]:
+    """Both IMDB parquet files as one table (label, rating, text, split) and its manifest section."""
+    parts = []
+    for split, name in IMDB_FILES.items():
+        path = Path(imdb_dir) / name
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: IMDB file not found (expected parquet with columns label,text,rating)")
+        frame = pd.read_parquet(path)
+        missing = [column for column in IMDB_COLUMNS if column not in frame.columns]
+        if missing:
+            found = ",".join(map(str, frame.columns))
+            raise ValueError(f"{path}: missing column(s) {','.join(missing)}; found {found}")
+        bad = ~frame["label"].isin([0, 1])
+        if bad.any():
+            row = int(bad.to_numpy().argmax())
+            raise ValueError(
+                f"{path}: row {row + 1} has label {frame['label'].iloc[row]!r}; expected 0 (negative) or 1 (positive)"
+            )
+        parts.append(frame[list(IMDB_COLUMNS)].assign(split=split))
+    imdb = pd.concat(parts, ignore_index=True).astype({"label": "int64", "rating": "int64", "text": str})
+    stats = {
+        "rows": len(imdb),
+        "split": {split: int((imdb["split"] == split).sum()) for split in IMDB_FILES},
+        "by_label": {str(label): int(n) for label, n in imdb["label"].value_counts().sort_index().items()},
+    }
+    return imdb, stats
+
+
+def shared_prompt(chosen: str, rejected: str) -> str:
+    """The common prefix of two conversations up to and including its last '\\n\\nAssistant:' marker."""
+    prefix = os.path.commonprefix([chosen, rejected])
+    end = prefix.rfind(ASSISTANT)
+    return prefix[: end + len(ASSISTANT)] if end >= 0 else ""
+
+
+def read_hh(path: Path) -> tuple[pd.DataFrame, dict]:
+    """HH-RLHF pairs (prompt, chosen, rejected, chosen_response, rejected_response) and their manifest section."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: HH-RLHF file not found (expected gzipped JSON lines with chosen, rejected)")
+    try:
+        with gzip.open(path, "rt", encoding="utf-8") as lines:
+            rows = _hh_rows(lines, path)
+    except (gzip.BadGzipFile, EOFError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path}: not a readable gzip file of UTF-8 JSON lines ({error})") from None
+    if not rows:
+        raise ValueError(f"{path}: no preference pairs (expected JSON lines with 'chosen' and 'rejected')")
+    hh = pd.DataFrame(rows, columns=["prompt", "chosen", "rejected", "chosen_response", "rejected_response"])
+    stats = {"rows": len(hh), "prompt_turns_mean": round(float(hh["prompt"].str.count("Human:").mean()), 3)}
+    return hh, stats
+
+
+def _hh_rows(lines: Iterable[str], path: Path) -> list[tuple[str, ...]]:
+    rows = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path}: line {number} is not JSON ({error.msg})") from None
+        if not isinstance(record, dict) or not all(isinstance(record.get(key), str) for key in HH_COLUMNS):
+            raise ValueError(f"{path}: line {number}: expected an object with string fields 'chosen' and 'rejected'")
+        chosen, rejected = record["chosen"], record["rejected"]
+        prompt = shared_prompt(chosen, rejected)
+        if not prompt:
+            raise ValueError(f"{path}: line {number}: chosen and rejected share no '{ASSISTANT.strip()}' prefix")
+        rows.append((prompt, chosen, rejected, chosen[len(prompt) :], rejected[len(prompt) :]))
+    return rows

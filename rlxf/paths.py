@@ -1,0 +1,39 @@
+"""Where things live: repository root, artifacts, real data, model cache, figures."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def artifacts_dir() -> Path:
+    """Git-ignored directory for caches, checkpoints, adapters, executed notebooks and logs."""
+    return Path(os.environ.get("RLXF_ARTIFACTS_DIR") or REPO_ROOT / "artifacts")
+
+
+def model_cache_dir() -> Path:
+    """Where converted models (e.g. SmolLM2 from GGUF to safetensors) are cached across clones."""
+    return Path(os.environ.get("RLXF_CACHE_DIR") or Path.home() / ".cache" / "rlxf" / "models")
+
+
+def figures_dir() -> Path:
+    """The committed figures of the demo and gpu profiles."""
+    return REPO_ROOT / "figures"
+
+
+def resolve_data_dir(explicit: str | os.PathLike | None = None) -> Path | None:
+    """The real-data directory: the explicit one, else $RLXF_DATA_DIR, else ../shared/data beside the repo, else None.
+
+    An explicit or environment directory that does not exist is an error (a typo should not silently fall back
+    to fixtures); only the implicit ../shared/data may be absent.
+    """
+    for origin, value in (("data_dir parameter", explicit), ("RLXF_DATA_DIR", os.environ.get("RLXF_DATA_DIR"))):
+        if value not in (None, ""):
+            path = Path(value).expanduser()
+            if not path.is_dir():
+                raise FileNotFoundError(f"{origin} points to {str(path)!r}, which is not a directory")
+            return path.resolve()
+    shared = REPO_ROOT.parent / "shared" / "data"
+    return shared.resolve() if shared.is_dir() else None

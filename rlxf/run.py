@@ -1,0 +1,267 @@
+"""Batch runner: execute the numbered notebooks headless with papermill, parameters from a profile YAML.
+
+    python -m rlxf.run --profile {smoke,demo,gpu} [--only 01 03] [-p key=value] [-p 02:key=value]
+
+Papermill only warns about parameters a notebook does not declare; here that is an error, raised before any
+notebook runs. The run stops at the first failing notebook and names the notebook and the cell. Executed
+notebooks are kept under the profile's artifacts directory; a summary table is printed and saved as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from rlxf.paths import REPO_ROOT
+
+NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
+CONFIGS_DIR = REPO_ROOT / "configs"
+PROFILES = ("smoke", "demo", "gpu")
+# Parameters the runner passes to every notebook; STYLE.md asks every notebook to declare them.
+COMMON_PARAMS = ("profile", "seed", "data_dir", "artifacts_dir", "figures_dir")
+_NOTEBOOK_NAME = re.compile(r"^(\d\d)_[a-z0-9_]+\.ipynb$")
+
+
+class RunnerError(RuntimeError):
+    """A run that cannot start or did not finish; the message says which notebook, cell or parameter."""
+
+
+@dataclass
+class Profile:
+    """A profile YAML read and checked: where things go and which parameters each notebook gets."""
+
+    name: str
+    figures_dir: Path
+    artifacts_dir: Path
+    params: dict[str, Any]
+    notebooks: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass
+class NotebookRun:
+    """One executed notebook: what ran, for how long, what it wrote."""
+
+    key: str
+    notebook: str
+    seconds: float
+    figures: list[str]
+    output: str
+    status: str = "ok"
+
+
+def discover_notebooks(notebooks_dir: Path = NOTEBOOKS_DIR) -> dict[str, Path]:
+    """The numbered notebooks `NN_name.ipynb`, keyed by their number, in order."""
+    found: dict[str, Path] = {}
+    for path in sorted(notebooks_dir.glob("*.ipynb")):
+        match = _NOTEBOOK_NAME.match(path.name)
+        if match is None:
+            continue
+        if match.group(1) in found:
+            raise RunnerError(f"two notebooks share the number {match.group(1)}: {found[match.group(1)].name}, {path.name}")
+        found[match.group(1)] = path
+    return found
+
+
+def load_profile(name: str, configs_dir: Path = CONFIGS_DIR) -> Profile:
+    """Read `configs/<name>.yaml` and check its shape."""
+    path = configs_dir / f"{name}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in configs_dir.glob("*.yaml"))
+        raise RunnerError(f"no profile {name!r}: {path} does not exist (known profiles: {', '.join(known)})")
+    raw = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(raw, dict):
+        raise RunnerError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
+    for key in ("figures_dir", "artifacts_dir", "params"):
+        if key not in raw:
+            raise RunnerError(f"{path}: missing the key {key!r}")
+    unknown = set(raw) - {"figures_dir", "artifacts_dir", "params", "notebooks"}
+    if unknown:
+        raise RunnerError(f"{path}: unknown keys {sorted(unknown)}; expected figures_dir, artifacts_dir, params, notebooks")
+    notebooks = raw.get("notebooks") or {}
+    if not isinstance(notebooks, dict) or not all(isinstance(v, dict | type(None)) for v in notebooks.values()):
+        raise RunnerError(f"{path}: 'notebooks' must map a notebook number to a mapping of parameters")
+    return Profile(
+        name=name,
+        figures_dir=(REPO_ROOT / raw["figures_dir"]).resolve(),
+        artifacts_dir=(REPO_ROOT / raw["artifacts_dir"]).resolve(),
+        params=dict(raw["params"]),
+        notebooks={str(k).zfill(2): dict(v or {}) for k, v in notebooks.items()},
+    )
+
+
+def _scalar(value: str) -> Any:
+    """A YAML scalar, except that `1e-4` is a float (PyYAML follows YAML 1.1, which needs `1.0e-4`)."""
+    parsed = yaml.safe_load(value) if value else ""
+    if isinstance(parsed, str):
+        try:
+            return float(parsed)
+        except ValueError:
+            return parsed
+    return parsed
+
+
+def parse_overrides(items: list[str]) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """`key=value` (every selected notebook that declares key) and `NN:key=value` (notebook NN only).
+
+    Values are read as YAML scalars, so `steps=8` is an int and `lr=1e-4` a float.
+    """
+    everywhere: dict[str, Any] = {}
+    per_notebook: dict[str, dict[str, Any]] = {}
+    for item in items:
+        target, sep, value = item.partition("=")
+        if not sep or not target:
+            raise RunnerError(f"-p {item!r}: expected key=value or NN:key=value")
+        parsed = _scalar(value)
+        if ":" in target:
+            number, key = target.split(":", 1)
+            per_notebook.setdefault(number.zfill(2), {})[key] = parsed
+        else:
+            everywhere[target] = parsed
+    return everywhere, per_notebook
+
+
+def plan(
+    profile: Profile,
+    notebooks: dict[str, Path],
+    only: list[str] | None,
+    overrides: list[str],
+) -> list[tuple[str, Path, dict[str, Any]]]:
+    """Select the notebooks and resolve each one's parameters; any undeclared parameter is an error."""
+    import papermill
+
+    selected = list(notebooks)
+    if only:
+        wanted = [o.zfill(2) for o in only]
+        missing = [o for o in wanted if o not in notebooks]
+        if missing:
+            raise RunnerError(f"--only names notebooks that do not exist: {missing}; there are {list(notebooks)}")
+        selected = [k for k in notebooks if k in wanted]
+    everywhere, per_notebook = parse_overrides(overrides)
+    for number in per_notebook:
+        if number not in selected:
+            raise RunnerError(f"-p {number}:...: notebook {number} is not among those selected ({selected})")
+
+    common = dict(profile.params)
+    common["artifacts_dir"] = str(profile.artifacts_dir)
+    common["figures_dir"] = str(profile.figures_dir)
+    steps = []
+    declared_anywhere: set[str] = set()
+    for key in selected:
+        path = notebooks[key]
+        declared = set(papermill.inspect_notebook(str(path)))
+        if not declared:
+            raise RunnerError(f"{path.name}: no cell tagged 'parameters' (every notebook needs exactly one)")
+        declared_anywhere |= declared
+        missing_common = [p for p in COMMON_PARAMS if p not in declared]
+        if missing_common:
+            raise RunnerError(f"{path.name}: its parameters cell does not declare {missing_common}")
+        params = {k: v for k, v in common.items() if k in declared}
+        undeclared_common = sorted(set(common) - declared)
+        if undeclared_common:
+            raise RunnerError(f"profile {profile.name}: params {undeclared_common} are not declared by {path.name}")
+        for source, extra in ((f"configs/{profile.name}.yaml", profile.notebooks.get(key, {})),
+                              ("-p", per_notebook.get(key, {}))):
+            unknown = sorted(set(extra) - declared)
+            if unknown:
+                raise RunnerError(
+                    f"{source}: {path.name} does not declare the parameter(s) {unknown}; it declares {sorted(declared)}"
+                )
+            params.update(extra)
+        params.update({k: v for k, v in everywhere.items() if k in declared})
+        steps.append((key, path, params))
+    unknown_everywhere = sorted(set(everywhere) - declared_anywhere)
+    if unknown_everywhere:
+        raise RunnerError(f"-p: no selected notebook declares the parameter(s) {unknown_everywhere}")
+    return steps
+
+
+def _figures_since(figures_dir: Path, key: str, since: float) -> list[str]:
+    return sorted(p.name for p in figures_dir.glob(f"{key}_*.png") if p.stat().st_mtime >= since)
+
+
+def execute(profile: Profile, steps: list[tuple[str, Path, dict[str, Any]]], *, log_output: bool = False) -> list[NotebookRun]:
+    """Run the planned notebooks in order; stop at the first failure with the notebook and cell named."""
+    import papermill
+    from papermill.exceptions import PapermillExecutionError
+
+    out_dir = profile.artifacts_dir / "notebooks"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    profile.figures_dir.mkdir(parents=True, exist_ok=True)
+    runs: list[NotebookRun] = []
+    for key, path, params in steps:
+        output = out_dir / path.name
+        print(f"[rlxf.run] {path.name}  ({profile.name}; {len(params)} parameters)", flush=True)
+        started = time.time()
+        try:
+            papermill.execute_notebook(
+                str(path), str(output), parameters=params, cwd=str(path.parent),
+                kernel_name="python3", progress_bar=False, log_output=log_output,
+            )
+        except PapermillExecutionError as err:
+            seconds = time.time() - started
+            runs.append(NotebookRun(key, path.name, seconds, [], str(output), status="failed"))
+            _write_summary(profile, runs)
+            raise RunnerError(
+                f"{path.name} failed at cell {err.cell_index} (execution count {err.exec_count}) after {seconds:.0f} s: "
+                f"{err.ename}: {err.evalue}\nexecuted copy with the traceback: {output}"
+            ) from None
+        seconds = time.time() - started
+        runs.append(NotebookRun(key, path.name, seconds, _figures_since(profile.figures_dir, key, started), str(output)))
+    _write_summary(profile, runs)
+    return runs
+
+
+def _write_summary(profile: Profile, runs: list[NotebookRun]) -> None:
+    path = profile.artifacts_dir / "run_summary.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps([r.__dict__ for r in runs], indent=2) + "\n")
+
+
+def summary_table(runs: list[NotebookRun]) -> str:
+    """A plain-text table: notebook, status, seconds, figures written."""
+    rows = [("notebook", "status", "seconds", "figures written")]
+    rows += [(r.notebook, r.status, f"{r.seconds:.1f}", ", ".join(r.figures) or "-") for r in runs]
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    return "\n".join(
+        "  ".join(cell.ljust(widths[i]) if i < 3 else cell for i, cell in enumerate(row)) for row in rows
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m rlxf.run", description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", required=True, choices=PROFILES, help="parameter set: configs/<profile>.yaml")
+    parser.add_argument("--only", nargs="+", metavar="NN", help="run only these notebooks (by number)")
+    parser.add_argument("-p", "--param", action="append", default=[], metavar="[NN:]key=value",
+                        help="override a parameter (YAML value); NN: limits it to one notebook")
+    parser.add_argument("--list", action="store_true", help="list the notebooks and their parameters, run nothing")
+    parser.add_argument("--log-output", action="store_true", help="stream the notebooks' output to this terminal")
+    args = parser.parse_args(argv)
+    try:
+        profile = load_profile(args.profile)
+        notebooks = discover_notebooks()
+        if not notebooks:
+            raise RunnerError(f"no numbered notebooks in {NOTEBOOKS_DIR}")
+        steps = plan(profile, notebooks, args.only, args.param)
+        if args.list:
+            for _key, path, params in steps:
+                print(f"{path.name}: {params}")
+            return 0
+        runs = execute(profile, steps, log_output=args.log_output)
+    except RunnerError as err:
+        print(f"[rlxf.run] error: {err}", file=sys.stderr)
+        return 1
+    print("\n" + summary_table(runs))
+    print(f"\nexecuted notebooks: {profile.artifacts_dir / 'notebooks'}; figures: {profile.figures_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

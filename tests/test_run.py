@@ -1,0 +1,113 @@
+"""The batch runner: profiles, parameter checking, failure reporting, and notebook 01 on the smoke profile."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_notebook
+
+from rlxf import run
+from rlxf.paths import REPO_ROOT
+
+
+def _notebook(path: Path, body: str, params: str | None = None) -> Path:
+    if params is None:
+        params = 'profile = "x"\nseed = 0\ndata_dir = ""\nartifacts_dir = ""\nfigures_dir = ""\nsteps = 1\n'
+    nb = new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    cell = new_code_cell(params)
+    cell.metadata["tags"] = ["parameters"]
+    nb.cells = [cell, new_code_cell(body)]
+    nbformat.write(nb, path)
+    return path
+
+
+def _profile(tmp_path: Path, **notebooks) -> run.Profile:
+    return run.Profile("t", tmp_path / "figures", tmp_path / "artifacts", {"profile": "t", "seed": 1, "data_dir": ""},
+                       notebooks)
+
+
+def test_profiles_load_and_declare_only_known_keys():
+    for name in run.PROFILES:
+        profile = run.load_profile(name)
+        assert profile.params["profile"] == name
+        assert set(profile.params) | {"artifacts_dir", "figures_dir"} == set(run.COMMON_PARAMS)
+    assert run.load_profile("smoke").figures_dir != run.load_profile("demo").figures_dir, "smoke must not overwrite"
+
+
+def test_unknown_profile_names_the_file(tmp_path):
+    with pytest.raises(run.RunnerError, match=r"no profile 'nope'.*nope\.yaml"):
+        run.load_profile("nope")
+
+
+def test_overrides_are_yaml_values():
+    everywhere, per_nb = run.parse_overrides(["steps=8", "lr=1e-4", "2:name=abc", "flag=false"])
+    assert everywhere == {"steps": 8, "lr": 1e-4, "flag": False}
+    assert per_nb == {"02": {"name": "abc"}}
+    with pytest.raises(run.RunnerError, match="key=value"):
+        run.parse_overrides(["steps"])
+
+
+def test_undeclared_parameter_is_an_error(tmp_path):
+    notebooks = {"01": _notebook(tmp_path / "01_a.ipynb", "print(steps)")}
+    profile = _profile(tmp_path)
+    assert run.plan(profile, notebooks, None, ["steps=3"])[0][2]["steps"] == 3
+    with pytest.raises(run.RunnerError, match=r"no selected notebook declares.*\['stepz'\]"):
+        run.plan(profile, notebooks, None, ["stepz=3"])
+    with pytest.raises(run.RunnerError, match=r"01_a.ipynb does not declare.*\['lr'\]"):
+        run.plan(profile, notebooks, None, ["01:lr=3"])
+    with pytest.raises(run.RunnerError, match=r"configs/t.yaml: 01_a.ipynb does not declare.*\['epochs'\]"):
+        run.plan(_profile(tmp_path, **{"01": {"epochs": 2}}), notebooks, None, [])
+
+
+def test_notebook_without_common_parameters_is_an_error(tmp_path):
+    notebooks = {"01": _notebook(tmp_path / "01_a.ipynb", "pass", params="seed = 0\n")}
+    with pytest.raises(run.RunnerError, match=r"01_a.ipynb: its parameters cell does not declare.*profile"):
+        run.plan(_profile(tmp_path), notebooks, None, [])
+
+
+def test_only_selects_and_rejects_unknown_numbers(tmp_path):
+    notebooks = {k: _notebook(tmp_path / f"{k}_n.ipynb", "pass") for k in ("01", "02", "03")}
+    assert [k for k, _, _ in run.plan(_profile(tmp_path), notebooks, ["3", "01"], [])] == ["01", "03"]
+    with pytest.raises(run.RunnerError, match=r"do not exist: \['09'\]"):
+        run.plan(_profile(tmp_path), notebooks, ["09"], [])
+
+
+def test_first_failure_stops_the_run_and_names_notebook_and_cell(tmp_path):
+    notebooks = {
+        "01": _notebook(tmp_path / "01_ok.ipynb", "from pathlib import Path\nPath(artifacts_dir, 'ran01').write_text('y')"),
+        "02": _notebook(tmp_path / "02_bad.ipynb", "raise ValueError('boom in 02')"),
+        "03": _notebook(tmp_path / "03_never.ipynb", "from pathlib import Path\nPath(artifacts_dir, 'ran03').write_text('y')"),
+    }
+    profile = _profile(tmp_path)
+    steps = run.plan(profile, notebooks, None, [])
+    with pytest.raises(run.RunnerError) as err:
+        run.execute(profile, steps)
+    message = str(err.value)
+    assert "02_bad.ipynb failed at cell" in message and "ValueError: boom in 02" in message
+    assert (profile.artifacts_dir / "ran01").exists() and not (profile.artifacts_dir / "ran03").exists()
+    assert (profile.artifacts_dir / "notebooks" / "02_bad.ipynb").exists(), "the failed notebook is kept for reading"
+    statuses = [r["status"] for r in json.loads((profile.artifacts_dir / "run_summary.json").read_text())]
+    assert statuses == ["ok", "failed"]
+
+
+def test_summary_table_lists_figures():
+    table = run.summary_table([run.NotebookRun("01", "01_x.ipynb", 1.25, ["01_a.png"], "out")])
+    assert "01_x.ipynb" in table and "1.2" in table and "01_a.png" in table
+
+
+def test_notebook_01_runs_on_the_smoke_profile(capsys):
+    committed = {p: p.stat().st_mtime for p in (REPO_ROOT / "figures").glob("01_*.png")}
+    assert run.main(["--profile", "smoke", "--only", "01"]) == 0
+    out = capsys.readouterr().out
+    assert "01_data_hydration.ipynb" in out and "01_class_balance.png" in out
+    smoke = run.load_profile("smoke")
+    for name in ("01_class_balance", "01_text_lengths", "01_party_words", "01_plato_turns", "01_mona_labels"):
+        assert (smoke.figures_dir / f"{name}.png").stat().st_size > 10_000
+    executed = nbformat.read(smoke.artifacts_dir / "notebooks" / "01_data_hydration.ipynb", as_version=4)
+    text = json.dumps([c.get("outputs", []) for c in executed.cells])
+    assert "FIXTURE CORPORA" in text, "the smoke run must say loudly that it used the fixtures"
+    assert {p: p.stat().st_mtime for p in (REPO_ROOT / "figures").glob("01_*.png")} == committed
