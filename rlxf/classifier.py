@@ -1,0 +1,445 @@
+"""Text classifiers: fine-tune with a (class-weighted) Trainer, predict, evaluate against baselines, calibrate, save.
+
+Class imbalance is handled, not hidden: `class_weights="balanced"` weights the cross-entropy by
+n / (n_classes * n_c) (scikit-learn's rule), so for the House tweets (Democrat 2 : 1 Republican) a Republican
+tweet counts twice as much as a Democrat one; `ClassifierResult.class_counts` and `.class_weights` record both.
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn import metrics as skm
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, Trainer, TrainingArguments
+from transformers.data.data_collator import DataCollatorWithPadding
+
+from rlxf.checkpoint import atomic_dir
+
+
+@dataclass
+class ClassifierSettings:
+    """How to fine-tune a sequence classifier with `train_classifier`."""
+
+    epochs: float = 1.0
+    """passes over the training texts"""
+    max_steps: int = -1
+    """stop after this many optimizer steps (-1: run all epochs); the smoke profile sets a small number"""
+    learning_rate: float = 5e-5
+    """AdamW learning rate (linear decay to 0)"""
+    batch_size: int = 16
+    """training texts per device per step"""
+    gradient_accumulation_steps: int = 1
+    """micro-batches summed per optimizer step"""
+    eval_batch_size: int = 64
+    """texts per forward pass when evaluating"""
+    max_length: int = 128
+    """tokens per text; longer texts are truncated at the end"""
+    weight_decay: float = 0.0
+    """AdamW weight decay"""
+    warmup_steps: int = 0
+    """linear learning-rate warm-up steps"""
+    logging_steps: int = 10
+    """record the training loss every this many steps"""
+    seed: int = 0
+    """seed for the head initialisation order, shuffling and dropout"""
+    output_dir: str | None = None
+    """Trainer's scratch directory (no checkpoints are written); None: a temporary directory"""
+
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "gradient_accumulation_steps", "eval_batch_size", "max_length", "logging_steps"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"ClassifierSettings.{name} must be >= 1, got {getattr(self, name)}")
+        if self.max_steps == 0 or self.max_steps < -1:
+            raise ValueError(f"ClassifierSettings.max_steps must be -1 (use epochs) or >= 1, got {self.max_steps}")
+        if not self.epochs > 0:
+            raise ValueError(f"ClassifierSettings.epochs must be > 0, got {self.epochs}")
+        if not self.learning_rate > 0:
+            raise ValueError(f"ClassifierSettings.learning_rate must be > 0, got {self.learning_rate}")
+
+
+@dataclass
+class ClassifierResult:
+    """What `train_classifier` returns: the trained model and plain-data history."""
+
+    model: torch.nn.Module
+    tokenizer: object
+    history: list[dict]
+    """one dict per logged step: `step`, `epoch` and `loss` (training) or `eval_loss`"""
+    seconds: float
+    class_counts: list[int]
+    """training texts per class index"""
+    class_weights: list[float] | None
+    """cross-entropy weight per class index, None when unweighted"""
+    settings: ClassifierSettings = field(repr=False)
+
+
+def check_texts(texts: Sequence[str], what: str) -> list[str]:
+    """A list of strings, or a TypeError naming the first bad index."""
+    if isinstance(texts, str):
+        raise TypeError(f"{what} must be a list of strings, got a single str (wrap it in a list)")
+    texts = list(texts)
+    for index, text in enumerate(texts):
+        if not isinstance(text, str):
+            raise TypeError(f"{what}[{index}] must be a str, got {type(text).__name__}")
+    return texts
+
+
+def check_labels(labels: Sequence, n: int, num_labels: int, what: str) -> np.ndarray:
+    """Integer class indices in [0, num_labels), one per text; NaN (e.g. MONA 'not assessed') is an error."""
+    values = np.asarray(labels, dtype=float)
+    if values.ndim != 1 or len(values) != n:
+        raise ValueError(f"{what} has {len(values)} entries (shape {values.shape}), expected {n}: one per text")
+    bad = ~np.isfinite(values) | (values != np.round(values)) | (values < 0) | (values >= num_labels)
+    if bad.any():
+        index = int(np.flatnonzero(bad)[0])
+        raise ValueError(
+            f"{what}[{index}] is {values[index]!r}; expected an integer class index in 0..{num_labels - 1} "
+            "(drop unlabelled rows such as MONA's not-assessed conditions first)"
+        )
+    return values.astype(np.int64)
+
+
+def balanced_class_weights(labels: np.ndarray, num_labels: int) -> np.ndarray:
+    """n / (num_labels * n_c) per class (scikit-learn's 'balanced'); every class must occur."""
+    counts = np.bincount(labels, minlength=num_labels)
+    if (counts == 0).any():
+        missing = np.flatnonzero(counts == 0).tolist()
+        raise ValueError(f"class(es) {missing} never occur in the training labels: cannot balance class weights")
+    return len(labels) / (num_labels * counts)
+
+
+class _EncodedTexts(torch.utils.data.Dataset):
+    """Tokenised texts (unpadded) with optional labels, for Trainer and DataCollatorWithPadding."""
+
+    def __init__(self, tokenizer, texts: list[str], labels: np.ndarray | None, max_length: int):
+        self.encodings = tokenizer(texts, truncation=True, max_length=max_length)
+        self.labels = labels
+
+    def __len__(self) -> int:
+        return len(self.encodings["input_ids"])
+
+    def __getitem__(self, index: int) -> dict:
+        item = {key: values[index] for key, values in self.encodings.items()}
+        if self.labels is not None:
+            item["labels"] = int(self.labels[index])
+        return item
+
+
+def _weighted_cross_entropy(weights: torch.Tensor):
+    """A Trainer `compute_loss_func`: class-weighted cross-entropy, normalised per example across accumulation."""
+
+    def loss_func(outputs, labels, num_items_in_batch=None):
+        logits = outputs["logits"] if isinstance(outputs, dict) else outputs[0]
+        per_example = torch.nn.functional.cross_entropy(
+            logits.float(), labels, weight=weights.to(logits.device), reduction="none"
+        )
+        # Trainer treats a compute_loss_func loss as already normalised over the whole accumulated batch.
+        if num_items_in_batch is not None:
+            return per_example.sum() / num_items_in_batch
+        return per_example.mean()
+
+    return loss_func
+
+
+def train_classifier(
+    model,
+    tokenizer,
+    train_texts: Sequence[str],
+    train_labels: Sequence,
+    *,
+    eval_texts: Sequence[str] | None = None,
+    eval_labels: Sequence | None = None,
+    settings: ClassifierSettings,
+    class_weights: str | Sequence[float] | None = "balanced",
+) -> ClassifierResult:
+    """Fine-tune a sequence classifier (all its parameters) with transformers' Trainer; fp32 unless the model is not.
+
+    `class_weights`: "balanced" (see the module docstring), None (plain cross-entropy) or one weight per class.
+    The eval texts, when given, are scored at the end of every epoch and once more at the end of training.
+    """
+    num_labels = int(model.config.num_labels)
+    train_texts = check_texts(train_texts, "train_texts")
+    if not train_texts:
+        raise ValueError("train_texts is empty: expected at least one training text")
+    labels = check_labels(train_labels, len(train_texts), num_labels, "train_labels")
+    if (eval_texts is None) != (eval_labels is None):
+        raise ValueError("give both eval_texts and eval_labels, or neither")
+    eval_set = None
+    if eval_texts is not None:
+        eval_texts = check_texts(eval_texts, "eval_texts")
+        eval_set = _EncodedTexts(
+            tokenizer, eval_texts, check_labels(eval_labels, len(eval_texts), num_labels, "eval_labels"),
+            settings.max_length,
+        )
+    if tokenizer.pad_token is None:
+        raise ValueError("the tokenizer has no pad token: set tokenizer.pad_token before training")
+    low_precision = {str(p.dtype) for p in model.parameters() if p.dtype != torch.float32}
+    if low_precision and not torch.cuda.is_available():
+        raise ValueError(f"the model has {sorted(low_precision)} weights: train in fp32 on CPU (load it with dtype='fp32')")
+
+    counts = np.bincount(labels, minlength=num_labels)
+    if isinstance(class_weights, str):
+        if class_weights != "balanced":
+            raise ValueError(f"class_weights must be 'balanced', None or one weight per class, got {class_weights!r}")
+        weights = balanced_class_weights(labels, num_labels)
+    elif class_weights is None:
+        weights = None
+    else:
+        weights = np.asarray(class_weights, dtype=float)
+        if weights.shape != (num_labels,) or not (weights > 0).all():
+            raise ValueError(f"class_weights must be {num_labels} positive numbers, got {list(class_weights)}")
+
+    with tempfile.TemporaryDirectory(prefix="rlxf-classifier-") as scratch:
+        args = TrainingArguments(
+            output_dir=settings.output_dir or scratch,
+            num_train_epochs=settings.epochs,
+            max_steps=settings.max_steps,
+            learning_rate=settings.learning_rate,
+            per_device_train_batch_size=settings.batch_size,
+            per_device_eval_batch_size=settings.eval_batch_size,
+            gradient_accumulation_steps=settings.gradient_accumulation_steps,
+            weight_decay=settings.weight_decay,
+            warmup_steps=settings.warmup_steps,
+            logging_steps=settings.logging_steps,
+            logging_first_step=True,
+            eval_strategy="epoch" if eval_set is not None else "no",
+            save_strategy="no",
+            report_to="none",
+            bf16=False,  # mixed precision off: CPUs have no fast bf16 and the study's classifiers are small
+            fp16=False,
+            seed=settings.seed,
+            dataloader_num_workers=0,
+            dataloader_pin_memory=torch.cuda.is_available(),
+        )
+        trainer = Trainer(
+            model=model,
+            args=args,
+            train_dataset=_EncodedTexts(tokenizer, train_texts, labels, settings.max_length),
+            eval_dataset=eval_set,
+            data_collator=DataCollatorWithPadding(tokenizer),
+            compute_loss_func=None if weights is None else _weighted_cross_entropy(torch.tensor(weights).float()),
+        )
+        start = time.perf_counter()
+        trainer.train()
+        final_step = trainer.state.global_step
+        evaluated = any("eval_loss" in row and row.get("step") == final_step for row in trainer.state.log_history)
+        if eval_set is not None and not evaluated:
+            trainer.evaluate()
+        seconds = time.perf_counter() - start
+
+    history = [
+        {key: row[key] for key in ("step", "epoch", "loss", "eval_loss") if key in row}
+        for row in trainer.state.log_history
+        if "loss" in row or "eval_loss" in row
+    ]
+    trained = trainer.model
+    trained.eval()
+    return ClassifierResult(
+        model=trained,
+        tokenizer=tokenizer,
+        history=history,
+        seconds=seconds,
+        class_counts=counts.tolist(),
+        class_weights=None if weights is None else [float(w) for w in weights],
+        settings=settings,
+    )
+
+
+@torch.no_grad()
+def predict_logits(model, tokenizer, texts: Sequence[str], batch_size: int = 32, max_length: int = 512) -> np.ndarray:
+    """Raw logits, shape (n, num_labels), batched without gradients on the model's device; order kept."""
+    texts = check_texts(texts, "texts")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    num_labels = int(model.config.num_labels)
+    if not texts:
+        return np.zeros((0, num_labels), dtype=np.float32)
+    if tokenizer.pad_token is None and len(texts) > 1:
+        raise ValueError("the tokenizer has no pad token: set tokenizer.pad_token to score texts in batches")
+    encoded = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
+    for index, ids in enumerate(encoded):
+        if not ids:
+            raise ValueError(
+                f"texts[{index}] ({texts[index]!r}) encodes to no tokens: this tokenizer adds no special tokens, "
+                "so an empty text cannot be scored"
+            )
+    device = next(model.parameters()).device
+    # Sorting by length keeps padding (and CPU time) small; the result goes back to the input order.
+    order = np.argsort([len(ids) for ids in encoded], kind="stable")
+    logits = np.zeros((len(texts), num_labels), dtype=np.float32)
+    was_training = model.training
+    model.eval()
+    try:
+        for start in range(0, len(texts), batch_size):
+            rows = order[start : start + batch_size]
+            # Right padding: sequence-classification heads on causal LMs read the last non-pad token.
+            batch = tokenizer.pad(
+                {"input_ids": [encoded[i] for i in rows]}, padding=True, padding_side="right", return_tensors="pt"
+            ).to(device)
+            logits[rows] = model(**batch).logits.float().cpu().numpy()
+    finally:
+        model.train(was_training)
+    return logits
+
+
+def predict_proba(model, tokenizer, texts: Sequence[str], batch_size: int = 32, max_length: int = 512) -> np.ndarray:
+    """Class probabilities (softmax of the logits), shape (n, num_labels)."""
+    logits = predict_logits(model, tokenizer, texts, batch_size=batch_size, max_length=max_length)
+    return torch.softmax(torch.from_numpy(logits), dim=-1).numpy()
+
+
+def _check_scores(y_true: Sequence, proba) -> tuple[np.ndarray, np.ndarray]:
+    """y_true as ints and proba as (n, K): a 1-d proba is P(class 1) of a binary problem."""
+    proba = np.asarray(proba, dtype=float)
+    if proba.ndim == 1:
+        proba = np.stack([1.0 - proba, proba], axis=1)
+    if proba.ndim != 2 or proba.shape[1] < 2:
+        raise ValueError(f"proba must be shape (n,) or (n, n_classes >= 2), got {proba.shape}")
+    if not np.isfinite(proba).all() or (proba < 0).any() or (proba > 1).any():
+        raise ValueError("proba must hold probabilities in [0, 1]")
+    y = check_labels(y_true, len(proba), proba.shape[1], "y_true")
+    if len(y) == 0:
+        raise ValueError("y_true is empty: expected at least one example")
+    return y, proba
+
+
+def classification_report(y_true: Sequence, proba, labels: Sequence[str] | None = None) -> dict:
+    """Accuracy, per-class and macro precision/recall/F1, ROC-AUC and the confusion matrix (rows true, cols predicted).
+
+    `proba` is (n, n_classes) or, for two classes, P(class 1) of shape (n,); predictions are the argmax.
+    ROC-AUC is NaN when y_true holds a single class. Zero-division precision/recall count as 0.
+    """
+    y, proba = _check_scores(y_true, proba)
+    k = proba.shape[1]
+    names = [str(i) for i in range(k)] if labels is None else [str(name) for name in labels]
+    if len(names) != k:
+        raise ValueError(f"labels has {len(names)} names, expected {k} (one per class)")
+    predicted = proba.argmax(axis=1)
+    precision, recall, f1, support = skm.precision_recall_fscore_support(
+        y, predicted, labels=list(range(k)), zero_division=0
+    )
+    if len(np.unique(y)) < 2:
+        auc = math.nan
+    elif k == 2:
+        auc = float(skm.roc_auc_score(y, proba[:, 1]))
+    else:
+        auc = float(skm.roc_auc_score(y, proba, multi_class="ovr", labels=list(range(k))))
+    return {
+        "n": int(len(y)),
+        "accuracy": float((predicted == y).mean()),
+        "per_class": {
+            name: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
+            for name, p, r, f, s in zip(names, precision, recall, f1, support, strict=True)
+        },
+        "macro_precision": float(precision.mean()),
+        "macro_recall": float(recall.mean()),
+        "macro_f1": float(f1.mean()),
+        "roc_auc": auc,
+        "confusion_matrix": skm.confusion_matrix(y, predicted, labels=list(range(k))).tolist(),
+        "labels": names,
+    }
+
+
+def baselines(
+    train_texts: Sequence[str],
+    train_labels: Sequence,
+    test_texts: Sequence[str],
+    test_labels: Sequence,
+    *,
+    labels: Sequence[str] | None = None,
+    class_weight: str | None = "balanced",
+    seed: int = 0,
+) -> dict:
+    """Reports (as `classification_report`) of a majority-class baseline and of TF-IDF (1-2 grams) + logistic regression.
+
+    The majority baseline predicts the training class frequencies for every text, so its ROC-AUC is 0.5.
+    """
+    train_texts, test_texts = check_texts(train_texts, "train_texts"), check_texts(test_texts, "test_texts")
+    if labels is not None:
+        k = len(labels)
+    else:
+        observed = np.concatenate([np.asarray(train_labels, dtype=float), np.asarray(test_labels, dtype=float)])
+        observed = observed[np.isfinite(observed)]
+        k = max(2, int(observed.max()) + 1) if observed.size else 2
+    y_train = check_labels(train_labels, len(train_texts), k, "train_labels")
+    y_test = check_labels(test_labels, len(test_texts), k, "test_labels")
+    if len(np.unique(y_train)) < 2:
+        raise ValueError("train_labels hold a single class: a classifier baseline needs at least two")
+    frequencies = np.bincount(y_train, minlength=k) / len(y_train)
+    majority = np.tile(frequencies, (len(y_test), 1))
+    vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1)
+    regression = LogisticRegression(max_iter=2000, class_weight=class_weight, random_state=seed)
+    regression.fit(vectorizer.fit_transform(train_texts), y_train)
+    tfidf = np.zeros((len(y_test), k))
+    tfidf[:, regression.classes_] = regression.predict_proba(vectorizer.transform(test_texts))
+    return {
+        "majority": classification_report(y_test, majority, labels=labels),
+        "tfidf_logreg": classification_report(y_test, tfidf, labels=labels),
+    }
+
+
+@dataclass
+class Calibration:
+    """A reliability table and its expected calibration error."""
+
+    table: pd.DataFrame
+    """one row per equal-width bin: bin_lower, bin_upper, mean_predicted, observed_frequency, count"""
+    ece: float
+    """expected calibration error: sum over bins of count/n * |mean_predicted - observed_frequency|"""
+
+
+def calibration(y_true: Sequence, proba, n_bins: int = 10) -> Calibration:
+    """Reliability of P(class 1) for a binary problem, in `n_bins` equal-width bins (the last one includes 1.0)."""
+    if n_bins < 1:
+        raise ValueError(f"n_bins must be >= 1, got {n_bins}")
+    y, proba = _check_scores(y_true, proba)
+    if proba.shape[1] != 2:
+        raise ValueError(f"calibration is for binary problems; proba has {proba.shape[1]} classes")
+    p = proba[:, 1]
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
+    bins = np.clip(np.digitize(p, edges[1:-1], right=False), 0, n_bins - 1)
+    rows = []
+    for b in range(n_bins):
+        inside = bins == b
+        count = int(inside.sum())
+        rows.append({
+            "bin_lower": float(edges[b]),
+            "bin_upper": float(edges[b + 1]),
+            "mean_predicted": float(p[inside].mean()) if count else math.nan,
+            "observed_frequency": float(y[inside].mean()) if count else math.nan,
+            "count": count,
+        })
+    table = pd.DataFrame(rows)
+    filled = table[table["count"] > 0]
+    ece = float((filled["count"] / len(y) * (filled["mean_predicted"] - filled["observed_frequency"]).abs()).sum())
+    return Calibration(table=table, ece=ece)
+
+
+def save_classifier(model, tokenizer, directory: str | Path) -> Path:
+    """Write model (safetensors) and tokenizer to `directory`, atomically (a reader never sees half of it)."""
+    directory = Path(directory)
+    with atomic_dir(directory) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+    return directory
+
+
+def load_saved_classifier(directory: str | Path, *, device: str | torch.device | None = None):
+    """(model, tokenizer) written by `save_classifier`, in eval mode, on `device` (default: CPU)."""
+    directory = Path(directory)
+    if not (directory / "config.json").is_file() or not any(directory.glob("*.safetensors")):
+        raise FileNotFoundError(f"{directory}: no saved classifier here (expected config.json and *.safetensors)")
+    model = AutoModelForSequenceClassification.from_pretrained(directory)
+    tokenizer = AutoTokenizer.from_pretrained(directory)
+    model.to(device or "cpu").eval()
+    return model, tokenizer

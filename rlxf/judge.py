@@ -1,0 +1,386 @@
+"""Judge-evaluator rewards (AI feedback): a judge model answers a criterion about a reply; a sentiment classifier
+turns its verdict into +1 / 0 / -1.
+
+Pipeline per (completion, criterion): the judge reads the reply and the criterion and writes reasoning ending in
+a line `Verdict: ...`; the verdict text goes to a sentiment classifier; P(positive) above
+`positive_threshold` scores +1, below `negative_threshold` scores -1, else 0. `Evaluator` combines the criteria
+into one reward in [-1, 1] with the reward signature of `rlxf.rewards`.
+
+Failures are never a silent 0: a reply without a verdict, a timeout, an HTTP error or a malformed response
+scores `fallback_score` (0.0, neutral) and is counted by reason in `Evaluator.stats`, or raises `JudgeError`
+when `on_error="raise"`. `HTTPJudge` reads its API key from the environment at request time and keeps it out
+of every repr, error and statistic (a server that echoes it back is redacted).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import os
+import re
+import time
+import urllib.error
+import urllib.request
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import numpy as np
+
+from rlxf.classifier import predict_proba
+from rlxf.generation import chat_prompt, generate
+from rlxf.models import load_causal_lm
+from rlxf.rewards import RewardFunction
+
+logger = logging.getLogger(__name__)
+
+JUDGE_SYSTEM_PROMPT = "You are a careful, strict judge of chatbot replies. You answer the question you are asked."
+JUDGE_TEMPLATE = (
+    'Here is a reply written by a chatbot:\n"""\n{reply}\n"""\n\n'
+    "Question: {criterion}\n"
+    "Explain your reasoning in one or two sentences. Then write a last line that starts with 'Verdict:' followed by "
+    "your answer as a short sentence, for example 'Verdict: Yes, it clearly does.' or 'Verdict: No, it does not.'"
+)
+# The last "Verdict: ..." in the reply (markdown bold tolerated: "**Verdict:** yes").
+VERDICT_PATTERN = re.compile(r"verdict\s*\**\s*[:\-]\s*\**\s*(.+)", re.IGNORECASE)
+
+
+class JudgeError(RuntimeError):
+    """A judge call failed (or gave no verdict) and the evaluator was asked to raise; `reason` says why."""
+
+    def __init__(self, message: str, reason: str):
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass
+class JudgeReply:
+    """One judge answer: its text, or the reason it failed (`timeout`, `http_500`, `connection`, `bad_response`)."""
+
+    text: str | None
+    error: str | None = None
+    detail: str = ""
+
+
+def parse_verdict(reply: str) -> str | None:
+    """The text after the last `Verdict:` in a judge reply, or None when there is none."""
+    if not isinstance(reply, str):
+        raise TypeError(f"a judge reply must be a str, got {type(reply).__name__}")
+    found = [m.group(1).strip().strip("*").strip() for m in VERDICT_PATTERN.finditer(reply)]
+    found = [text for text in found if text]
+    return found[-1] if found else None
+
+
+def verdict_score(p_positive: float, positive_threshold: float = 0.6, negative_threshold: float = 0.4) -> int:
+    """+1 when P(positive) > positive_threshold, -1 when < negative_threshold, else 0."""
+    if p_positive > positive_threshold:
+        return 1
+    if p_positive < negative_threshold:
+        return -1
+    return 0
+
+
+class LocalJudge:
+    """A local chat model as judge: system prompt + user message through the chat template, greedy decoding."""
+
+    def __init__(self, model, tokenizer, *, system_prompt: str = JUDGE_SYSTEM_PROMPT, max_new_tokens: int = 128,
+                 batch_size: int = 8):
+        if max_new_tokens < 1 or batch_size < 1:
+            raise ValueError(f"max_new_tokens and batch_size must be >= 1, got {max_new_tokens}, {batch_size}")
+        self.model, self.tokenizer = model, tokenizer
+        self.system_prompt, self.max_new_tokens, self.batch_size = system_prompt, max_new_tokens, batch_size
+
+    @classmethod
+    def from_name(cls, name: str = "smollm2-135m-instruct", *, device=None, **kwargs) -> LocalJudge:
+        """A judge on a model from `rlxf.models` (default: the local SmolLM2-135M-Instruct)."""
+        model, tokenizer = load_causal_lm(name, device=device)
+        return cls(model, tokenizer, **kwargs)
+
+    def generate(self, messages: Sequence[str]) -> list[JudgeReply]:
+        """One reply per user message, in order."""
+        texts = [chat_prompt(self.tokenizer, message, system=self.system_prompt) for message in messages]
+        if not texts:
+            return []
+        replies = generate(self.model, self.tokenizer, texts, max_new_tokens=self.max_new_tokens, do_sample=False,
+                           batch_size=self.batch_size, chat=False)
+        return [JudgeReply(text) for text in replies]
+
+    def __repr__(self) -> str:
+        return f"LocalJudge(model={type(self.model).__name__}, max_new_tokens={self.max_new_tokens})"
+
+
+def _chat_completions_url(url: str) -> str:
+    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        raise ValueError(f"judge url must start with http:// or https://, got {url!r}")
+    url = url.rstrip("/")
+    if url.endswith("/chat/completions"):
+        return url
+    return url + ("/chat/completions" if url.endswith("/v1") else "/v1/chat/completions")
+
+
+def _error_body(error: urllib.error.HTTPError) -> str:
+    try:
+        return error.read()[:200].decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+class HTTPJudge:
+    """Any OpenAI-compatible `/v1/chat/completions` endpoint as judge, through the standard library (urllib).
+
+    `url` is the server (`http://host:port`), its `/v1`, or the full endpoint. The key is read from the
+    environment variable `api_key_env` at each request (no key: no Authorization header, for local servers).
+    A timeout, a connection error, HTTP 429 or 5xx is retried `retries` times with a doubling back-off; what still
+    fails comes back as a `JudgeReply` with the reason, never as an exception.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        model_name: str,
+        *,
+        api_key_env: str = "RLXF_JUDGE_API_KEY",
+        timeout_s: float = 30.0,
+        retries: int = 2,
+        backoff_s: float = 1.0,
+        max_tokens: int = 256,
+        temperature: float = 0.0,
+        system_prompt: str = JUDGE_SYSTEM_PROMPT,
+        max_workers: int = 4,
+    ):
+        self.url = _chat_completions_url(url)
+        if not isinstance(model_name, str) or not model_name:
+            raise ValueError(f"model_name must be a non-empty str, got {model_name!r}")
+        if not timeout_s > 0 or retries < 0 or backoff_s < 0 or max_workers < 1 or max_tokens < 1:
+            raise ValueError("need timeout_s > 0, retries >= 0, backoff_s >= 0, max_workers >= 1, max_tokens >= 1")
+        self.model_name, self.api_key_env = model_name, api_key_env
+        self.timeout_s, self.retries, self.backoff_s = timeout_s, retries, backoff_s
+        self.max_tokens, self.temperature = max_tokens, temperature
+        self.system_prompt, self.max_workers = system_prompt, max_workers
+
+    def _redact(self, text: str) -> str:
+        key = os.environ.get(self.api_key_env)
+        return text.replace(key, "***") if key else text
+
+    def _request(self, message: str) -> JudgeReply:
+        body = json.dumps({
+            "model": self.model_name,
+            "messages": [{"role": "system", "content": self.system_prompt}, {"role": "user", "content": message}],
+            "max_tokens": self.max_tokens,
+            "temperature": self.temperature,
+        }).encode()
+        headers = {"Content-Type": "application/json"}
+        key = os.environ.get(self.api_key_env)
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        reason, detail = "connection", ""
+        for attempt in range(self.retries + 1):
+            if attempt:
+                time.sleep(self.backoff_s * 2 ** (attempt - 1))
+            request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
+            try:
+                with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
+                    payload = response.read()
+            except urllib.error.HTTPError as error:
+                reason, detail = f"http_{error.code}", _error_body(error)
+                if error.code != 429 and error.code < 500:
+                    break  # a client error does not go away by asking again
+                continue
+            except TimeoutError as error:
+                reason, detail = "timeout", f"no answer within {self.timeout_s} s ({error})"
+                continue
+            except urllib.error.URLError as error:
+                is_timeout = isinstance(error.reason, TimeoutError)
+                reason, detail = ("timeout" if is_timeout else "connection"), str(error.reason)
+                continue
+            except OSError as error:  # e.g. a connection reset while reading
+                reason, detail = "connection", str(error)
+                continue
+            try:
+                content = json.loads(payload)["choices"][0]["message"]["content"]
+            except (ValueError, KeyError, IndexError, TypeError):
+                return JudgeReply(None, "bad_response", self._redact(payload[:200].decode("utf-8", "replace")))
+            if not isinstance(content, str):
+                return JudgeReply(None, "bad_response", f"message content is {type(content).__name__}, not str")
+            return JudgeReply(self._redact(content))
+        return JudgeReply(None, reason, self._redact(f"{self.url}: {detail}"))
+
+    def generate(self, messages: Sequence[str]) -> list[JudgeReply]:
+        """One reply per user message, in order (requests run `max_workers` at a time)."""
+        with ThreadPoolExecutor(max_workers=self.max_workers) as pool:
+            return list(pool.map(self._request, list(messages)))
+
+    def __repr__(self) -> str:
+        # The key's value never appears here: only the name of the variable it is read from.
+        return (
+            f"HTTPJudge(url={self.url!r}, model_name={self.model_name!r}, api_key_env={self.api_key_env!r}, "
+            f"timeout_s={self.timeout_s}, retries={self.retries})"
+        )
+
+
+class VerdictSentiment:
+    """A sentiment classifier as verdict reader: texts -> P(positive label)."""
+
+    def __init__(self, model, tokenizer, *, positive_label: int = 1, batch_size: int = 32, max_length: int = 128):
+        if not 0 <= positive_label < int(model.config.num_labels):
+            raise ValueError(f"positive_label {positive_label} is not a class of this {model.config.num_labels}-way model")
+        self.model, self.tokenizer = model, tokenizer
+        self.positive_label, self.batch_size, self.max_length = positive_label, batch_size, max_length
+
+    def __call__(self, texts: Sequence[str]) -> np.ndarray:
+        proba = predict_proba(self.model, self.tokenizer, texts, batch_size=self.batch_size, max_length=self.max_length)
+        return proba[:, self.positive_label]
+
+    def __repr__(self) -> str:
+        return f"VerdictSentiment(model={type(self.model).__name__}, positive_label={self.positive_label})"
+
+
+@dataclass
+class EvaluatorSettings:
+    """How an `Evaluator` turns judge verdicts into scores."""
+
+    positive_threshold: float = 0.6
+    """P(positive verdict) above this scores +1"""
+    negative_threshold: float = 0.4
+    """P(positive verdict) below this scores -1 (in between: 0)"""
+    fallback_score: float = 0.0
+    """score of a criterion whose judge call failed or gave no verdict (0.0: neutral); counted in `stats`"""
+    on_error: str = "fallback"
+    """'fallback': use fallback_score and count it; 'raise': raise JudgeError"""
+    template: str = JUDGE_TEMPLATE
+    """the judge's user message; fields {reply}, {criterion} and (optional) {prompt}"""
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.negative_threshold <= self.positive_threshold <= 1.0:
+            raise ValueError(
+                f"need 0 <= negative_threshold <= positive_threshold <= 1, got {self.negative_threshold}, "
+                f"{self.positive_threshold}"
+            )
+        if not -1.0 <= self.fallback_score <= 1.0:
+            raise ValueError(f"fallback_score must be in [-1, 1], got {self.fallback_score}")
+        if self.on_error not in ("fallback", "raise"):
+            raise ValueError(f"on_error must be 'fallback' or 'raise', got {self.on_error!r}")
+        if "{reply}" not in self.template or "{criterion}" not in self.template:
+            raise ValueError("template must contain {reply} and {criterion}")
+
+
+class Evaluator(RewardFunction):
+    """A reward in [-1, 1]: the judge scores each completion on every criterion; the criteria are combined.
+
+    `criteria`: a mapping name -> question, or a list of questions (named by themselves). `combine`: "mean"
+    (weighted by `weights`, default equal) or "min" (every criterion must hold). `stats` counts judge calls,
+    verdicts, scores and fallbacks by reason since construction (or `reset_stats()`); `last_details` holds one
+    dict per judge call of the latest batch (reply, verdict, P(positive), score, error) for inspection.
+    """
+
+    def __init__(
+        self,
+        judge,
+        verdict_classifier: Callable[[list[str]], Sequence[float]],
+        criteria: Mapping[str, str] | Sequence[str],
+        weights: Sequence[float] | None = None,
+        combine: str = "mean",
+        *,
+        settings: EvaluatorSettings | None = None,
+        name: str = "judge_evaluator",
+    ):
+        if isinstance(criteria, str):
+            raise TypeError("criteria must be a list of questions or a mapping name -> question, not a single str")
+        self.criteria = dict(criteria) if isinstance(criteria, Mapping) else {q: q for q in criteria}
+        if not self.criteria:
+            raise ValueError("Evaluator needs at least one criterion")
+        for criterion, question in self.criteria.items():
+            if not isinstance(question, str) or not question.strip():
+                raise ValueError(f"criterion {criterion!r} must be a non-empty question, got {question!r}")
+        weights = [1.0] * len(self.criteria) if weights is None else [float(w) for w in weights]
+        if len(weights) != len(self.criteria) or any(w < 0 for w in weights) or sum(weights) <= 0:
+            raise ValueError(f"weights must be {len(self.criteria)} numbers >= 0, not all 0; got {weights}")
+        if combine not in ("mean", "min"):
+            raise ValueError(f"combine must be 'mean' or 'min', got {combine!r}")
+        if not callable(verdict_classifier) or not hasattr(judge, "generate"):
+            raise TypeError("judge needs a .generate(messages) method and verdict_classifier must be callable")
+        self.judge, self.verdict_classifier = judge, verdict_classifier
+        self.weights, self.combine = np.asarray(weights), combine
+        self.settings = settings or EvaluatorSettings()
+        self.last_details: list[dict] = []
+        self.reset_stats()
+        super().__init__(name)
+
+    def reset_stats(self) -> None:
+        """Zero the counters in `stats`."""
+        self._stats = {"calls": 0, "verdicts": 0, "fallbacks": Counter(), "scores": Counter()}
+
+    @property
+    def stats(self) -> dict:
+        """calls, verdicts, fallbacks (by reason, and `fallback_total`), scores (+1/0/-1 counts) so far."""
+        stats = copy.deepcopy(self._stats)
+        stats["fallbacks"], stats["scores"] = dict(stats["fallbacks"]), dict(stats["scores"])
+        stats["fallback_total"] = sum(stats["fallbacks"].values())
+        return stats
+
+    def score(self, prompts: list[str], completions: list[str], **kwargs) -> np.ndarray:
+        names = list(self.criteria)
+        jobs = [(i, name) for i in range(len(completions)) for name in names]
+        messages = [
+            self.settings.template.format(reply=completions[i], criterion=self.criteria[name], prompt=prompts[i])
+            for i, name in jobs
+        ]
+        replies = self.judge.generate(messages)
+        if len(replies) != len(messages):
+            raise RuntimeError(f"the judge returned {len(replies)} replies for {len(messages)} messages")
+        details = []
+        for (i, name), reply in zip(jobs, replies, strict=True):
+            verdict = parse_verdict(reply.text) if reply.error is None else None
+            error = reply.error or (None if verdict is not None else "no_verdict")
+            detail = reply.detail or ("the reply has no 'Verdict:' line" if error == "no_verdict" else "")
+            details.append({"index": i, "criterion": name, "reply": reply.text, "verdict": verdict,
+                            "p_positive": None, "score": None, "error": error, "detail": detail})
+        self._stats["calls"] += len(details)
+        failed = [d for d in details if d["error"]]
+        if failed and self.settings.on_error == "raise":
+            first = failed[0]
+            raise JudgeError(
+                f"judge call for completions[{first['index']}], criterion {first['criterion']!r} failed "
+                f"({first['error']}): {first['detail']}",
+                first["error"],
+            )
+        judged = [d for d in details if not d["error"]]
+        if judged:
+            p_positive = np.asarray(self.verdict_classifier([d["verdict"] for d in judged]), dtype=float)
+            if p_positive.shape != (len(judged),) or not ((p_positive >= 0) & (p_positive <= 1)).all():
+                raise ValueError(
+                    f"the verdict classifier must return {len(judged)} probabilities in [0, 1], got {p_positive!r}"
+                )
+            for d, p in zip(judged, p_positive, strict=True):
+                d["p_positive"] = float(p)
+                d["score"] = float(verdict_score(p, self.settings.positive_threshold, self.settings.negative_threshold))
+                self._stats["scores"][f"{int(d['score']):+d}" if d["score"] else "0"] += 1
+        for d in failed:
+            d["score"] = self.settings.fallback_score
+            self._stats["fallbacks"][d["error"]] += 1
+        self._stats["verdicts"] += len(judged)
+        if failed:
+            reasons = dict(Counter(d["error"] for d in failed))
+            logger.warning("%s: %d of %d judge calls fell back to %s: %s", self.__name__, len(failed), len(details),
+                           self.settings.fallback_score, reasons)
+        self.last_details = details
+        table = np.asarray([d["score"] for d in details]).reshape(len(completions), len(names))
+        if self.combine == "min":
+            return table.min(axis=1)
+        return table @ self.weights / self.weights.sum()
+
+    def __repr__(self) -> str:
+        return f"Evaluator(name={self.__name__!r}, judge={self.judge!r}, criteria={list(self.criteria)}, combine={self.combine!r})"
+
+
+def ranking_accuracy(scores_genuine: Sequence[float], scores_other: Sequence[float]) -> float:
+    """Share of (genuine, other) pairs where the genuine one scores higher; ties count half (the ROC-AUC)."""
+    genuine, other = np.asarray(scores_genuine, dtype=float), np.asarray(scores_other, dtype=float)
+    if genuine.ndim != 1 or other.ndim != 1 or not len(genuine) or not len(other):
+        raise ValueError("scores_genuine and scores_other must be non-empty 1-d lists of scores")
+    if not (np.isfinite(genuine).all() and np.isfinite(other).all()):
+        raise ValueError("scores must be finite numbers")
+    diff = genuine[:, None] - other[None, :]
+    return float(np.mean((diff > 0) + 0.5 * (diff == 0)))

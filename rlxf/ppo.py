@@ -1,0 +1,757 @@
+"""LoRA-PPO for causal language models with rewards from any callable (CleanRL-style: read top to bottom).
+
+One PPO step on a batch of (query, response, score):
+  1. one no-grad forward of the policy gives the old log-probs, values and entropy; one no-grad forward of the
+     frozen reference gives the reference log-probs;
+  2. the per-token reward is `-kl_coef * KL(token)` everywhere plus the score on the last response token;
+  3. GAE turns rewards and values into advantages (whitened) and returns;
+  4. `ppo_epochs` passes over shuffled minibatches minimise clipped policy loss + vf_coef * clipped value loss;
+  5. the KL controller (fixed, or adaptive after Ziegler et al. 2019) sets the next step's kl_coef.
+
+The policy is a LoRA adapter on a frozen base; the value head is a Linear on the policy's last hidden state (one
+shared backbone, one forward for logits and values); the reference is a frozen copy of the starting adapter, or the
+base with adapters disabled when PPO starts from a new (zero) adapter. Several trainers can share one PeftModel,
+each with its own adapter, reference and value head (e.g. two bots in self-play).
+
+Metrics of every step (keys of the dicts in `history`, lines of `output_dir/metrics.jsonl`):
+  step                      steps done, counting this one
+  env/reward_mean, _std     mean and std of the scores that enter PPO (after the missing-EOS penalty)
+  env/response_length_mean  mean response length in tokens (up to and including EOS)
+  env/missing_eos_frac      fraction of responses without an EOS token
+  objective/kl              KL(policy || reference), k1 estimator, summed over the response, mean over the batch
+  objective/kl_k3           the same with the k3 estimator (non-negative, lower variance)
+  objective/kl_coef         the KL coefficient used in this step's rewards
+  objective/entropy         mean per-token entropy of the policy on the responses (nats)
+  objective/non_score_reward  -kl_coef * KL summed over the response, mean over the batch
+  objective/rlhf_reward     env/reward_mean + objective/non_score_reward (the quantity PPO maximises)
+  policy/clipfrac           fraction of tokens where the probability ratio was clipped (mean over updates)
+  policy/approxkl           KL(old || new) estimate (k3 of the ratio, CleanRL), mean over updates
+  loss/policy, loss/value, loss/total  means over the minibatch updates
+  val/mean, val/clipfrac    mean value on response tokens; fraction of clipped value updates
+  val/explained_variance    1 - Var(returns - values) / Var(returns) on the rollout
+  time/generation_s, time/scoring_s   wall time of generation and of reward_fn (train() only)
+  time/update_s             wall time of the PPO step (rollout forwards + all updates)
+  time/tokens_per_s         response tokens of the batch / wall time of the whole step
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import inspect
+import json
+import math
+import random
+import time
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from rlxf.checkpoint import (
+    atomic_dir,
+    capture_rng_state,
+    checkpoint_dir,
+    latest_checkpoint,
+    load_adapter_weights,
+    restore_rng_state,
+    save_adapter,
+)
+
+
+@dataclass
+class PPOConfig:
+    """Settings of LoRA-PPO; defaults follow the RLHF literature (Ziegler et al. 2019, TRL, CleanRL)."""
+
+    # --- PPO ---
+    learning_rate: float = 1e-4
+    """AdamW learning rate. TRL's classic 1.41e-5 is for full fine-tuning; LoRA adapters want ~1e-4 to 1e-3."""
+    batch_size: int = 16
+    """prompts (rollouts) per PPO step"""
+    num_minibatches: int = 1
+    """minibatches per PPO epoch (TRL's default 1: every epoch is one update on the whole batch)"""
+    ppo_epochs: int = 4
+    """optimisation passes over each batch"""
+    cliprange: float = 0.2
+    """clip of the probability ratio in the policy loss"""
+    cliprange_value: float = 0.2
+    """clip of the value change in the value loss"""
+    vf_coef: float = 0.1
+    """weight of the value loss in the total loss"""
+    gamma: float = 1.0
+    """discount over response tokens"""
+    lam: float = 0.95
+    """GAE lambda"""
+    whiten_advantages: bool = True
+    """normalise advantages to mean 0, std 1 over the batch's response tokens"""
+    max_grad_norm: float = 1.0
+    """gradient-norm clip of each update"""
+    # --- KL penalty to the reference policy ---
+    kl_estimator: str = "k1"
+    """per-token KL estimator folded into the reward: "k1" (log p - log p_ref) or "k3" (non-negative)"""
+    adaptive_kl: bool = True
+    """adapt kl_coef towards target_kl (Ziegler et al. 2019); False keeps init_kl_coef fixed"""
+    init_kl_coef: float = 0.2
+    """KL coefficient at the start (the fixed one when adaptive_kl is False)"""
+    target_kl: float = 6.0
+    """target KL per response (nats, summed over tokens) of the adaptive controller"""
+    horizon: int = 10_000
+    """horizon of the adaptive controller: larger adapts more slowly"""
+    missing_eos_penalty: float | None = None
+    """subtracted from the score of a generated reply that has no EOS (train() only); None: no penalty"""
+    # --- generation ---
+    max_new_tokens: int = 32
+    """most tokens generated per reply"""
+    temperature: float = 0.7
+    """sampling temperature, as in TRL's PPO (small models ramble at 1.0); log-probs use the same temperature"""
+    top_k: int = 0
+    """sample from the k most likely tokens; 0: off (PPO's log-probs assume the full distribution)"""
+    top_p: float = 1.0
+    """nucleus sampling; 1.0: off"""
+    # --- LoRA ---
+    lora_r: int = 8
+    """LoRA rank of a new adapter"""
+    lora_alpha: int = 16
+    """LoRA scaling numerator (scale = alpha / r)"""
+    lora_dropout: float = 0.0
+    """dropout on the LoRA input during updates only (base-model dropout stays off so that ratios start at 1)"""
+    lora_target_modules: str | tuple[str, ...] = "all-linear"
+    """modules that get LoRA: "all-linear" or names such as ("q_proj", "v_proj")"""
+    # --- run ---
+    seed: int = 0
+    """seed of python, numpy and torch (sampling, LoRA init, minibatch order, prompt order)"""
+    checkpoint_every: int = 50
+    """write a checkpoint every this many steps (and at the end of train()); 0: only at the end"""
+    output_dir: str | None = None
+    """where metrics.jsonl, checkpoint-<step>/ and tensorboard/ go; None: write nothing"""
+    log_with_tensorboard: bool = False
+    """also write TensorBoard scalars (needs the tensorboard package)"""
+    progress_bar: bool = True
+    """show a tqdm bar in train()"""
+
+    def __post_init__(self) -> None:
+        positive = ("learning_rate", "batch_size", "num_minibatches", "ppo_epochs", "cliprange", "cliprange_value",
+                    "max_grad_norm", "max_new_tokens", "temperature", "lora_r", "lora_alpha", "horizon", "target_kl")
+        for name in positive:
+            if not getattr(self, name) > 0:
+                raise ValueError(f"PPOConfig.{name} must be > 0, got {getattr(self, name)!r}")
+        for name in ("gamma", "lam", "lora_dropout"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"PPOConfig.{name} must be in [0, 1], got {getattr(self, name)!r}")
+        if self.kl_estimator not in ("k1", "k3"):
+            raise ValueError(f"PPOConfig.kl_estimator must be 'k1' or 'k3', got {self.kl_estimator!r}")
+        if self.init_kl_coef < 0 or self.vf_coef < 0 or self.top_k < 0 or self.checkpoint_every < 0:
+            raise ValueError("PPOConfig.init_kl_coef, vf_coef, top_k and checkpoint_every must be >= 0")
+        if not 0.0 < self.top_p <= 1.0:
+            raise ValueError(f"PPOConfig.top_p must be in (0, 1], got {self.top_p!r}")
+        if self.num_minibatches > self.batch_size:
+            raise ValueError(f"PPOConfig.num_minibatches ({self.num_minibatches}) > batch_size ({self.batch_size})")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The PPO pieces: small pure functions on [batch, response_len] tensors; `mask` is 1 on real response tokens.
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> torch.Tensor:
+    """Mean of x over the positions where mask is 1 (over all positions, or along `dim`)."""
+    total = (x * mask).sum() if dim is None else (x * mask).sum(dim)
+    count = mask.sum() if dim is None else mask.sum(dim)
+    return total / count.clamp(min=1)
+
+
+def masked_var(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Unbiased variance of x over the positions where mask is 1."""
+    mean = masked_mean(x, mask)
+    count = mask.sum()
+    return masked_mean((x - mean) ** 2, mask) * count / (count - 1).clamp(min=1)
+
+
+def masked_whiten(x: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True) -> torch.Tensor:
+    """x normalised to unit variance (and zero mean if shift_mean) over the masked positions; 0 elsewhere."""
+    mean, var = masked_mean(x, mask), masked_var(x, mask)
+    whitened = (x - mean) * torch.rsqrt(var + 1e-8)
+    return (whitened if shift_mean else whitened + mean) * mask
+
+
+def gae(values: torch.Tensor, rewards: torch.Tensor, mask: torch.Tensor, gamma: float, lam: float):
+    """Generalised advantage estimation over right-padded responses -> (advantages, returns)."""
+    values, rewards = values * mask, rewards * mask  # the value after the last token is 0: the episode ends
+    last_advantage = torch.zeros_like(values[:, 0])
+    advantages = torch.zeros_like(values)
+    for t in reversed(range(values.shape[1])):
+        next_value = values[:, t + 1] if t + 1 < values.shape[1] else torch.zeros_like(values[:, t])
+        delta = rewards[:, t] + gamma * next_value - values[:, t]
+        last_advantage = delta + gamma * lam * last_advantage
+        advantages[:, t] = last_advantage
+    advantages = advantages * mask
+    return advantages, (advantages + values) * mask
+
+
+def policy_loss(logprobs, old_logprobs, advantages, mask, cliprange: float):
+    """Clipped surrogate loss -> (loss, clipfrac, approx_kl)."""
+    log_ratio = logprobs - old_logprobs
+    ratio = torch.exp(log_ratio)
+    unclipped = -advantages * ratio
+    clipped = -advantages * torch.clamp(ratio, 1.0 - cliprange, 1.0 + cliprange)
+    loss = masked_mean(torch.max(unclipped, clipped), mask)
+    with torch.no_grad():
+        clipfrac = masked_mean((clipped > unclipped).float(), mask)
+        approx_kl = masked_mean((ratio - 1) - log_ratio, mask)  # k3 of KL(old || new), CleanRL
+    return loss, clipfrac, approx_kl
+
+
+def value_loss(values, old_values, returns, mask, cliprange_value: float):
+    """Clipped value loss 0.5 * max((v - R)^2, (v_clipped - R)^2) -> (loss, clipfrac)."""
+    values_clipped = old_values + torch.clamp(values - old_values, -cliprange_value, cliprange_value)
+    unclipped = (values - returns) ** 2
+    clipped = (values_clipped - returns) ** 2
+    loss = 0.5 * masked_mean(torch.max(unclipped, clipped), mask)
+    with torch.no_grad():
+        clipfrac = masked_mean((clipped > unclipped).float(), mask)
+    return loss, clipfrac
+
+
+def kl_k1(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
+    """Per-token KL estimate log p - log p_ref (unbiased, can be negative)."""
+    return logp - ref_logp
+
+
+def kl_k3(logp: torch.Tensor, ref_logp: torch.Tensor) -> torch.Tensor:
+    """Per-token KL estimate (r - 1) - log r with r = p_ref / p (unbiased, never negative; Schulman 2020)."""
+    log_r = ref_logp - logp
+    return torch.expm1(log_r) - log_r
+
+
+def entropy_from_logits(logits: torch.Tensor) -> torch.Tensor:
+    """Entropy of the categorical distribution at every position (nats)."""
+    logp = torch.log_softmax(logits, dim=-1)
+    return -(logp.exp() * logp).sum(-1)
+
+
+def explained_variance(values: torch.Tensor, returns: torch.Tensor, mask: torch.Tensor) -> float:
+    """1 - Var(returns - values) / Var(returns) over masked positions (1: perfect, 0: no better than a constant)."""
+    var_returns = masked_var(returns, mask)
+    return float("nan") if var_returns == 0 else float(1 - masked_var(returns - values, mask) / var_returns)
+
+
+class FixedKLController:
+    """A constant KL coefficient."""
+
+    def __init__(self, kl_coef: float):
+        self.value = kl_coef
+
+    def update(self, current_kl: float, n_steps: int) -> None:
+        """Keep the coefficient."""
+
+
+class AdaptiveKLController:
+    """Proportional controller of the KL coefficient towards a target KL (Ziegler et al. 2019)."""
+
+    def __init__(self, init_kl_coef: float, target: float, horizon: int):
+        self.value, self.target, self.horizon = init_kl_coef, target, horizon
+
+    def update(self, current_kl: float, n_steps: int) -> None:
+        """Raise the coefficient when KL is above target, lower it when below, by at most 20% per horizon."""
+        proportional_error = float(np.clip(current_kl / self.target - 1, -0.2, 0.2))
+        self.value *= 1 + proportional_error * n_steps / self.horizon
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Adapters: the policy LoRA, its frozen reference and which parameters one trainer owns.
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def lora_config(config: PPOConfig):
+    """The peft LoraConfig of a new policy adapter."""
+    from peft import LoraConfig
+
+    target = config.lora_target_modules
+    return LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+                      target_modules=target if isinstance(target, str) else list(target),
+                      bias="none", task_type="CAUSAL_LM")
+
+
+def adapter_parameters(model: nn.Module, adapter_name: str) -> list[tuple[str, nn.Parameter]]:
+    """The (name, parameter) pairs of one adapter (its LoRA matrices and modules_to_save copies)."""
+    owned = []
+    for name, param in model.named_parameters():
+        parts = name.split(".")
+        if any(part == adapter_name and (parts[i - 1].startswith("lora_") or parts[i - 1] == "modules_to_save")
+               for i, part in enumerate(parts) if i > 0):
+            owned.append((name, param))
+    return owned
+
+
+def copy_adapter(model, source: str, target: str) -> None:
+    """Add adapter `target` to a PeftModel as a frozen copy of adapter `source`."""
+    from peft import get_peft_model_state_dict, set_peft_model_state_dict
+
+    ref_config = copy.deepcopy(model.peft_config[source])
+    ref_config.inference_mode = True
+    model.add_adapter(target, ref_config)
+    weights = get_peft_model_state_dict(model, adapter_name=source, save_embedding_layers=False)  # LoRA only
+    set_peft_model_state_dict(model, weights, adapter_name=target)
+    for _, param in adapter_parameters(model, target):
+        param.requires_grad_(False)
+
+
+def attach_policy(model, adapter_name: str, config: PPOConfig):
+    """Wrap or extend `model` so that it holds adapter `adapter_name` -> (peft_model, started_from_existing)."""
+    from peft import PeftModel, get_peft_model
+
+    if isinstance(model, PeftModel):
+        if adapter_name in model.peft_config:
+            return model, True
+        model.add_adapter(adapter_name, lora_config(config))
+        return model, False
+    return get_peft_model(model, lora_config(config), adapter_name=adapter_name), False
+
+
+def attach_reference(model, adapter_name: str, ref_adapter: str | None, started_from_existing: bool) -> str | None:
+    """Set up the frozen reference policy -> its adapter name, or None for "base with adapters disabled"."""
+    if ref_adapter == "auto":
+        ref_adapter = f"{adapter_name}_ref" if started_from_existing else None
+    if ref_adapter is None:
+        if started_from_existing:
+            warnings.warn(f"adapter {adapter_name!r} already has weights but the reference is the bare base model; "
+                          "the KL penalty then pulls towards the base, not the starting policy (trl#495)", stacklevel=3)
+        return None
+    if ref_adapter == adapter_name:
+        raise ValueError(f"ref_adapter must differ from the trained adapter {adapter_name!r}")
+    if ref_adapter not in model.peft_config:
+        copy_adapter(model, adapter_name, ref_adapter)
+    return ref_adapter
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Batching: left-padded queries followed by right-padded responses.
+# ----------------------------------------------------------------------------------------------------------------
+
+
+def collate(queries: Sequence[torch.Tensor], responses: Sequence[torch.Tensor], pad_id: int) -> dict:
+    """One tensor batch [left-padded query | right-padded response] with masks and position ids."""
+    q_len, r_len = max(len(q) for q in queries), max(len(r) for r in responses)
+    input_ids = torch.full((len(queries), q_len + r_len), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros_like(input_ids)
+    for i, (query, response) in enumerate(zip(queries, responses, strict=True)):
+        input_ids[i, q_len - len(query):q_len] = query
+        input_ids[i, q_len:q_len + len(response)] = response
+        attention_mask[i, q_len - len(query):q_len + len(response)] = 1
+    position_ids = (attention_mask.cumsum(1) - 1).clamp(min=0)
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "position_ids": position_ids,
+            "response_mask": attention_mask[:, q_len:].float()}
+
+
+def truncate_after_eos(tokens: torch.Tensor, eos_ids: set[int]) -> torch.Tensor:
+    """The tokens up to and including the first EOS (all of them if there is none)."""
+    is_eos = torch.tensor([int(t) in eos_ids for t in tokens], dtype=torch.bool)
+    return tokens[: int(is_eos.nonzero()[0]) + 1] if is_eos.any() else tokens
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The trainer.
+# ----------------------------------------------------------------------------------------------------------------
+
+
+class PPOTrainer:
+    """PPO on one LoRA adapter of a causal LM, with a value head on the shared backbone and a frozen reference.
+
+    `policy_model`: a transformers causal LM (a new LoRA adapter is added) or a PeftModel; if the PeftModel already
+    has `adapter_name` (e.g. an SFT adapter), PPO starts from it. `ref_adapter`: "auto" (a frozen copy named
+    "<adapter_name>_ref" when starting from an existing adapter, else the base with adapters disabled, which equals
+    a new zero-initialised LoRA), None (always the base with adapters disabled), or an adapter name (used if it
+    exists, else created as a frozen copy of the starting adapter). Only this adapter and the value head train.
+    Seeds python, numpy and torch from `config.seed`.
+    """
+
+    def __init__(self, policy_model, tokenizer, config: PPOConfig | None = None, *, adapter_name: str = "default",
+                 ref_adapter: str | None = "auto"):
+        self.config = config = config if config is not None else PPOConfig()
+        self.tokenizer, self.adapter_name = tokenizer, adapter_name
+        set_seed(config.seed)
+        self.model, started_from_existing = attach_policy(policy_model, adapter_name, config)
+        self.ref_adapter = attach_reference(self.model, adapter_name, ref_adapter, started_from_existing)
+        self.model.set_adapter(adapter_name)  # peft: the active adapter trains, all others freeze
+        self.model.eval()  # dropout off everywhere: old and new log-probs must agree before the first update
+        self.device = next(self.model.parameters()).device
+
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+        self.eos_ids = _eos_ids(self.model, tokenizer)
+        if self.pad_id is None or not self.eos_ids:
+            raise ValueError("tokenizer needs an eos_token (and a pad_token, or eos is used for padding)")
+
+        hidden_size = self.model.get_base_model().config.get_text_config().hidden_size
+        self.value_head = nn.Linear(hidden_size, 1).to(self.device)
+        nn.init.zeros_(self.value_head.weight)  # values start at 0: no random baseline noise in the first step
+        nn.init.zeros_(self.value_head.bias)
+        self.policy_params = [p for _, p in adapter_parameters(self.model, adapter_name)]
+        if not self.policy_params:
+            raise ValueError(f"adapter {adapter_name!r} has no trainable parameters")
+        self.optimizer = torch.optim.AdamW([*self.policy_params, *self.value_head.parameters()],
+                                           lr=config.learning_rate, eps=1e-5, weight_decay=0.0)
+        self.kl_ctl = (AdaptiveKLController(config.init_kl_coef, config.target_kl, config.horizon)
+                       if config.adaptive_kl else FixedKLController(config.init_kl_coef))
+        forward = self.model.get_base_model().forward
+        self._logits_to_keep = "logits_to_keep" in inspect.signature(forward).parameters
+        self.step_count, self.history = 0, []
+        self.last_checkpoint: Path | None = None
+        self._tb_writer = None
+
+    # --- forward passes -----------------------------------------------------------------------------------------
+
+    @contextmanager
+    def _reference(self) -> Iterator[None]:
+        """Run the block with the frozen reference policy."""
+        if self.ref_adapter is None:
+            with self.model.disable_adapter():
+                yield
+            return
+        self.model.set_adapter(self.ref_adapter, inference_mode=True)
+        try:
+            yield
+        finally:
+            self.model.set_adapter(self.adapter_name)
+
+    def _forward(self, batch: dict, index: torch.Tensor | None = None, with_entropy: bool = False):
+        """One forward of the active adapter -> (logprobs, values, entropy) on the response positions."""
+        rows = slice(None) if index is None else index
+        input_ids = batch["input_ids"][rows]
+        r_len = batch["response_mask"].shape[1]
+        extra = {"logits_to_keep": r_len + 1} if self._logits_to_keep else {}
+        out = self.model(input_ids=input_ids, attention_mask=batch["attention_mask"][rows],
+                         position_ids=batch["position_ids"][rows], output_hidden_states=True, use_cache=False,
+                         **extra)
+        # Position t predicts token t+1: the response is predicted by the r_len positions before its end.
+        logits = out.logits[:, -(r_len + 1):-1].float() / self.config.temperature
+        hidden = out.hidden_states[-1][:, -(r_len + 1):-1].float()
+        logprobs = torch.log_softmax(logits, -1).gather(-1, input_ids[:, -r_len:, None]).squeeze(-1)
+        values = self.value_head(hidden).squeeze(-1)
+        entropy = entropy_from_logits(logits) if with_entropy else None
+        return logprobs, values, entropy
+
+    def _lora_dropout(self, active: bool) -> None:
+        """Switch only this adapter's LoRA dropout on (updates) or off (rollout)."""
+        for module in self.model.modules():
+            dropout = getattr(module, "lora_dropout", None)
+            if isinstance(dropout, nn.ModuleDict) and self.adapter_name in dropout:
+                dropout[self.adapter_name].train(active)
+
+    # --- the PPO step -------------------------------------------------------------------------------------------
+
+    def _ppo_step(self, queries: list[torch.Tensor], responses: list[torch.Tensor], scores: torch.Tensor,
+                  timings: dict[str, float]) -> dict:
+        """Rollout forwards, KL-shaped rewards, GAE, clipped PPO updates; logs and returns the metrics."""
+        cfg, step = self.config, self.step_count + 1
+        start = time.perf_counter()
+        self.model.set_adapter(self.adapter_name)
+        self.model.eval()  # dropout off (someone may have switched the shared model to train mode)
+        batch = {k: v.to(self.device) for k, v in collate(queries, responses, self.pad_id).items()}
+        mask = batch["response_mask"]
+        scores = scores.to(self.device)
+        n = len(queries)
+
+        # 1. rollout statistics: one policy forward (log-probs + values + entropy), one reference forward
+        self._lora_dropout(False)
+        with torch.no_grad():
+            old_logprobs, old_values, entropy = self._forward(batch, with_entropy=True)
+            with self._reference():
+                ref_logprobs, _, _ = self._forward(batch)
+            old_values = old_values * mask
+
+            # 2. per-token reward: KL penalty on every token, the score on the last one
+            kl1, kl3 = kl_k1(old_logprobs, ref_logprobs) * mask, kl_k3(old_logprobs, ref_logprobs) * mask
+            kl = kl1 if cfg.kl_estimator == "k1" else kl3
+            kl_coef = self.kl_ctl.value
+            rewards = -kl_coef * kl
+            last = mask.sum(1).long() - 1
+            rewards[torch.arange(n, device=self.device), last] += scores
+
+            # 3. advantages and returns
+            advantages, returns = gae(old_values, rewards, mask, cfg.gamma, cfg.lam)
+            if cfg.whiten_advantages:
+                advantages = masked_whiten(advantages, mask)
+
+        # 4. PPO epochs over shuffled minibatches
+        self._lora_dropout(True)
+        stats = {"pg": [], "vf": [], "total": [], "clipfrac": [], "approxkl": [], "vf_clipfrac": []}
+        for epoch in range(cfg.ppo_epochs):
+            for minibatch, index in enumerate(torch.randperm(n).chunk(cfg.num_minibatches)):
+                index = index.to(self.device)
+                logprobs, values, _ = self._forward(batch, index)
+                m = mask[index]
+                pg_loss, clipfrac, approx_kl = policy_loss(logprobs, old_logprobs[index], advantages[index], m,
+                                                           cfg.cliprange)
+                vf_loss, vf_clipfrac = value_loss(values, old_values[index], returns[index], m, cfg.cliprange_value)
+                loss = pg_loss + cfg.vf_coef * vf_loss
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(
+                        f"step {step}: non-finite loss (policy {pg_loss.item()}, value {vf_loss.item()}) in epoch "
+                        f"{epoch}, minibatch {minibatch}; stopped. {self._checkpoint_note()}")
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                nn.utils.clip_grad_norm_([*self.policy_params, *self.value_head.parameters()], cfg.max_grad_norm)
+                self.optimizer.step()
+                for key, value in zip(stats, (pg_loss, vf_loss, loss, clipfrac, approx_kl, vf_clipfrac), strict=True):
+                    stats[key].append(value.item())
+        self._lora_dropout(False)
+        self.optimizer.zero_grad(set_to_none=True)  # free the gradient memory between steps
+
+        # 5. the KL controller sets the next step's coefficient
+        mean_kl = float(kl.sum(1).mean())
+        self.kl_ctl.update(mean_kl, n)
+
+        update_s = time.perf_counter() - start
+        total_s = update_s + timings.get("time/generation_s", 0.0) + timings.get("time/scoring_s", 0.0)
+        non_score = float((-kl_coef * kl).sum(1).mean())
+        metrics = {
+            "step": step,
+            "env/reward_mean": float(scores.mean()),
+            "env/reward_std": float(scores.std()) if n > 1 else 0.0,
+            "env/response_length_mean": float(mask.sum(1).mean()),
+            "env/missing_eos_frac": float(np.mean([not self._has_eos(r) for r in responses])),
+            "objective/kl": float(kl1.sum(1).mean()),
+            "objective/kl_k3": float(kl3.sum(1).mean()),
+            "objective/kl_coef": float(kl_coef),
+            "objective/entropy": float(masked_mean(entropy, mask)),
+            "objective/non_score_reward": non_score,
+            "objective/rlhf_reward": float(scores.mean()) + non_score,
+            "policy/clipfrac": float(np.mean(stats["clipfrac"])),
+            "policy/approxkl": float(np.mean(stats["approxkl"])),
+            "loss/policy": float(np.mean(stats["pg"])),
+            "loss/value": float(np.mean(stats["vf"])),
+            "loss/total": float(np.mean(stats["total"])),
+            "val/mean": float(masked_mean(old_values, mask)),
+            "val/clipfrac": float(np.mean(stats["vf_clipfrac"])),
+            "val/explained_variance": explained_variance(old_values, returns, mask),
+            **timings,
+            "time/update_s": update_s,
+            "time/tokens_per_s": float(mask.sum()) / max(total_s, 1e-9),
+        }
+        self.step_count = step
+        self._log(metrics)
+        if cfg.output_dir is not None and cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
+            self.save_checkpoint()
+        return metrics
+
+    # --- public API ---------------------------------------------------------------------------------------------
+
+    def step(self, queries: Sequence, responses: Sequence, rewards: Sequence[float] | torch.Tensor) -> dict:
+        """One PPO step on given queries and responses (token-id tensors/lists or strings) and their rewards.
+
+        Rewards are used as given (no missing-EOS penalty); returns the step's metrics (no time/generation_s or
+        time/scoring_s keys).
+        """
+        if len(queries) != len(responses):
+            raise ValueError(f"step(): {len(queries)} queries but {len(responses)} responses")
+        queries = [self._to_ids(q, "queries", i, special_tokens=True) for i, q in enumerate(queries)]
+        responses = [self._to_ids(r, "responses", i, special_tokens=False) for i, r in enumerate(responses)]
+        scores = self._check_rewards(rewards, len(queries), "step(rewards=...)")
+        return self._ppo_step(queries, responses, scores, timings={})
+
+    @torch.no_grad()
+    def generate(self, prompts: Sequence[str]) -> tuple[list[torch.Tensor], list[torch.Tensor], list[str]]:
+        """Sample one reply per prompt (batched, KV cache, left padding, stops at EOS) -> (queries, responses, texts)."""
+        from transformers import GenerationConfig
+
+        cfg = self.config
+        queries = [self._to_ids(p, "prompts", i, special_tokens=True) for i, p in enumerate(prompts)]
+        batch = collate(queries, [q[:0] for q in queries], self.pad_id)
+        self.model.set_adapter(self.adapter_name)
+        self.model.eval()
+        self._lora_dropout(False)
+        # Unset fields are filled from the model's generation_config (e.g. a repetition penalty) and then from
+        # global defaults (top_k=50): set every logit processor explicitly so that sampling follows the policy.
+        generation = GenerationConfig(do_sample=True, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
+                                      top_k=cfg.top_k, top_p=cfg.top_p, min_p=0.0, typical_p=1.0,
+                                      repetition_penalty=1.0, no_repeat_ngram_size=0, use_cache=True,
+                                      pad_token_id=self.pad_id, eos_token_id=sorted(self.eos_ids))
+        output = self.model.generate(input_ids=batch["input_ids"].to(self.device),
+                                     attention_mask=batch["attention_mask"].to(self.device),
+                                     generation_config=generation)
+        generated = output[:, batch["input_ids"].shape[1]:].cpu()
+        responses = [truncate_after_eos(row, self.eos_ids) for row in generated]
+        texts = self.tokenizer.batch_decode(responses, skip_special_tokens=True)
+        return queries, responses, texts
+
+    def train(self, prompts: Sequence[str], reward_fn: Callable[[list[str], list[str]], Sequence[float]],
+              steps: int, *, batch_size: int | None = None, resume: bool | str | Path = False) -> list[dict]:
+        """Generate, score with `reward_fn(prompts, completions) -> rewards`, step; until `steps` steps are done.
+
+        `resume`: True continues from the latest checkpoint in output_dir, a path from that checkpoint.
+        Returns the history (one metrics dict per step, including the resumed ones).
+        """
+        batch_size = batch_size or self.config.batch_size
+        if not prompts or not all(isinstance(p, str) for p in prompts):
+            raise ValueError("train(): prompts must be a non-empty list of strings")
+        if steps < 0 or batch_size < self.config.num_minibatches:
+            raise ValueError(f"train(): need steps >= 0 and batch_size >= num_minibatches, got {steps}, {batch_size}")
+        if resume:
+            self.load_checkpoint(None if resume is True else resume)
+        elif self.step_count == 0 and self.config.output_dir and latest_checkpoint(self.config.output_dir):
+            warnings.warn(f"{self.config.output_dir} holds checkpoints of an earlier run; this run starts afresh and "
+                          "overwrites metrics.jsonl (pass resume=True to continue it)", stacklevel=2)
+        bar = tqdm(total=steps, initial=self.step_count, desc="ppo", disable=not self.config.progress_bar)
+        try:
+            while self.step_count < steps:
+                batch_prompts = self._prompt_batch(prompts, batch_size)
+                start = time.perf_counter()
+                queries, responses, texts = self.generate(batch_prompts)
+                generated = time.perf_counter()
+                raw = reward_fn(list(batch_prompts), texts)
+                scored = time.perf_counter()
+                scores = self._check_rewards(raw, len(texts), "reward_fn")
+                if self.config.missing_eos_penalty is not None:
+                    no_eos = torch.tensor([not self._has_eos(r) for r in responses])
+                    scores = scores - self.config.missing_eos_penalty * no_eos.float()
+                metrics = self._ppo_step(queries, responses, scores, {"time/generation_s": generated - start,
+                                                                      "time/scoring_s": scored - generated})
+                bar.update(1)
+                bar.set_postfix(reward=f"{metrics['env/reward_mean']:.3f}", kl=f"{metrics['objective/kl']:.3f}")
+        finally:
+            bar.close()
+        if self.config.output_dir is not None and self.step_count > 0 and (
+                self.last_checkpoint is None or self.last_checkpoint.name != f"checkpoint-{self.step_count}"):
+            self.save_checkpoint()
+        return self.history
+
+    # --- checkpoints --------------------------------------------------------------------------------------------
+
+    def save_checkpoint(self) -> Path:
+        """Write adapter(s), value head, optimizer, RNG states, KL coefficient, step and history atomically."""
+        if self.config.output_dir is None:
+            raise ValueError("save_checkpoint(): PPOConfig.output_dir is None")
+        path = checkpoint_dir(self.config.output_dir, self.step_count)
+        with atomic_dir(path) as tmp:
+            save_adapter(self.model, self.adapter_name, tmp / "adapters" / self.adapter_name)
+            if self.ref_adapter is not None:
+                save_adapter(self.model, self.ref_adapter, tmp / "adapters" / self.ref_adapter)
+            torch.save(self.value_head.state_dict(), tmp / "value_head.pt")
+            torch.save(self.optimizer.state_dict(), tmp / "optimizer.pt")
+            torch.save(capture_rng_state(), tmp / "rng_state.pt")
+            state = {"step": self.step_count, "kl_coef": self.kl_ctl.value, "adapter_name": self.adapter_name,
+                     "ref_adapter": self.ref_adapter, "config": dataclasses.asdict(self.config),
+                     "history": self.history}
+            (tmp / "trainer_state.json").write_text(json.dumps(state, indent=1))
+        self.last_checkpoint = path
+        return path
+
+    def load_checkpoint(self, path: str | Path | None = None) -> Path:
+        """Restore everything `save_checkpoint` wrote (default: the latest checkpoint in output_dir)."""
+        if path is None:
+            if self.config.output_dir is None:
+                raise ValueError("load_checkpoint(): no path given and PPOConfig.output_dir is None")
+            path = latest_checkpoint(self.config.output_dir)
+            if path is None:
+                raise FileNotFoundError(f"no checkpoint-<step> directory to resume from in {self.config.output_dir}")
+        path = Path(path)
+        state_file = path / "trainer_state.json"
+        if not state_file.is_file():
+            raise FileNotFoundError(f"not a PPO checkpoint (no trainer_state.json): {path}")
+        state = json.loads(state_file.read_text())
+        if (state["adapter_name"], state["ref_adapter"]) != (self.adapter_name, self.ref_adapter):
+            raise ValueError(f"{path} holds adapter {state['adapter_name']!r} / reference {state['ref_adapter']!r}, "
+                             f"this trainer has {self.adapter_name!r} / {self.ref_adapter!r}")
+        load_adapter_weights(self.model, self.adapter_name, path / "adapters" / self.adapter_name)
+        if self.ref_adapter is not None:
+            load_adapter_weights(self.model, self.ref_adapter, path / "adapters" / self.ref_adapter)
+        self.value_head.load_state_dict(torch.load(path / "value_head.pt", map_location=self.device))
+        self.optimizer.load_state_dict(torch.load(path / "optimizer.pt", map_location=self.device))
+        restore_rng_state(torch.load(path / "rng_state.pt"))
+        self.kl_ctl.value, self.step_count, self.history = state["kl_coef"], state["step"], state["history"]
+        self.last_checkpoint = path
+        if self.config.output_dir is not None:  # drop metric lines of steps after the checkpoint
+            metrics_file = Path(self.config.output_dir) / "metrics.jsonl"
+            metrics_file.write_text("".join(json.dumps(m) + "\n" for m in self.history))
+        return path
+
+    # --- helpers ------------------------------------------------------------------------------------------------
+
+    def _log(self, metrics: dict) -> None:
+        """Append to history, metrics.jsonl and (optionally) TensorBoard."""
+        self.history.append(metrics)
+        if self.config.output_dir is None:
+            return
+        output_dir = Path(self.config.output_dir)
+        output_dir.mkdir(parents=True, exist_ok=True)
+        with open(output_dir / "metrics.jsonl", "w" if metrics["step"] == 1 else "a") as f:  # step 1: a new run
+            f.write(json.dumps(metrics) + "\n")
+        if self.config.log_with_tensorboard:
+            if self._tb_writer is None:
+                try:
+                    from torch.utils.tensorboard import SummaryWriter
+                except ImportError as error:
+                    raise ImportError("PPOConfig.log_with_tensorboard needs the tensorboard package "
+                                      "(pip install 'rlxf[tensorboard]')") from error
+                self._tb_writer = SummaryWriter(str(output_dir / "tensorboard"))
+            for key, value in metrics.items():
+                if key != "step":
+                    self._tb_writer.add_scalar(key, value, metrics["step"])
+            self._tb_writer.flush()
+
+    def _prompt_batch(self, prompts: Sequence[str], batch_size: int) -> list[str]:
+        """The prompts of the next step: passes over a fresh seeded permutation, a function of the step (resumable)."""
+        n, first = len(prompts), self.step_count * batch_size
+        picked = []
+        for k in range(first, first + batch_size):
+            order = torch.randperm(n, generator=torch.Generator().manual_seed(self.config.seed + k // n))
+            picked.append(prompts[int(order[k % n])])
+        return picked
+
+    def _to_ids(self, item, what: str, index: int, special_tokens: bool) -> torch.Tensor:
+        """A string or a sequence of token ids as a non-empty 1-D LongTensor."""
+        if isinstance(item, str):
+            bos = getattr(self.tokenizer, "bos_token", None)
+            special_tokens = special_tokens and not (bos and item.startswith(bos))  # a chat template adds BOS itself
+            ids = torch.tensor(self.tokenizer(item, add_special_tokens=special_tokens)["input_ids"], dtype=torch.long)
+        else:
+            ids = torch.as_tensor(item, dtype=torch.long).detach().cpu()
+        if ids.ndim != 1 or len(ids) == 0:
+            raise ValueError(f"{what}[{index}] must be a non-empty string or 1-D token-id sequence, "
+                             f"got shape {tuple(ids.shape)}")
+        return ids
+
+    def _check_rewards(self, rewards, n: int, source: str) -> torch.Tensor:
+        """Rewards as a float tensor; a wrong count or a NaN/inf stops the run naming the step."""
+        step = self.step_count + 1
+        values = rewards.detach().cpu().flatten().tolist() if isinstance(rewards, torch.Tensor) else list(rewards)
+        if len(values) != n:
+            raise ValueError(f"step {step}: {source} has {len(values)} rewards for {n} responses")
+        try:
+            values = [float(v) for v in values]
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"step {step}: {source} has a reward that is not a number: {error}") from error
+        bad = [i for i, v in enumerate(values) if not math.isfinite(v)]
+        if bad:
+            raise ValueError(f"step {step}: non-finite reward {values[bad[0]]} for sample {bad[0]} from {source} "
+                             f"({len(bad)} of {n}); stopped. {self._checkpoint_note()}")
+        return torch.tensor(values, dtype=torch.float32)
+
+    def _checkpoint_note(self) -> str:
+        return (f"Last checkpoint kept: {self.last_checkpoint}" if self.last_checkpoint is not None
+                else "No checkpoint was written yet.")
+
+    def _has_eos(self, response: torch.Tensor) -> bool:
+        return any(int(t) in self.eos_ids for t in response)
+
+
+def _eos_ids(model, tokenizer) -> set[int]:
+    """EOS token ids from the tokenizer and the model's generation config (chat models often have several)."""
+    ids = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
+    generation_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    if generation_eos is not None:
+        ids |= set(generation_eos) if isinstance(generation_eos, (list, tuple)) else {generation_eos}
+    return ids
+
+
+def set_seed(seed: int) -> None:
+    """Seed python, numpy and torch."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)

@@ -1,0 +1,387 @@
+"""Self-play: rating parsing, the logprob fallback, the Rater, the two-bot environment's contract, transcripts."""
+
+from __future__ import annotations
+
+import json
+import math
+from types import SimpleNamespace
+
+import gymnasium
+import pytest
+import torch
+from gymnasium.utils.env_checker import check_env
+from peft import LoraConfig, get_peft_model
+from torch import nn
+
+from rlxf.generation import chat_prompt
+from rlxf.models import load_causal_lm
+from rlxf.rating import (
+    FALLBACK,
+    PARSED,
+    Rater,
+    number_distribution,
+    number_token_ids,
+    parse_rating,
+    rating_from_logprobs,
+    using_adapter,
+)
+from rlxf.selfplay import (
+    LEADING_PROMPTS,
+    POLITICAL_ISSUES,
+    Bot,
+    SelfPlayEnv,
+    TwoBotDebate,
+    read_transcripts,
+    run_episode,
+    write_transcripts,
+)
+
+# ------------------------------------------------------------------------------------------------ parse_rating
+
+
+@pytest.mark.parametrize("reply, expected", [
+    ("I'd say 70/100", 70.0),
+    ("seventy", 70.0),
+    ("Seventy-five.", 75.0),
+    ("seventy five", 75.0),
+    ("A hundred percent!", 100.0),
+    ("100%", 100.0),
+    ("7/10", 70.0),
+    ("three out of five", 60.0),
+    ("Rating: 85.", 85.0),
+    ("85", 85.0),
+    ("I rate it 72.5", 72.5),
+    ("between 40 and 60", 50.0),
+    ("40-60", 50.0),
+    ("-5", 1.0),
+    ("0", 1.0),
+    ("150", 100.0),
+    ("One.", 1.0),
+    ("I'd give it a five", 5.0),
+    ("On a scale of 1-100, I would say 70", 70.0),
+    ("On a scale of 1 to 10: 7", 70.0),
+    ("My rating is 85 - mostly agree", 85.0),
+    ("7/0 no, 80", 80.0),
+])
+def test_parse_rating_tricky_replies(reply, expected):
+    assert parse_rating(reply) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("reply", ["I agree.", "", "No one agrees with the two sides here.", "It depends."])
+def test_parse_rating_without_a_number_is_none(reply):
+    assert parse_rating(reply) is None
+
+
+def test_parse_rating_rejects_non_text():
+    with pytest.raises(ValueError, match="expects the rater's reply as a str"):
+        parse_rating(70)
+
+
+# ------------------------------------------------------------------------------------------------ logprob fallback
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    model, tokenizer = load_causal_lm("tiny-llama")
+    return model, tokenizer
+
+
+def test_tiny_tokenizer_splits_numbers_into_several_tokens(tiny):
+    _, tokenizer = tiny
+    _, numbers = number_token_ids(tokenizer, chat_prompt(tokenizer, "Rate it."))
+    assert len(numbers) == 100 and len(numbers[99]) == 3 and len(numbers[6]) == 1  # "100" is "1","0","0"
+
+
+def test_number_distribution_scores_full_token_sequences(tiny):
+    model, tokenizer = tiny
+    prompt = "How much do you agree with this text on a scale of 1-100? Answer with a number."
+    probabilities = number_distribution(model, tokenizer, prompt)
+    assert probabilities.shape == (100,) and probabilities.sum().item() == pytest.approx(1.0, abs=1e-5)
+    # The cached path (one prompt forward, cache repeated) equals scoring every full sequence.
+    torch.testing.assert_close(probabilities, number_distribution(model, tokenizer, prompt, use_cache=False),
+                               atol=1e-5, rtol=1e-4)
+    # Independent check of P(7) / P(70) / P(100) from full forwards: tokens' probabilities times P(no more digits).
+    text = chat_prompt(tokenizer, prompt)
+    digit = torch.tensor([t[0].isdigit() for t in tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))])
+
+    def log_p(number: int) -> float:
+        ids = tokenizer(text + str(number), add_special_tokens=False)["input_ids"]
+        start = len(tokenizer(text, add_special_tokens=False)["input_ids"])
+        with torch.no_grad():
+            logp = torch.log_softmax(model(input_ids=torch.tensor([ids])).logits[0].float(), -1)
+        total = sum(float(logp[k - 1, ids[k]]) for k in range(start, len(ids)))
+        return total + math.log(1 - float(logp[-1].exp()[: len(digit)][digit].sum()))
+
+    assert math.log(probabilities[6] / probabilities[69]) == pytest.approx(log_p(7) - log_p(70), abs=1e-3)
+    assert math.log(probabilities[99] / probabilities[69]) == pytest.approx(log_p(100) - log_p(70), abs=1e-3)
+    rating = rating_from_logprobs(model, tokenizer, prompt)
+    assert rating == pytest.approx(float((probabilities * torch.arange(1, 101)).sum()), rel=1e-4)
+    assert 1.0 <= rating <= 100.0
+
+
+class BigramLM(nn.Module):
+    """A language model whose next-token logits depend only on the last token (a table): probabilities we can
+    compute by hand."""
+
+    def __init__(self, logits: torch.Tensor):
+        super().__init__()
+        self.table = nn.Parameter(logits)
+
+    def forward(self, input_ids, attention_mask=None, **kwargs):
+        return SimpleNamespace(logits=self.table[input_ids], past_key_values=None)
+
+
+def test_rating_from_logprobs_is_the_expected_rating(tiny):
+    _, tokenizer = tiny
+    prompt = "Rating="
+    prompt_ids, numbers = number_token_ids(tokenizer, prompt)
+    (seven,), (four, two) = numbers[6], numbers[41]
+    vocab, eos = len(tokenizer), tokenizer.eos_token_id
+    table = torch.full((vocab, vocab), -1e4)
+    table[:, eos] = 0.0  # after any other token: end
+    table[prompt_ids[-1]] = -1e4
+    table[prompt_ids[-1], seven], table[prompt_ids[-1], four] = math.log(0.75), math.log(0.25)
+    table[four] = -1e4
+    table[four, two] = 0.0  # "4" is always followed by "2": the number is 42, never 4
+    model = BigramLM(table)
+    probabilities = number_distribution(model, tokenizer, prompt, chat=False)
+    assert probabilities[6].item() == pytest.approx(0.75) and probabilities[41].item() == pytest.approx(0.25)
+    assert rating_from_logprobs(model, tokenizer, prompt, chat=False) == pytest.approx(0.75 * 7 + 0.25 * 42)
+
+
+# ------------------------------------------------------------------------------------------------ Rater
+
+
+def fixed_rater(replies: dict[str | None, str], fallback: float | None = None) -> Rater:
+    """A deterministic rater: each adapter (who rates) always answers the same text."""
+    return Rater(lambda prompt, adapter: replies[adapter], None if fallback is None else (lambda p, a: fallback))
+
+
+def test_rater_parses_falls_back_and_counts():
+    rater = fixed_rater({"dem": "Rating: 85.", "rep": "I am not sure."}, fallback=130.0)
+    assert "How much do you agree with this text on a scale of 1-100?" in rater.prompt("Tax cuts now")
+    assert "Answer with a number." in rater.prompt("Tax cuts now")
+    parsed = rater.rate("Tax cuts now", adapter="dem")
+    assert (parsed.value, parsed.path, parsed.reply) == (85.0, PARSED, "Rating: 85.")
+    fallback = rater.rate("Tax cuts now", adapter="rep")
+    assert (fallback.value, fallback.path) == (100.0, FALLBACK)  # clamped
+    rater.rate("More tax cuts", adapter="dem")
+    assert rater.stats == {"parsed": 2, "fallback": 1, "total": 3, "parse_rate": pytest.approx(2 / 3)}
+    rater.reset_stats()
+    assert rater.stats["total"] == 0 and math.isnan(rater.stats["parse_rate"])
+
+
+def test_rater_without_fallback_refuses_a_reply_without_number():
+    with pytest.raises(ValueError, match="holds no rating"):
+        fixed_rater({None: "I agree."}).rate("text")
+    with pytest.raises(ValueError, match="placeholder"):
+        Rater(lambda p, a: "1", template="no placeholder")
+
+
+def test_normalise_maps_the_scale_to_minus_one_one():
+    assert Rater.normalise(1) == -1.0 and Rater.normalise(100) == 1.0 and Rater.normalise(50.5) == 0.0
+    with pytest.raises(ValueError, match=r"in \[1, 100\]"):
+        Rater.normalise(0)
+
+
+# ------------------------------------------------------------------------------------------------ environment
+
+
+def fake_bots() -> list[Bot]:
+    """Deterministic bots: each reply names the speaker and echoes the start of what it answers."""
+    return [Bot("dem", lambda prompt: f"dem says no to: {prompt[:20]}", adapter="dem"),
+            Bot("rep", lambda prompt: f"rep says yes to: {prompt[:20]}", adapter="rep")]
+
+
+def test_reset_and_step_contract():
+    env = SelfPlayEnv(fake_bots(), fixed_rater({"dem": "80", "rep": "I'd say 30/100"}), max_exchanges=3)
+    assert isinstance(env, gymnasium.Env)
+    observation, info = env.reset(seed=3)
+    assert isinstance(observation, str) and observation in POLITICAL_ISSUES
+    assert env.observation_space.contains(observation) and isinstance(info, dict)
+    assert info["agent"] == "dem" and info["other"] == "rep" and info["transcript"] == []
+    result = env.step("We need universal healthcare.")
+    assert len(result) == 5
+    observation, reward, terminated, truncated, info = result
+    assert isinstance(observation, str) and isinstance(reward, float)
+    assert terminated is False and truncated is False
+    # The agent's reward is the OTHER bot's rating of its reply; the agent rates the other's reply back.
+    assert info["rating"] == 30.0 and reward == pytest.approx(Rater.normalise(30.0))
+    assert info["opponent_turn"]["speaker"] == "rep" and info["opponent_turn"]["rating_by_other"] == 80.0
+    assert observation == "rep says yes to: We need universal he"  # the other's reply is the next observation
+    assert info["parse_path"] == PARSED and info["ratings"] == [30.0, 80.0]
+
+
+def test_speakers_alternate_and_episode_truncates_at_max_exchanges():
+    env = SelfPlayEnv(fake_bots(), fixed_rater({"dem": "80", "rep": "30"}), max_exchanges=3, normalise_reward=False)
+    observation, _ = env.reset(seed=0)
+    rewards, flags = [], []
+    for k in range(3):
+        observation, reward, terminated, truncated, info = env.step(f"dem turn {k}")
+        rewards.append(reward)
+        flags.append((terminated, truncated))
+    assert rewards == [30.0, 30.0, 30.0]
+    assert flags == [(False, False), (False, False), (False, True)]
+    transcript = info["transcript"]
+    assert [row["speaker"] for row in transcript] == ["dem", "rep"] * 3
+    assert [row["exchange"] for row in transcript] == [0, 0, 1, 1, 2, 2]
+    assert [row["rating_by_other"] for row in transcript] == [30.0, 80.0] * 3
+    assert transcript[2]["prompt"] == transcript[1]["reply"]  # each turn answers the previous one
+    with pytest.raises(RuntimeError, match="call reset"):
+        env.step("one more")
+
+
+def test_neutral_streak_terminates_the_episode():
+    env = SelfPlayEnv(fake_bots(), fixed_rater({"dem": "50", "rep": "fifty"}), max_exchanges=10, stop_streak=3)
+    env.reset(seed=0)
+    _, _, terminated, truncated, info = env.step("first")
+    assert (terminated, truncated) == (False, False)
+    _, _, terminated, truncated, info = env.step("second")  # the agent's rating is the third neutral one in a row
+    assert (terminated, truncated) == (True, False)
+    assert info["opponent_turn"] is None and len(info["transcript"]) == 3
+    env_off = SelfPlayEnv(fake_bots(), fixed_rater({"dem": "50", "rep": "90"}), max_exchanges=2, stop_streak=2)
+    env_off.reset(seed=0)
+    assert env_off.step("a")[2:4] == (False, False) and env_off.step("b")[2:4] == (False, True)
+
+
+def test_leading_prompts_switch():
+    rater = fixed_rater({"dem": "60", "rep": "40"})
+    plain = SelfPlayEnv(fake_bots(), rater, leading_prompts=False)
+    plain.reset(seed=0)
+    observation, *_, info = plain.step("Cut taxes.")
+    assert observation == info["opponent_turn"]["reply"] and info["opponent_turn"]["leading_prompt"] is None
+    leading = SelfPlayEnv(fake_bots(), rater, leading_prompts=True)
+    leading.reset(seed=0)
+    observation, *_, info = leading.step("Cut taxes.")
+    reply, question = observation.rsplit("\n\n", 1)
+    assert reply == info["opponent_turn"]["reply"] and question in LEADING_PROMPTS
+    assert info["opponent_turn"]["prompt"].startswith("Cut taxes.\n\n")
+    assert info["opponent_turn"]["leading_prompt"] in LEADING_PROMPTS
+
+
+def test_reset_options_seed_and_bad_input():
+    env = SelfPlayEnv(fake_bots(), fixed_rater({"dem": "60", "rep": "40"}))
+    assert env.reset(seed=5)[0] == env.reset(seed=5)[0]
+    assert len({env.reset(seed=s)[0] for s in range(40)}) > 1
+    observation, info = env.reset(options={"agent": "rep", "issue": "Is pizza a vegetable?"})
+    assert observation == "Is pizza a vegetable?" and info["agent"] == "rep"
+    _, reward, *_ = env.step("Yes.")
+    assert reward == pytest.approx(Rater.normalise(60.0))  # now dem rates the agent rep
+    with pytest.raises(ValueError, match="unknown options"):
+        env.reset(options={"speaker": "dem"})
+    with pytest.raises(ValueError, match="options\\['agent'\\] must be one of"):
+        env.reset(options={"agent": "green"})
+    env.reset()
+    with pytest.raises(ValueError, match="action must be the agent's reply as a str"):
+        env.step(42)
+    with pytest.raises(ValueError, match="two Bot objects with different names"):
+        SelfPlayEnv(fake_bots()[:1], fixed_rater({}))
+    with pytest.raises(ValueError, match="max_exchanges must be >= 1"):
+        SelfPlayEnv(fake_bots(), fixed_rater({}), max_exchanges=0)
+
+
+def test_passes_gymnasium_env_checker():
+    env = SelfPlayEnv(fake_bots(), fixed_rater({"dem": "60", "rep": "40"}), render_mode="ansi")
+    check_env(env, skip_render_check=False)
+    env.reset(seed=0)
+    env.step("hello")
+    assert "dem (rated 40.0 by the other): hello" in env.render()
+
+
+def test_debate_transcripts_roundtrip_as_json_lines(tmp_path):
+    debate = TwoBotDebate(fake_bots(), fixed_rater({"dem": "60", "rep": "40"}), max_exchanges=2)
+    transcripts = debate.run(3, seed=0)
+    assert len(transcripts) == 3 and [len(t) for t in transcripts] == [4, 4, 4]
+    assert [t[0]["speaker"] for t in transcripts] == ["dem", "rep", "dem"]  # the bots take turns opening
+    assert transcripts[1][0]["prompt"] == transcripts[1][0]["issue"]
+    for row in transcripts[0]:
+        assert {"exchange", "speaker", "prompt", "reply", "rating_by_other", "parse_path"} <= set(row)
+    path = write_transcripts(tmp_path / "out" / "transcripts.jsonl", transcripts)
+    assert len(path.read_text().splitlines()) == 12
+    assert read_transcripts(path) == transcripts
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(path.read_text().splitlines()[0] + "\n{not json\n")
+    with pytest.raises(ValueError, match="bad.jsonl:2: not valid JSON"):
+        read_transcripts(bad)
+    bad.write_text(json.dumps({"episode": 0, "speaker": "dem"}) + "\n")
+    with pytest.raises(ValueError, match="bad.jsonl:1: a transcript line needs the keys"):
+        read_transcripts(bad)
+    with pytest.raises(FileNotFoundError, match="no transcript file"):
+        read_transcripts(tmp_path / "missing.jsonl")
+
+
+def test_run_episode_with_a_policy_function():
+    env = SelfPlayEnv(fake_bots(), fixed_rater({"dem": "60", "rep": "40"}), max_exchanges=2)
+    transcript = run_episode(env, lambda observation: observation.upper(), seed=1, options={"issue": "why?"})
+    assert transcript[0]["reply"] == "WHY?" and transcript[2]["reply"] == transcript[1]["reply"].upper()
+
+
+# ------------------------------------------------------------------------------------------------ real tiny model
+
+
+def two_bot_model():
+    """tiny-llama with LoRA adapters "dem" and "rep" (random, so the two bots differ)."""
+    model, tokenizer = load_causal_lm("tiny-llama")
+    torch.manual_seed(0)
+    config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    model = get_peft_model(model, config, adapter_name="dem")
+    model.add_adapter("rep", LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
+                                        init_lora_weights=False))
+    return model, tokenizer
+
+
+def test_using_adapter_restores_the_active_adapter_and_trainability():
+    model, _ = two_bot_model()
+    model.set_adapter("dem")
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable and all(".dem." in n for n in trainable)
+    with using_adapter(model, "rep"):
+        assert model.active_adapter == "rep"
+    assert model.active_adapter == "dem"
+    assert {n for n, p in model.named_parameters() if p.requires_grad} == trainable
+    with pytest.raises(ValueError, match="adapter 'green' is not on this model"):
+        with using_adapter(model, "green"):
+            pass
+
+
+def test_episode_with_real_adapters_and_model_rater():
+    model, tokenizer = two_bot_model()
+    bots = [Bot.from_adapter(name, model, tokenizer, name, max_new_tokens=6) for name in ("dem", "rep")]
+    rater = Rater.from_model(model, tokenizer, max_new_tokens=4)
+    env = SelfPlayEnv(bots, rater, max_exchanges=1)
+    transcript = run_episode(env, bots[0].reply_fn, seed=0)
+    assert [row["speaker"] for row in transcript] == ["dem", "rep"]
+    for row in transcript:
+        assert 1.0 <= row["rating_by_other"] <= 100.0 and row["parse_path"] in (PARSED, FALLBACK)
+    assert rater.stats["total"] == 2
+    # The two adapters are different raters: their logprob ratings of the same text differ.
+    prompt = rater.prompt(transcript[0]["reply"])
+    with using_adapter(model, "dem"):
+        dem = rating_from_logprobs(model, tokenizer, prompt)
+    with using_adapter(model, "rep"):
+        rep = rating_from_logprobs(model, tokenizer, prompt)
+    assert dem != pytest.approx(rep, abs=1e-6)
+
+
+# ------------------------------------------------------------------------------------------------ PPO on one of two
+
+
+def test_ppo_step_for_dem_changes_only_dems_adapter():
+    from rlxf.ppo import PPOConfig, PPOTrainer
+
+    model, tokenizer = two_bot_model()
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    config = PPOConfig(batch_size=2, ppo_epochs=2, max_new_tokens=4, learning_rate=1e-2, progress_bar=False)
+    trainer = PPOTrainer(model, tokenizer, config, adapter_name="dem")
+    env = SelfPlayEnv(fake_bots(), fixed_rater({"dem": "70", "rep": "20"}))
+    observations = [env.reset(seed=s)[0] for s in (0, 1)]
+    queries = [chat_prompt(tokenizer, o) for o in observations]
+    responses = ["We should compromise.", "No way."]
+    rewards = [Rater.normalise(90.0), Rater.normalise(10.0)]
+    trainer.step(queries, responses, rewards)
+    after = dict(trainer.model.named_parameters())
+    changed = {name for name, p in before.items() if name in after and not torch.equal(p, after[name].detach())}
+    assert changed, "the PPO step changed no parameter"
+    assert all(".dem." in name for name in changed), f"parameters other than dem's changed: {sorted(changed)}"
+    rep = [name for name in before if ".rep." in name]
+    assert rep and all(torch.equal(before[name], after[name].detach()) for name in rep)
