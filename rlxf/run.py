@@ -43,6 +43,8 @@ class Profile:
     artifacts_dir: Path
     params: dict[str, Any]
     notebooks: dict[str, dict[str, Any]] = field(default_factory=dict)
+    shared: dict[str, Any] = field(default_factory=dict)
+    """parameters several notebooks declare (e.g. the party classifier's settings): each gets those it declares"""
 
 
 @dataclass
@@ -82,9 +84,11 @@ def load_profile(name: str, configs_dir: Path = CONFIGS_DIR) -> Profile:
     for key in ("figures_dir", "artifacts_dir", "params"):
         if key not in raw:
             raise RunnerError(f"{path}: missing the key {key!r}")
-    unknown = set(raw) - {"figures_dir", "artifacts_dir", "params", "notebooks"}
+    unknown = set(raw) - {"figures_dir", "artifacts_dir", "params", "shared", "notebooks"}
     if unknown:
-        raise RunnerError(f"{path}: unknown keys {sorted(unknown)}; expected figures_dir, artifacts_dir, params, notebooks")
+        raise RunnerError(
+            f"{path}: unknown keys {sorted(unknown)}; expected figures_dir, artifacts_dir, params, shared, notebooks"
+        )
     notebooks = raw.get("notebooks") or {}
     if not isinstance(notebooks, dict) or not all(isinstance(v, dict | type(None)) for v in notebooks.values()):
         raise RunnerError(f"{path}: 'notebooks' must map a notebook number to a mapping of parameters")
@@ -94,6 +98,7 @@ def load_profile(name: str, configs_dir: Path = CONFIGS_DIR) -> Profile:
         artifacts_dir=(REPO_ROOT / raw["artifacts_dir"]).resolve(),
         params=dict(raw["params"]),
         notebooks={str(k).zfill(2): dict(v or {}) for k, v in notebooks.items()},
+        shared=dict(raw.get("shared") or {}),
     )
 
 
@@ -152,11 +157,15 @@ def plan(
     common = dict(profile.params)
     common["artifacts_dir"] = str(profile.artifacts_dir)
     common["figures_dir"] = str(profile.figures_dir)
+    declared_by = {key: set(papermill.inspect_notebook(str(path))) for key, path in notebooks.items()}
+    orphans = sorted(set(profile.shared) - set().union(*declared_by.values()))
+    if orphans:
+        raise RunnerError(f"configs/{profile.name}.yaml: shared parameter(s) {orphans} are declared by no notebook")
     steps = []
     declared_anywhere: set[str] = set()
     for key in selected:
         path = notebooks[key]
-        declared = set(papermill.inspect_notebook(str(path)))
+        declared = declared_by[key]
         if not declared:
             raise RunnerError(f"{path.name}: no cell tagged 'parameters' (every notebook needs exactly one)")
         declared_anywhere |= declared
@@ -164,6 +173,7 @@ def plan(
         if missing_common:
             raise RunnerError(f"{path.name}: its parameters cell does not declare {missing_common}")
         params = {k: v for k, v in common.items() if k in declared}
+        params.update({k: v for k, v in profile.shared.items() if k in declared})
         undeclared_common = sorted(set(common) - declared)
         if undeclared_common:
             raise RunnerError(f"profile {profile.name}: params {undeclared_common} are not declared by {path.name}")

@@ -32,8 +32,32 @@ def test_notebook_anatomy(path):
         )
         names.append(node.targets[0].id)
     assert set(COMMON_PARAMS) <= set(names), f"{path.name} must declare {COMMON_PARAMS}"
+    import papermill
+
+    seen_by_papermill = set(papermill.inspect_notebook(str(path)))
+    assert seen_by_papermill == set(names), (
+        f"{path.name}: papermill cannot parse the parameter line(s) of {sorted(set(names) - seen_by_papermill)} "
+        "(an '=' inside the comment confuses it)"
+    )
     for line in params[0].source.splitlines():
         assert "#" in line, f"{path.name}: every parameter gets a comment, not {line!r}"
     number = path.name[:2]
     assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith(f"# {number} · ")
     assert any(c.cell_type == "markdown" and c.source.startswith("## Summary") for c in nb.cells)
+
+
+def test_parameters_shared_by_notebooks_have_equal_defaults():
+    """A name declared by several notebooks (e.g. the party classifier's settings) means one thing: same default."""
+    import papermill
+
+    seen: dict[str, tuple[str, object]] = {}
+    for path in NOTEBOOKS:
+        for name, info in papermill.inspect_notebook(str(path)).items():
+            if name in COMMON_PARAMS:
+                continue
+            default = ast.literal_eval(info["default"])
+            if name in seen:
+                first, value = seen[name]
+                assert value == default, f"{name}: {first} says {value!r}, {path.name} says {default!r}"
+            else:
+                seen[name] = (path.name, default)

@@ -111,3 +111,27 @@ def test_notebook_01_runs_on_the_smoke_profile(capsys):
     text = json.dumps([c.get("outputs", []) for c in executed.cells])
     assert "FIXTURE CORPORA" in text, "the smoke run must say loudly that it used the fixtures"
     assert {p: p.stat().st_mtime for p in (REPO_ROOT / "figures").glob("01_*.png")} == committed
+
+
+def test_shared_parameters_reach_only_the_notebooks_that_declare_them(tmp_path):
+    params = 'profile = "x"\nseed = 0\ndata_dir = ""\nartifacts_dir = ""\nfigures_dir = ""\n'
+    notebooks = {"01": _notebook(tmp_path / "01_a.ipynb", "pass", params=params + "encoder = 'a'\n"),
+                 "02": _notebook(tmp_path / "02_b.ipynb", "pass", params=params)}
+    profile = _profile(tmp_path)
+    profile.shared = {"encoder": "tiny-bert"}
+    planned = {k: p for k, _, p in run.plan(profile, notebooks, None, [])}
+    assert planned["01"]["encoder"] == "tiny-bert" and "encoder" not in planned["02"]
+    profile.shared = {"encodr": "tiny-bert"}
+    with pytest.raises(run.RunnerError, match=r"shared parameter\(s\) \['encodr'\] are declared by no notebook"):
+        run.plan(profile, notebooks, None, [])
+
+
+@pytest.mark.parametrize("key", [k for k in run.discover_notebooks() if k != "01"])
+def test_every_notebook_runs_on_the_smoke_profile(key, capsys):
+    """Each later notebook, alone on the smoke profile (tiny models, fixture corpora), writes its figures."""
+    assert run.main(["--profile", "smoke", "--only", key]) == 0
+    name = run.discover_notebooks()[key].name
+    assert name in capsys.readouterr().out
+    smoke = run.load_profile("smoke")
+    summary = json.loads((smoke.artifacts_dir / "run_summary.json").read_text())
+    assert summary[-1]["status"] == "ok" and summary[-1]["figures"], f"{name} wrote no {key}_*.png figure"
