@@ -7,7 +7,8 @@ from collections.abc import Sequence
 
 import torch
 
-# The political-bot study's fixed questions (one topic each), asked of every party bot and the base model.
+# The political-bot study's fixed questions (one topic each): asked of every party bot and the base model (02),
+# and the starters of the two-bot debates (rlxf.selfplay).
 POLITICAL_QUESTIONS: tuple[str, ...] = (
     "What is your opinion on abortion?",
     "What are your thoughts on gun control?",
@@ -19,6 +20,8 @@ POLITICAL_QUESTIONS: tuple[str, ...] = (
     "What do you think about the size of the federal government?",
     "How should the country deal with student debt?",
     "What is your position on police reform?",
+    "Should voters have to show an ID at the polls?",
+    "How much should the country spend on its military?",
 )
 
 # The Socrates study's three prompts, asked before and after persona fine-tuning.

@@ -34,23 +34,10 @@ import gymnasium
 from gymnasium.spaces import Text
 
 from rlxf.convergence import neutral_streak
-from rlxf.generation import generate
+from rlxf.generation import POLITICAL_QUESTIONS, generate
 from rlxf.rating import Rater, using_adapter
 
-POLITICAL_ISSUES: tuple[str, ...] = (
-    "What is your opinion on abortion?",
-    "What are your thoughts on gun control?",
-    "Should the federal minimum wage be raised?",
-    "What should be done about immigration?",
-    "How should we respond to climate change?",
-    "Should taxes on the wealthy be raised or cut?",
-    "What is your view on government-run healthcare?",
-    "What do you think about the size of the federal government?",
-    "How should the country deal with student debt?",
-    "What is your position on police reform?",
-    "Should voters have to show an ID at the polls?",
-    "How much should the country spend on its military?",
-)
+POLITICAL_ISSUES: tuple[str, ...] = POLITICAL_QUESTIONS  # the debates' starters
 LEADING_PROMPTS: tuple[str, ...] = (
     "Do you have a compromise?",
     "What would you do instead?",
