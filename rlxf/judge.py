@@ -41,8 +41,11 @@ JUDGE_TEMPLATE = (
     'Here is a reply written by a chatbot:\n"""\n{reply}\n"""\n\n'
     "Question: {criterion}\n"
     "Explain your reasoning in one or two sentences. Then write a last line that starts with 'Verdict:' followed by "
-    "your answer as a short sentence, for example 'Verdict: Yes, it clearly does.' or 'Verdict: No, it does not.'"
+    "one sentence that praises or criticises the reply, for example 'Verdict: Yes, this is an excellent reply that "
+    "does this very well.' or 'Verdict: No, this is a poor reply that fails to do this.'"
 )
+# The verdict is read by a sentiment classifier, so the template asks for an evaluative sentence: a bare
+# "Yes." / "No." carries almost no sentiment for a classifier trained on reviews (measured in notebook 03).
 # The last "Verdict: ..." in the reply (markdown bold tolerated: "**Verdict:** yes").
 VERDICT_PATTERN = re.compile(r"verdict\s*\**\s*[:\-]\s*\**\s*(.+)", re.IGNORECASE)
 
