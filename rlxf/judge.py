@@ -48,6 +48,7 @@ JUDGE_TEMPLATE = (
 # "Yes." / "No." carries almost no sentiment for a classifier trained on reviews (measured in notebook 03).
 # The last "Verdict: ..." in the reply (markdown bold tolerated: "**Verdict:** yes").
 VERDICT_PATTERN = re.compile(r"verdict\s*\**\s*[:\-]\s*\**\s*(.+)", re.IGNORECASE)
+VERDICT_START = re.compile(r"verdict\s*\**\s*[:\-]", re.IGNORECASE)
 
 
 class JudgeError(RuntimeError):
@@ -86,14 +87,24 @@ def verdict_score(p_positive: float, positive_threshold: float = 0.6, negative_t
 
 
 class LocalJudge:
-    """A local chat model as judge: system prompt + user message through the chat template, greedy decoding."""
+    """A local chat model as judge: system prompt + user message through the chat template, greedy decoding.
+
+    Small judges (SmolLM2-135M) often spend their budget on reasoning or forget the format: where a reply has
+    no verdict line, the judge's reasoning is cut at `max_new_tokens`, `\nVerdict:` is appended, and the
+    model writes that line (`verdict_tokens` more tokens). `forced_verdicts` counts how often this happened.
+    """
 
     def __init__(self, model, tokenizer, *, system_prompt: str = JUDGE_SYSTEM_PROMPT, max_new_tokens: int = 128,
-                 batch_size: int = 8):
-        if max_new_tokens < 1 or batch_size < 1:
-            raise ValueError(f"max_new_tokens and batch_size must be >= 1, got {max_new_tokens}, {batch_size}")
+                 verdict_tokens: int = 24, batch_size: int = 8):
+        if max_new_tokens < 1 or verdict_tokens < 1 or batch_size < 1:
+            raise ValueError(
+                f"max_new_tokens, verdict_tokens and batch_size must be >= 1, got {max_new_tokens}, "
+                f"{verdict_tokens}, {batch_size}"
+            )
         self.model, self.tokenizer = model, tokenizer
         self.system_prompt, self.max_new_tokens, self.batch_size = system_prompt, max_new_tokens, batch_size
+        self.verdict_tokens = verdict_tokens
+        self.forced_verdicts = 0
 
     @classmethod
     def from_name(cls, name: str = "smollm2-135m-instruct", *, device=None, **kwargs) -> LocalJudge:
@@ -102,12 +113,22 @@ class LocalJudge:
         return cls(model, tokenizer, **kwargs)
 
     def generate(self, messages: Sequence[str]) -> list[JudgeReply]:
-        """One reply per user message, in order."""
+        """One reply per user message, in order; each ends with a verdict line unless the model leaves it empty."""
         texts = [chat_prompt(self.tokenizer, message, system=self.system_prompt) for message in messages]
         if not texts:
             return []
         replies = generate(self.model, self.tokenizer, texts, max_new_tokens=self.max_new_tokens, do_sample=False,
                            batch_size=self.batch_size, chat=False)
+        missing = [i for i, reply in enumerate(replies) if parse_verdict(reply) is None]
+        if missing:
+            reasoning = [VERDICT_START.split(replies[i])[0].rstrip() for i in missing]
+            follow_ups = [texts[i] + r + "\nVerdict:" for i, r in zip(missing, reasoning, strict=True)]
+            verdicts = generate(self.model, self.tokenizer, follow_ups, max_new_tokens=self.verdict_tokens,
+                                do_sample=False, batch_size=self.batch_size, chat=False)
+            for i, r, verdict in zip(missing, reasoning, verdicts, strict=True):
+                line = verdict.strip().splitlines()[0] if verdict.strip() else ""
+                replies[i] = f"{r}\nVerdict: {line}"
+            self.forced_verdicts += len(missing)
         return [JudgeReply(text) for text in replies]
 
     def __repr__(self) -> str:

@@ -24,7 +24,7 @@ from rlxf.judge import (
     ranking_accuracy,
     verdict_score,
 )
-from rlxf.models import load_classifier
+from rlxf.models import load_causal_lm, load_classifier
 
 SECRET = "sk-test-0123456789-never-print-me"
 CRITERIA = {
@@ -274,3 +274,32 @@ def test_local_judge_with_sentiment_verdicts():
     stats = evaluator.stats
     # A random tiny model rarely writes a verdict: whatever it did, every call is either judged or counted.
     assert stats["calls"] == 12 and stats["verdicts"] + stats["fallback_total"] == 12
+
+
+class _ScriptedLM:
+    """Stands in for rlxf.generation.generate: the first call forgets the verdict, the follow-up writes it."""
+
+    def __init__(self):
+        self.prompts: list[list[str]] = []
+
+    def __call__(self, model, tokenizer, prompts, **kwargs):
+        self.prompts.append(list(prompts))
+        if len(self.prompts) == 1:
+            return ["It is short and clear.", "Reasoning that already ends well.\nVerdict: Yes, an excellent reply."]
+        return [" Yes, this is a fine and concise reply.\nMore text the judge should not keep."]
+
+
+def test_local_judge_forces_a_verdict_line_where_the_model_forgot_it(monkeypatch):
+    import rlxf.judge as judge_module
+
+    scripted = _ScriptedLM()
+    monkeypatch.setattr(judge_module, "generate", scripted)
+    model, tokenizer = load_causal_lm("tiny-llama", device="cpu")
+    judge = LocalJudge(model, tokenizer, max_new_tokens=8, verdict_tokens=5)
+    replies = judge.generate(["Is it concise?", "Is it kind?"])
+    assert [judge_module.parse_verdict(r.text) for r in replies] == [
+        "Yes, this is a fine and concise reply.", "Yes, an excellent reply."]
+    assert replies[0].text.startswith("It is short and clear.\nVerdict:")
+    assert judge.forced_verdicts == 1 and len(scripted.prompts) == 2
+    # The follow-up continues the first prompt after the model's own reasoning.
+    assert scripted.prompts[1][0].endswith("It is short and clear.\nVerdict:")
