@@ -35,10 +35,10 @@ gpu: $(STAMP)
 	$(BIN)/python -m rlxf.run --profile gpu
 
 lint: $(STAMP)
-	$(BIN)/ruff check rlxf tests
+	$(BIN)/ruff check rlxf tests benchmarks
 
 test: $(STAMP)
-	$(BIN)/ruff check rlxf tests
+	$(BIN)/ruff check rlxf tests benchmarks
 	$(OFFLINE) $(BIN)/python -m pytest -q
 
 clean-artifacts:
