@@ -150,6 +150,10 @@ def plan(
             raise RunnerError(f"--only names notebooks that do not exist: {missing}; there are {list(notebooks)}")
         selected = [k for k in notebooks if k in wanted]
     everywhere, per_notebook = parse_overrides(overrides)
+    # Overriding where outputs go moves the runner's own outputs (executed notebooks, summary) there too.
+    for key in ("artifacts_dir", "figures_dir"):
+        if key in everywhere:
+            setattr(profile, key, Path(str(everywhere.pop(key))).expanduser().resolve())
     for number in per_notebook:
         if number not in selected:
             raise RunnerError(f"-p {number}:...: notebook {number} is not among those selected ({selected})")

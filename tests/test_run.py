@@ -135,3 +135,14 @@ def test_every_notebook_runs_on_the_smoke_profile(key, capsys):
     smoke = run.load_profile("smoke")
     summary = json.loads((smoke.artifacts_dir / "run_summary.json").read_text())
     assert summary[-1]["status"] == "ok" and summary[-1]["figures"], f"{name} wrote no {key}_*.png figure"
+
+
+def test_overriding_the_output_directories_moves_the_runners_outputs_too(tmp_path):
+    notebooks = {"01": _notebook(tmp_path / "01_a.ipynb", "pass")}
+    profile = _profile(tmp_path)
+    steps = run.plan(profile, notebooks, None, [f"artifacts_dir={tmp_path / 'elsewhere'}", f"figures_dir={tmp_path / 'figs'}"])
+    assert steps[0][2]["artifacts_dir"] == str(tmp_path / "elsewhere") == str(profile.artifacts_dir)
+    assert steps[0][2]["figures_dir"] == str(tmp_path / "figs") == str(profile.figures_dir)
+    run.execute(profile, steps)
+    assert (tmp_path / "elsewhere" / "notebooks" / "01_a.ipynb").exists()
+    assert (tmp_path / "elsewhere" / "run_summary.json").exists()
