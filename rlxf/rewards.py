@@ -22,6 +22,7 @@ import numpy as np
 
 from rlxf.classifier import load_saved_classifier, predict_logits
 from rlxf.data.mona import TEXT_TEMPLATE as MONA_TEXT_TEMPLATE  # one template for the data and the reward
+from rlxf.data.mona import model_text
 
 MONA_METADATA_FIELDS = ("country", "arr_type", "econ_class")
 
@@ -160,13 +161,6 @@ class ClassifierReward(RewardFunction):
         )
 
 
-def mona_text(template: str, country: str, arr_type: str, econ_class: str, condition: str) -> str:
-    """One MONA classifier input: the template filled in as `rlxf.data.mona.model_text` fills it."""
-    return template.format(
-        country=country, arr_type=arr_type, econ_class=econ_class.rstrip(". "), condition=condition.strip()
-    )
-
-
 class ExperienceReward(ClassifierReward):
     """P(MET | country, arrangement type, classification, proposed condition) from a trained MONA classifier.
 
@@ -237,7 +231,7 @@ class ExperienceReward(ClassifierReward):
         """The classifier inputs: the template filled with each prompt's metadata and the completion."""
         rows = self._fields(prompts, kwargs)
         return [
-            mona_text(self.template, row["country"], row["arr_type"], row["econ_class"], completion)
+            model_text(row["country"], row["arr_type"], row["econ_class"], completion.strip(), template=self.template)
             for row, completion in zip(rows, completions, strict=True)
         ]
 

@@ -90,9 +90,9 @@ def _field(values: pd.Series) -> pd.Series:
     return values.where(values != "NULL", "")
 
 
-def model_text(country: str, arr_type: str, econ_class: str, condition: str) -> str:
+def model_text(country: str, arr_type: str, econ_class: str, condition: str, template: str = TEXT_TEMPLATE) -> str:
     """The classifier's input text for one condition (see TEXT_TEMPLATE)."""
-    return TEXT_TEMPLATE.format(
+    return template.format(
         country=country, arr_type=arr_type, econ_class=econ_class.rstrip(". "), condition=condition
     )
 
