@@ -383,7 +383,7 @@ class PPOTrainer:
         self.device = next(self.model.parameters()).device
 
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-        self.eos_ids = _eos_ids(self.model, tokenizer)
+        self.eos_ids = eos_ids(self.model, tokenizer)
         if self.pad_id is None or not self.eos_ids:
             raise ValueError("tokenizer needs an eos_token (and a pad_token, or eos is used for padding)")
 
@@ -558,20 +558,14 @@ class PPOTrainer:
     @torch.no_grad()
     def generate(self, prompts: Sequence[str]) -> tuple[list[torch.Tensor], list[torch.Tensor], list[str]]:
         """Sample one reply per prompt (batched, KV cache, left padding, stops at EOS) -> (queries, responses, texts)."""
-        from transformers import GenerationConfig
-
         cfg = self.config
         queries = [self._to_ids(p, "prompts", i, special_tokens=True) for i, p in enumerate(prompts)]
         batch = collate(queries, [q[:0] for q in queries], self.pad_id)
         self.model.set_adapter(self.adapter_name)
         self.model.eval()
         self._lora_dropout(False)
-        # Unset fields are filled from the model's generation_config (e.g. a repetition penalty) and then from
-        # global defaults (top_k=50): set every logit processor explicitly so that sampling follows the policy.
-        generation = GenerationConfig(do_sample=True, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
-                                      top_k=cfg.top_k, top_p=cfg.top_p, min_p=0.0, typical_p=1.0,
-                                      repetition_penalty=1.0, no_repeat_ngram_size=0, use_cache=True,
-                                      pad_token_id=self.pad_id, eos_token_id=sorted(self.eos_ids))
+        generation = sampling_config(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_k=cfg.top_k,
+                                     top_p=cfg.top_p, pad_id=self.pad_id, eos_ids=self.eos_ids)
         output = self.model.generate(input_ids=batch["input_ids"].to(self.device),
                                      attention_mask=batch["attention_mask"].to(self.device),
                                      generation_config=generation)
@@ -741,7 +735,21 @@ class PPOTrainer:
         return any(int(t) in self.eos_ids for t in response)
 
 
-def _eos_ids(model, tokenizer) -> set[int]:
+def sampling_config(*, max_new_tokens: int, temperature: float, top_k: int, top_p: float, pad_id: int,
+                    eos_ids: set[int]):
+    """A GenerationConfig that samples from the policy's own (temperature-scaled) distribution.
+
+    Unset fields are filled from the model's generation_config (e.g. a repetition penalty) and then from global
+    defaults (top_k=50): every logit processor is set explicitly so that sampling follows the policy.
+    """
+    from transformers import GenerationConfig
+
+    return GenerationConfig(do_sample=True, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k,
+                            top_p=top_p, min_p=0.0, typical_p=1.0, repetition_penalty=1.0, no_repeat_ngram_size=0,
+                            use_cache=True, pad_token_id=pad_id, eos_token_id=sorted(eos_ids))
+
+
+def eos_ids(model, tokenizer) -> set[int]:
     """EOS token ids from the tokenizer and the model's generation config (chat models often have several)."""
     ids = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
     generation_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)

@@ -14,7 +14,7 @@ import pytest
 from rlxf.data import hydrate, read_table, write_fixtures
 from rlxf.data.__main__ import main
 from rlxf.data.corpora import read_hh, shared_prompt
-from rlxf.data.mona import STATUS_GROUPS, build_mona
+from rlxf.data.mona import STATUS_GROUPS, build_mona, policy_prompt, programme_prompts
 from rlxf.data.plato import parse_dialogue, skip_reason, strip_gutenberg
 from rlxf.data.political import clean_tweet, prepare_political, read_tweets
 from rlxf.paths import resolve_data_dir
@@ -395,3 +395,22 @@ def test_real_data_counts(tmp_path):
     assert manifest["mona"]["by_label"] == {"MET": 2_865, "Non-MET": 1_623}
     assert {"Republic", "Symposium", "Protagoras", "Apology", "Phaedo"} <= set(manifest["plato"]["skipped"])
     assert {"Crito", "Euthyphro", "Meno", "Gorgias"} <= set(manifest["plato"]["turns_by_dialogue"])
+
+
+def test_policy_prompt_follows_the_study_template():
+    prompt = policy_prompt("KENYA", "SBA", "1.8. Budget preparation (e.g., submission or approval)")
+    assert prompt == ("Given the economic indicators and historical performance of Kenya, what would be an appropriate "
+                      "policy proposal under the SBA arrangement for achieving budget preparation (e.g., submission or "
+                      "approval)? Describe the proposed condition.")
+    assert "achieving VAT reform?" in policy_prompt("KENYA", "SBA", "VAT reform.")
+
+
+def test_programme_prompts_one_per_programme_keyed_by_the_formatted_prompt():
+    table = pd.DataFrame({"country": ["KENYA", "KENYA", "GHANA"], "arr_type": ["SBA", "SBA", "ECF"],
+                          "econ_class": ["3. Civil service", "3. Civil service", "1.5. Debt Management"]})
+    prompts, metadata = programme_prompts(table, lambda p: f"<user>{p}</user>")
+    assert len(prompts) == 2 and all(p.startswith("<user>") for p in prompts)
+    assert metadata[prompts[0]] == {"country": "KENYA", "arr_type": "SBA", "econ_class": "3. Civil service"}
+    assert len(programme_prompts(table, max_prompts=1)[0]) == 1
+    with pytest.raises(ValueError, match="econ_class"):
+        programme_prompts(table.drop(columns="econ_class"))

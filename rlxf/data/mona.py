@@ -15,6 +15,7 @@ arrangement are near-duplicates, which flatters a random split).
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -95,6 +96,43 @@ def model_text(country: str, arr_type: str, econ_class: str, condition: str, tem
     return template.format(
         country=country, arr_type=arr_type, econ_class=econ_class.rstrip(". "), condition=condition
     )
+
+
+# The RLXF study's policy prompt: the policy proposes a condition for a programme described by these three fields.
+POLICY_PROMPT_TEMPLATE = (
+    "Given the economic indicators and historical performance of {country}, what would be an appropriate policy "
+    "proposal under the {arr_type} for achieving {econ_class}? Describe the proposed condition."
+)
+_CLASS_NUMBER = re.compile(r"^\s*\d+(?:\.\d+)*\.?\s*")
+
+
+def policy_prompt(country: str, arr_type: str, econ_class: str, template: str = POLICY_PROMPT_TEMPLATE) -> str:
+    """The policy's prompt for one programme; the classification loses its MONA number ("1.8. Budget ..." -> "budget ...")."""
+    goal = _CLASS_NUMBER.sub("", econ_class).rstrip(". ")
+    goal = goal[:1].lower() + goal[1:] if goal[:2] != goal[:2].upper() else goal  # keep acronyms ("VAT ...")
+    return template.format(country=country.title(), arr_type=f"{arr_type} arrangement", econ_class=goal)
+
+
+def programme_prompts(table: pd.DataFrame, format_prompt=None, *, max_prompts: int | None = None, seed: int = 0
+                      ) -> tuple[list[str], dict[str, dict[str, str]]]:
+    """One policy prompt per distinct (country, arr_type, econ_class) of `table` -> (prompts, prompt -> fields).
+
+    `format_prompt` wraps each prompt (e.g. in the policy's chat template); the mapping is keyed by the wrapped
+    prompt, as `rlxf.rewards.ExperienceReward(metadata=...)` expects. `max_prompts` draws a seeded subset.
+    """
+    missing = [c for c in ("country", "arr_type", "econ_class") if c not in table.columns]
+    if missing:
+        raise ValueError(f"programme_prompts(): the table lacks the columns {missing}")
+    programmes = table[["country", "arr_type", "econ_class"]].drop_duplicates()
+    if max_prompts and len(programmes) > max_prompts:
+        programmes = programmes.sample(n=max_prompts, random_state=seed)
+    prompts, metadata = [], {}
+    for row in programmes.to_dict("records"):
+        prompt = policy_prompt(row["country"], row["arr_type"], row["econ_class"])
+        prompt = format_prompt(prompt) if format_prompt is not None else prompt
+        prompts.append(prompt)
+        metadata[prompt] = row
+    return prompts, metadata
 
 
 def random_split(n: int, seed: int) -> np.ndarray:

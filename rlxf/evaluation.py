@@ -1,0 +1,210 @@
+"""Evaluating policies the same way whichever algorithm trained them: samples, rewards, KL, fluency, statistics.
+
+`policy_report` samples one reply per prompt from an adapter of a PeftModel (or a plain model), scores it with any
+`reward_fn(prompts, completions)`, and measures per reply:
+  kl          sum over reply tokens of log pi(t) - log pi_ref(t) at the sampling temperature (k1; its mean over
+              replies sampled from pi estimates KL(pi || pi_ref) per reply, the quantity PPO's penalty controls)
+  ref_nll     mean negative log-likelihood per token under the reference at temperature 1 (exp of its mean over
+              replies is the replies' perplexity under the reference: fluency, and a reward-hacking alarm)
+  length      reply tokens (up to and including EOS)
+The reference is the base with adapters disabled (`ref_adapter=None`) or another adapter (e.g. the SFT one).
+
+Statistics: `bootstrap_ci` (percentile bootstrap of the mean), `compare` (difference of means with a bootstrap CI,
+Welch's t-test and the Mann-Whitney U test), `expected_reward_table` (several policies against one reference).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+
+import numpy as np
+import pandas as pd
+import torch
+from scipy import stats
+
+from rlxf.ppo import collate, eos_ids, sampling_config, truncate_after_eos
+
+
+@contextmanager
+def active(model, adapter: str | None) -> Iterator[None]:
+    """Run the block with `adapter` active; None: adapters disabled (the base), or the model itself if not peft."""
+    peft_config = getattr(model, "peft_config", None)
+    if not isinstance(peft_config, dict):
+        if adapter is not None:
+            raise ValueError(f"adapter {adapter!r} given, but the model is not a PeftModel")
+        yield
+        return
+    if adapter is None:
+        with model.disable_adapter():
+            yield
+        return
+    if adapter not in peft_config:
+        raise ValueError(f"adapter {adapter!r} is not on this model; adapters: {sorted(peft_config)}")
+    previous = model.active_adapter
+    trainable = [(p, p.requires_grad) for p in model.parameters()]
+    model.set_adapter(adapter)
+    try:
+        yield
+    finally:
+        model.set_adapter(previous)
+        for param, flag in trainable:  # peft's set_adapter changes requires_grad; a trainer may depend on it
+            param.requires_grad_(flag)
+
+
+def _encode(tokenizer, prompt: str) -> torch.Tensor:
+    bos = getattr(tokenizer, "bos_token", None)
+    special = not (bos and prompt.startswith(bos))  # a chat template adds BOS itself
+    return torch.tensor(tokenizer(prompt, add_special_tokens=special)["input_ids"], dtype=torch.long)
+
+
+@torch.no_grad()
+def sample(model, tokenizer, prompts: Sequence[str], *, adapter: str | None, max_new_tokens: int = 32,
+           temperature: float = 0.7, seed: int = 0, batch_size: int = 8
+           ) -> tuple[list[torch.Tensor], list[torch.Tensor], list[str]]:
+    """One reply per (already formatted) prompt, sampled as rlxf.ppo samples -> (queries, responses, texts)."""
+    if not prompts or not all(isinstance(p, str) for p in prompts):
+        raise ValueError("sample(): prompts must be a non-empty list of strings")
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    eos = eos_ids(model, tokenizer)
+    config = sampling_config(max_new_tokens=max_new_tokens, temperature=temperature, top_k=0, top_p=1.0,
+                             pad_id=pad_id, eos_ids=eos)
+    device = next(model.parameters()).device
+    queries = [_encode(tokenizer, p) for p in prompts]
+    responses: list[torch.Tensor] = []
+    was_training = model.training
+    model.eval()
+    try:
+        with active(model, adapter), torch.random.fork_rng(devices=range(torch.cuda.device_count())):
+            torch.manual_seed(seed)
+            for start in range(0, len(queries), batch_size):
+                chunk = queries[start:start + batch_size]
+                batch = collate(chunk, [q[:0] for q in chunk], pad_id)
+                output = model.generate(input_ids=batch["input_ids"].to(device),
+                                        attention_mask=batch["attention_mask"].to(device), generation_config=config)
+                generated = output[:, batch["input_ids"].shape[1]:].cpu()
+                responses += [truncate_after_eos(row, eos) for row in generated]
+    finally:
+        model.train(was_training)
+    texts = tokenizer.batch_decode(responses, skip_special_tokens=True)
+    return queries, responses, texts
+
+
+@torch.no_grad()
+def token_logprobs(model, tokenizer, queries: Sequence[torch.Tensor], responses: Sequence[torch.Tensor], *,
+                   adapter: str | None, temperature: float = 1.0, batch_size: int = 8) -> list[np.ndarray]:
+    """Log-probabilities of each response token given its query, under `adapter` at `temperature`."""
+    if len(queries) != len(responses):
+        raise ValueError(f"token_logprobs(): {len(queries)} queries but {len(responses)} responses")
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    device = next(model.parameters()).device
+    out: list[np.ndarray] = []
+    was_training = model.training
+    model.eval()
+    try:
+        with active(model, adapter):
+            for start in range(0, len(queries), batch_size):
+                q, r = list(queries[start:start + batch_size]), list(responses[start:start + batch_size])
+                nonempty = [len(x) > 0 for x in r]
+                r = [x if len(x) else torch.tensor([pad_id]) for x in r]  # an empty reply scores nothing
+                batch = collate(q, r, pad_id)
+                r_len = batch["response_mask"].shape[1]
+                logits = model(input_ids=batch["input_ids"].to(device),
+                               attention_mask=batch["attention_mask"].to(device),
+                               position_ids=batch["position_ids"].to(device), use_cache=False).logits
+                logits = logits[:, -(r_len + 1):-1].float() / temperature
+                targets = batch["input_ids"][:, -r_len:].to(device)
+                logp = torch.log_softmax(logits, -1).gather(-1, targets[..., None]).squeeze(-1).cpu()
+                for row, mask, keep in zip(logp, batch["response_mask"], nonempty, strict=True):
+                    out.append(row[mask.bool()].numpy() if keep else np.zeros(0, dtype=np.float32))
+    finally:
+        model.train(was_training)
+    return out
+
+
+def policy_report(model, tokenizer, prompts: Sequence[str], reward_fn: Callable[..., Sequence[float]] | None, *,
+                  adapter: str | None, ref_adapter: str | None = None, max_new_tokens: int = 32,
+                  temperature: float = 0.7, seed: int = 0, batch_size: int = 8, **reward_kwargs) -> pd.DataFrame:
+    """Sample from `adapter`, score, and measure KL to `ref_adapter` and fluency -> one row per prompt.
+
+    Columns: prompt, reply, reward (NaN without reward_fn), length, kl, ref_nll. `reward_kwargs` go to reward_fn.
+    """
+    queries, responses, texts = sample(model, tokenizer, prompts, adapter=adapter, max_new_tokens=max_new_tokens,
+                                       temperature=temperature, seed=seed, batch_size=batch_size)
+    logp = token_logprobs(model, tokenizer, queries, responses, adapter=adapter, temperature=temperature,
+                          batch_size=batch_size)
+    ref_logp = token_logprobs(model, tokenizer, queries, responses, adapter=ref_adapter, temperature=temperature,
+                              batch_size=batch_size)
+    ref_logp_t1 = token_logprobs(model, tokenizer, queries, responses, adapter=ref_adapter, temperature=1.0,
+                                 batch_size=batch_size)
+    rewards = (np.asarray(reward_fn(list(prompts), texts, **reward_kwargs), dtype=float) if reward_fn is not None
+               else np.full(len(texts), np.nan))
+    return pd.DataFrame({
+        "prompt": list(prompts), "reply": texts, "reward": rewards,
+        "length": [len(r) for r in responses],
+        "kl": [float((a - b).sum()) for a, b in zip(logp, ref_logp, strict=True)],
+        "ref_nll": [float(-x.mean()) if len(x) else np.nan for x in ref_logp_t1],
+    })
+
+
+def summarise(report: pd.DataFrame) -> dict:
+    """Means of a `policy_report` (and the replies' perplexity under the reference)."""
+    return {"reward": float(report.reward.mean()), "kl": float(report.kl.mean()),
+            "length": float(report.length.mean()), "ref_perplexity": float(np.exp(report.ref_nll.mean()))}
+
+
+# ------------------------------------------------------------------------------------------------ statistics
+
+
+def _as_sample(values, what: str) -> np.ndarray:
+    array = np.asarray(values, dtype=float).ravel()
+    if array.size < 2:
+        raise ValueError(f"{what} needs at least 2 values, got {array.size}")
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"{what} has {int((~np.isfinite(array)).sum())} non-finite values")
+    return array
+
+
+def bootstrap_ci(values, *, level: float = 0.95, n_resamples: int = 5000, seed: int = 0) -> tuple[float, float]:
+    """Percentile-bootstrap confidence interval of the mean."""
+    array = _as_sample(values, "bootstrap_ci")
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    rng = np.random.default_rng(seed)
+    means = array[rng.integers(0, array.size, size=(n_resamples, array.size))].mean(axis=1)
+    tail = (1 - level) / 2
+    return float(np.quantile(means, tail)), float(np.quantile(means, 1 - tail))
+
+
+def compare(a, b, *, level: float = 0.95, n_resamples: int = 5000, seed: int = 0) -> dict:
+    """a vs b (independent samples): means, difference a - b with a bootstrap CI, Welch's t and Mann-Whitney U."""
+    a, b = _as_sample(a, "compare(a)"), _as_sample(b, "compare(b)")
+    rng = np.random.default_rng(seed)
+    diffs = (a[rng.integers(0, a.size, size=(n_resamples, a.size))].mean(axis=1)
+             - b[rng.integers(0, b.size, size=(n_resamples, b.size))].mean(axis=1))
+    tail = (1 - level) / 2
+    welch = stats.ttest_ind(a, b, equal_var=False)
+    mann_whitney = stats.mannwhitneyu(a, b, alternative="two-sided")
+    return {"mean_a": float(a.mean()), "mean_b": float(b.mean()), "diff": float(a.mean() - b.mean()),
+            "diff_low": float(np.quantile(diffs, tail)), "diff_high": float(np.quantile(diffs, 1 - tail)),
+            "welch_t": float(welch.statistic), "welch_p": float(welch.pvalue),
+            "mannwhitney_u": float(mann_whitney.statistic), "mannwhitney_p": float(mann_whitney.pvalue),
+            "n_a": int(a.size), "n_b": int(b.size)}
+
+
+def expected_reward_table(scores: Mapping[str, Sequence[float]], reference: str, *, level: float = 0.95,
+                          seed: int = 0) -> pd.DataFrame:
+    """One row per policy: n, mean reward with a bootstrap CI, and the difference to `reference` with its tests."""
+    if reference not in scores:
+        raise ValueError(f"reference {reference!r} is not one of the policies {list(scores)}")
+    rows = []
+    for name, values in scores.items():
+        low, high = bootstrap_ci(values, level=level, seed=seed)
+        row = {"policy": name, "n": len(values), "mean": float(np.mean(values)), "ci_low": low, "ci_high": high}
+        if name != reference:
+            test = compare(values, scores[reference], level=level, seed=seed)
+            row |= {f"diff_vs_{reference}": test["diff"], "diff_ci_low": test["diff_low"],
+                    "diff_ci_high": test["diff_high"], "welch_p": test["welch_p"],
+                    "mannwhitney_p": test["mannwhitney_p"]}
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("policy")

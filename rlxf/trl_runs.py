@@ -1,0 +1,123 @@
+"""The same reward with TRL 1.16's GRPOTrainer and RLOOTrainer: LoRA via `peft_config`, fp32 on CPU, timed per step.
+
+`train_trl("grpo" | "rloo", model, tokenizer, dataset, reward_fn, TRLSettings(...))` trains a new LoRA adapter
+(named "default") on `model` and returns `(peft_model, history)`; `history` has one row per optimizer step with
+the wall-clock seconds since training began and TRL's logged reward, KL and completion length, so that these
+algorithms and rlxf.ppo land on one reward-vs-seconds figure. Extra dataset columns (e.g. MONA's country,
+arr_type, econ_class) reach the reward function as keyword lists, as TRL passes them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pandas as pd
+import torch
+from transformers import PrinterCallback, TrainerCallback
+
+METHODS = ("grpo", "rloo")
+
+
+@dataclass
+class TRLSettings:
+    """Settings shared by the GRPO and RLOO runs (the PPO run's counterparts in brackets)."""
+
+    steps: int = 10
+    """optimizer steps (PPO steps)"""
+    prompts_per_step: int = 2
+    """distinct prompts per step; each gets `num_generations` completions (batch = their product)"""
+    num_generations: int = 4
+    """completions per prompt: the group GRPO normalises within and RLOO leaves one out of"""
+    learning_rate: float = 1e-4
+    """AdamW learning rate of the LoRA adapter (PPO: the same)"""
+    beta: float = 0.05
+    """KL coefficient to the reference (the base with the adapter disabled); > 0 so that TRL logs the KL"""
+    max_new_tokens: int = 32
+    """most tokens per completion"""
+    temperature: float = 0.7
+    """sampling temperature (PPO: the same)"""
+    lora_r: int = 8
+    """LoRA rank"""
+    lora_alpha: int = 16
+    """LoRA alpha"""
+    lora_target_modules: str | tuple[str, ...] = "all-linear"
+    """modules with LoRA"""
+    seed: int = 0
+    """seed of sampling, LoRA init and data order"""
+    output_dir: str = "artifacts/trl"
+    """TRL's output directory (nothing is saved but its logs)"""
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "prompts_per_step", "num_generations", "max_new_tokens", "lora_r", "lora_alpha"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"TRLSettings.{name} must be >= 1, got {getattr(self, name)!r}")
+        if self.num_generations < 2:
+            raise ValueError("TRLSettings.num_generations must be >= 2 (GRPO and RLOO compare completions)")
+        if not self.learning_rate > 0 or not self.temperature > 0 or self.beta < 0:
+            raise ValueError("TRLSettings needs learning_rate > 0, temperature > 0 and beta >= 0")
+
+
+class _Clock(TrainerCallback):
+    """Every log row with its step and the wall-clock seconds since training began."""
+
+    def __init__(self):
+        self.rows: list[dict] = []
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.start = time.perf_counter()
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs is not None:
+            self.rows.append({**logs, "step": state.global_step, "seconds": time.perf_counter() - self.start})
+
+
+def trl_config(method: str, settings: TRLSettings):
+    """The GRPOConfig / RLOOConfig of a run: fp32 (no bf16), no gradient checkpointing, CPU when no GPU."""
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    from trl import GRPOConfig, RLOOConfig
+
+    config_class = GRPOConfig if method == "grpo" else RLOOConfig
+    batch = settings.prompts_per_step * settings.num_generations
+    on_gpu = torch.cuda.is_available()
+    return config_class(
+        output_dir=settings.output_dir, max_steps=settings.steps, per_device_train_batch_size=batch,
+        num_generations=settings.num_generations, max_completion_length=settings.max_new_tokens,
+        temperature=settings.temperature, learning_rate=settings.learning_rate, beta=settings.beta,
+        lr_scheduler_type="constant", warmup_steps=0, logging_steps=1, save_strategy="no", report_to="none",
+        bf16=on_gpu and torch.cuda.is_bf16_supported(), gradient_checkpointing=False, activation_checkpointing=False,
+        use_cpu=not on_gpu, dataloader_pin_memory=False, disable_tqdm=True, seed=settings.seed,
+    )
+
+
+def train_trl(method: str, model, tokenizer, dataset, reward_fn: Callable, settings: TRLSettings | None = None):
+    """Train a new LoRA adapter on `model` with TRL's GRPO or RLOO -> (peft_model, history DataFrame).
+
+    `dataset`: a datasets.Dataset (or a dict of columns) with a "prompt" column of formatted prompt strings.
+    """
+    from datasets import Dataset
+    from peft import LoraConfig
+    from trl import GRPOTrainer, RLOOTrainer
+
+    settings = settings or TRLSettings()
+    args = trl_config(method, settings)
+    if isinstance(dataset, dict):
+        dataset = Dataset.from_dict(dataset)
+    if "prompt" not in dataset.column_names:
+        raise ValueError(f"the dataset needs a 'prompt' column; it has {dataset.column_names}")
+    target = settings.lora_target_modules
+    peft_config = LoraConfig(r=settings.lora_r, lora_alpha=settings.lora_alpha, lora_dropout=0.0,
+                             target_modules=target if isinstance(target, str) else list(target), task_type="CAUSAL_LM")
+    trainer_class = GRPOTrainer if method == "grpo" else RLOOTrainer
+    clock = _Clock()
+    trainer = trainer_class(model=model, reward_funcs=[reward_fn], args=args, train_dataset=dataset,
+                            processing_class=tokenizer, peft_config=peft_config, callbacks=[clock])
+    trainer.remove_callback(PrinterCallback)  # the history below replaces a printed dict per step
+    trainer.train()
+    rows = [row for row in clock.rows if "reward" in row]
+    history = pd.DataFrame([{"step": row["step"], "seconds": row["seconds"], "reward": row["reward"],
+                             "reward_std": row.get("reward_std"), "kl": row.get("kl"),
+                             "length": row.get("completions/mean_length")} for row in rows])
+    return trainer.model, history

@@ -1,0 +1,98 @@
+"""Policy evaluation (samples, KL, fluency), the statistics of notebook 07, and the GRPO/RLOO runs of notebook 04."""
+
+import numpy as np
+import pytest
+import torch
+from peft import LoraConfig, get_peft_model
+
+from rlxf.evaluation import bootstrap_ci, compare, expected_reward_table, policy_report, summarise, token_logprobs
+from rlxf.models import load_causal_lm
+from rlxf.trl_runs import TRLSettings, train_trl
+
+PROMPTS = ["Propose a condition:", "The fiscal target is", "Describe the reform.", "Another one:"]
+
+
+@pytest.fixture()
+def two_adapters():
+    model, tokenizer = load_causal_lm("tiny-llama", device="cpu")
+    config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    model = get_peft_model(model, config, adapter_name="policy")
+    model.add_adapter("copy", config)
+    return model, tokenizer
+
+
+def test_kl_is_zero_against_itself_and_positive_against_the_base(two_adapters):
+    model, tokenizer = two_adapters
+    same = policy_report(model, tokenizer, PROMPTS, None, adapter="policy", ref_adapter="policy", max_new_tokens=6)
+    assert same.kl.abs().max() < 1e-5 and same.reward.isna().all()
+    base = policy_report(model, tokenizer, PROMPTS, lambda p, c: [len(x) for x in c], adapter="policy",
+                         ref_adapter=None, max_new_tokens=6)
+    assert base.kl.mean() > 0  # the KL estimate of a non-zero adapter against the base
+    assert (base.reward == [len(r) for r in base.reply]).all()
+    assert (base.length >= 1).all() and (base.length <= 6).all()
+    assert summarise(base)["ref_perplexity"] == pytest.approx(float(np.exp(base.ref_nll.mean())))
+    assert model.active_adapter == "policy"
+
+
+def test_token_logprobs_match_a_plain_forward(two_adapters):
+    model, tokenizer = two_adapters
+    query = torch.tensor(tokenizer("Hello there")["input_ids"])
+    response = torch.tensor(tokenizer("general kenobi", add_special_tokens=False)["input_ids"])
+    (logp,) = token_logprobs(model, tokenizer, [query], [response], adapter="policy")
+    with torch.no_grad():
+        logits = model(input_ids=torch.cat([query, response])[None]).logits[0]
+    expected = torch.log_softmax(logits[len(query) - 1:-1], -1).gather(-1, response[:, None]).squeeze(-1)
+    np.testing.assert_allclose(logp, expected.numpy(), atol=1e-5)
+
+
+def test_bootstrap_ci_and_compare():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(1.0, 1.0, 200), rng.normal(0.0, 1.0, 200)
+    low, high = bootstrap_ci(a)
+    assert low < a.mean() < high and high - low < 0.5
+    result = compare(a, b)
+    assert result["diff_low"] < result["diff"] < result["diff_high"] and result["diff_low"] > 0
+    assert result["welch_p"] < 1e-6 and result["mannwhitney_p"] < 1e-6
+    same = compare(a, a + rng.normal(0, 1e-3, 200))
+    assert same["welch_p"] > 0.5 and same["diff_low"] < 0 < same["diff_high"]
+    with pytest.raises(ValueError, match="at least 2"):
+        bootstrap_ci([1.0])
+    with pytest.raises(ValueError, match="non-finite"):
+        compare([1.0, np.nan], [1.0, 2.0])
+
+
+def test_expected_reward_table():
+    table = expected_reward_table({"ppo": [1.0, 2.0, 3.0, 4.0], "base": [0.0, 1.0, 2.0, 1.0]}, reference="base")
+    assert list(table.index) == ["ppo", "base"]
+    assert table.loc["ppo", "diff_vs_base"] == pytest.approx(1.5)
+    assert np.isnan(table.loc["base", "welch_p"])
+    with pytest.raises(ValueError, match="reference 'sft'"):
+        expected_reward_table({"ppo": [1.0, 2.0]}, reference="sft")
+
+
+@pytest.mark.parametrize("method", ["grpo", "rloo"])
+def test_trl_runs_train_a_lora_adapter_and_time_each_step(method, tmp_path):
+    model, tokenizer = load_causal_lm("tiny-llama", device="cpu")
+    settings = TRLSettings(steps=2, prompts_per_step=2, num_generations=2, max_new_tokens=4,
+                           output_dir=str(tmp_path))
+    seen = {}
+
+    def reward(prompts, completions, **kwargs):
+        seen.update(kwargs)
+        return [float(len(c)) for c in completions]
+
+    peft_model, history = train_trl(method, model, tokenizer, {"prompt": PROMPTS, "country": ["A", "B", "C", "D"]},
+                                    reward, settings)
+    assert list(history.step) == [1, 2] and history.seconds.is_monotonic_increasing
+    assert history.reward.notna().all() and history.kl.notna().all()
+    assert seen["country"] and set(seen["country"]) <= {"A", "B", "C", "D"}  # extra columns reach the reward
+    trainable = [n for n, p in peft_model.named_parameters() if p.requires_grad]
+    assert trainable and all("lora_" in n for n in trainable)
+
+
+def test_trl_settings_reject_bad_values():
+    with pytest.raises(ValueError, match="num_generations"):
+        TRLSettings(num_generations=1)
+    with pytest.raises(ValueError, match="method"):
+        from rlxf.trl_runs import trl_config
+        trl_config("ppo", TRLSettings())
