@@ -578,14 +578,18 @@ class PPOTrainer:
               steps: int, *, batch_size: int | None = None, resume: bool | str | Path = False) -> list[dict]:
         """Generate, score with `reward_fn(prompts, completions) -> rewards`, step; until `steps` steps are done.
 
-        `resume`: True continues from the latest checkpoint in output_dir, a path from that checkpoint.
-        Returns the history (one metrics dict per step, including the resumed ones).
+        `resume`: True continues from the latest checkpoint in output_dir, a path from that checkpoint, "auto"
+        continues from the latest checkpoint only if it was written with the same PPOConfig (a re-run notebook
+        picks up where it stopped, and a changed setting starts afresh). Returns the history (one metrics dict
+        per step, including the resumed ones).
         """
         batch_size = batch_size or self.config.batch_size
         if not prompts or not all(isinstance(p, str) for p in prompts):
             raise ValueError("train(): prompts must be a non-empty list of strings")
         if steps < 0 or batch_size < self.config.num_minibatches:
             raise ValueError(f"train(): need steps >= 0 and batch_size >= num_minibatches, got {steps}, {batch_size}")
+        if resume == "auto":
+            resume = self._matching_checkpoint() or False
         if resume:
             self.load_checkpoint(None if resume is True else resume)
         elif self.step_count == 0 and self.config.output_dir and latest_checkpoint(self.config.output_dir):
@@ -726,6 +730,19 @@ class PPOTrainer:
             raise ValueError(f"step {step}: non-finite reward {values[bad[0]]} for sample {bad[0]} from {source} "
                              f"({len(bad)} of {n}); stopped. {self._checkpoint_note()}")
         return torch.tensor(values, dtype=torch.float32)
+
+    def _matching_checkpoint(self) -> Path | None:
+        """The latest checkpoint in output_dir if it was written with this trainer's config, else None."""
+        if self.config.output_dir is None or self.step_count > 0:
+            return None
+        path = latest_checkpoint(self.config.output_dir)
+        if path is None:
+            return None
+        saved = json.loads((path / "trainer_state.json").read_text()).get("config")
+        if saved != json.loads(json.dumps(dataclasses.asdict(self.config))):
+            warnings.warn(f"{path} was written with other PPO settings; starting afresh", stacklevel=3)
+            return None
+        return path
 
     def _checkpoint_note(self) -> str:
         return (f"Last checkpoint kept: {self.last_checkpoint}" if self.last_checkpoint is not None
