@@ -51,6 +51,8 @@ _N = r"\d+(?:\.\d+)?"
 _SCALE_ECHO = re.compile(
     r"(?:(?:on\s+)?(?:a\s+)?scale\s+(?:of|from)\s+|\(\s*)?\b[01]\s*(?:-|–|—|to)\s*(?P<top>10|100)\b\s*\)?"
 )
+# The same echo cut off by the token budget ("... on a scale of 1-"): its "1" is not a rating either.
+_TRUNCATED_ECHO = re.compile(r"(?:on\s+)?(?:a\s+)?scale\s+(?:of|from)\s+[01]\s*(?:(?:-|–|—|to)\s*\d{0,2})?\s*$")
 # Leftmost match wins; at one position the alternatives are tried in this order.
 _RATING = re.compile(
     rf"between\s+(?P<lo>{_N})\s*(?:and|to|-|–|—)\s*(?P<hi>{_N})"
@@ -99,7 +101,8 @@ def parse_rating(text: str) -> float | None:
       a rating cue ("I'd say five", "rating: two"), next to "out of" or "/", or as the whole reply, because prose
       uses them ("no one agrees", "the two sides") and a false 1 or 2 would be a strong reward.
     - the question's scale echoed back ("on a scale of 1-100", "(1-10)") is not a rating; if the echoed scale is
-      1-10, a plain number after it is scaled by 10 ("On a scale of 1-10: 7" -> 70).
+      1-10, a plain number after it is scaled by 10 ("On a scale of 1-10: 7" -> 70); an echo cut off at the end
+      of the reply ("I agree with the text on a scale of 1-") holds no rating.
     - out-of-range numbers are clamped: "150" -> 100, "0" -> 1, "-5" -> 1.
     """
     if not isinstance(text, str):
@@ -108,7 +111,7 @@ def parse_rating(text: str) -> float | None:
     scale_top = 100.0
     for echo in _SCALE_ECHO.finditer(text):
         scale_top = float(echo["top"])
-    text = _SCALE_ECHO.sub(" ", text)
+    text = _TRUNCATED_ECHO.sub(" ", _SCALE_ECHO.sub(" ", text))
     for match in _RATING.finditer(text):
         if match["lo"] is not None or match["lo2"] is not None:
             low, high = float(match["lo"] or match["lo2"]), float(match["hi"] or match["hi2"])

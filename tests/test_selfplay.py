@@ -67,7 +67,8 @@ def test_parse_rating_tricky_replies(reply, expected):
     assert parse_rating(reply) == pytest.approx(expected)
 
 
-@pytest.mark.parametrize("reply", ["I agree.", "", "No one agrees with the two sides here.", "It depends."])
+@pytest.mark.parametrize("reply", ["I agree.", "", "No one agrees with the two sides here.", "It depends.",
+                                   "I agree with the text on a scale of 1-", "On a scale of 1 to 1"])
 def test_parse_rating_without_a_number_is_none(reply):
     assert parse_rating(reply) is None
 
@@ -385,3 +386,125 @@ def test_ppo_step_for_dem_changes_only_dems_adapter():
     assert all(".dem." in name for name in changed), f"parameters other than dem's changed: {sorted(changed)}"
     rep = [name for name in before if ".rep." in name]
     assert rep and all(torch.equal(before[name], after[name].detach()) for name in rep)
+
+
+# ------------------------------------------------------------------------------------------------ two-bot PPO
+
+
+def selfplay_trainer(output_dir=None, rater=None, **overrides):
+    from rlxf.ppo import PPOConfig
+    from rlxf.selfplay import SelfPlayConfig, SelfPlayTrainer
+
+    torch.set_num_threads(1)
+    model, tokenizer = two_bot_model()
+    ppo = PPOConfig(batch_size=2, ppo_epochs=2, max_new_tokens=4, learning_rate=1e-2, progress_bar=False)
+    settings = dict(rounds=3, debates_per_round=2, max_exchanges=1, rating_max_new_tokens=3, progress_bar=False,
+                    output_dir=None if output_dir is None else str(output_dir))
+    return SelfPlayTrainer(model, tokenizer, ppo, SelfPlayConfig(**{**settings, **overrides}), names=("dem", "rep"),
+                           rater=rater)
+
+
+def without_times(history):
+    return [{k: v for k, v in row.items() if not k.startswith("time/")} for row in history]
+
+
+def test_selfplay_round_updates_each_bot_only_through_its_own_step():
+    trainer = selfplay_trainer()
+    _, turns = trainer.play_round()
+    assert [len(turns[name]) for name in ("dem", "rep")] == [2, 2]  # 2 debates x 1 exchange each
+    for acting, other in (("dem", "rep"), ("rep", "dem")):
+        before = {name: p.detach().clone() for name, p in trainer.model.named_parameters()}
+        queries, responses, rewards = zip(*turns[acting], strict=True)
+        trainer.trainers[acting].step(list(queries), list(responses), list(rewards))
+        changed = {n for n, p in trainer.model.named_parameters() if not torch.equal(before[n], p.detach())}
+        assert changed and all(f".{acting}." in n for n in changed), sorted(changed)[:4]
+        assert not any(f".{other}" in n or "_ref." in n for n in changed)  # other bot and both references frozen
+
+
+def test_selfplay_trainer_writes_transcripts_history_and_snapshots(tmp_path):
+    from rlxf.selfplay import list_snapshots, read_history
+
+    trainer = selfplay_trainer(tmp_path, snapshot_every=2)
+    history = trainer.train()
+    assert [row["round"] for row in history] == [1, 2, 3] and read_history(tmp_path) == history
+    for row in history:
+        assert row["turns"] == 4 and 0.0 <= row["parse_rate"] <= 1.0
+        assert {"dem/rating_received", "rep/rating_received", "dem/kl", "rep/reward_mean"} <= set(row)
+        assert row["dem/rating_received"] == pytest.approx(row["rep/rating_given"])  # rep rates dem's replies
+    transcripts = read_transcripts(tmp_path / "transcripts.jsonl")
+    assert len(transcripts) == 6 and [t[0]["round"] for t in transcripts] == [1, 1, 2, 2, 3, 3]
+    assert [t[0]["speaker"] for t in transcripts] == ["dem", "rep"] * 3  # the bots take turns opening
+    assert list(list_snapshots(tmp_path)) == [0, 2, 3]  # before training, every 2 rounds, the end
+    assert (list_snapshots(tmp_path)[3] / "dem" / "adapter_model.safetensors").is_file()
+    assert trainer.trainers["dem"].step_count == trainer.trainers["rep"].step_count == 3
+
+
+def test_selfplay_resume_gives_the_same_run(tmp_path):
+    straight = selfplay_trainer(tmp_path / "straight")
+    expected = straight.train()
+    first = selfplay_trainer(tmp_path / "resumed")
+    first.train(rounds=2)
+    with (tmp_path / "resumed" / "transcripts.jsonl").open("a") as handle:
+        handle.write('{"a line of a round after the checkpoint": 1}\n')  # an interrupted round's leftovers
+    second = selfplay_trainer(tmp_path / "resumed")
+    resumed = second.train(resume=True)
+    assert without_times(resumed) == without_times(expected)
+    assert (tmp_path / "resumed" / "transcripts.jsonl").read_text() == (
+        tmp_path / "straight" / "transcripts.jsonl").read_text()
+    for name, param in straight.model.named_parameters():
+        assert torch.equal(param, dict(second.model.named_parameters())[name]), name
+
+
+def test_selfplay_neutral_streak_stops_training():
+    trainer = selfplay_trainer(rater=fixed_rater({"dem": "50", "rep": "fifty"}), stop_streak=6, rounds=5)
+    history = trainer.train()
+    assert len(history) == 2 and trainer.stopped_at == 2  # 4 neutral ratings per round: the 6th comes in round 2
+    assert history[-1]["longest_neutral_streak"] == 8 and history[-1]["neutral_frac"] == 1.0
+
+
+def test_selfplay_rejects_bad_settings():
+    from rlxf.ppo import PPOConfig
+    from rlxf.selfplay import SelfPlayConfig, SelfPlayTrainer
+
+    with pytest.raises(ValueError, match="debates_per_round must be an int >= 1"):
+        SelfPlayConfig(debates_per_round=0)
+    with pytest.raises(ValueError, match="stop_streak must be None or an int >= 1"):
+        SelfPlayConfig(stop_streak=0)
+    model, tokenizer = two_bot_model()
+    with pytest.raises(ValueError, match=r"lacks the adapter\(s\) \['green'\]"):
+        SelfPlayTrainer(model, tokenizer, PPOConfig(), names=("dem", "green"))
+    with pytest.raises(FileNotFoundError, match="no checkpoint-<round> directory"):
+        selfplay_trainer("/nonexistent/rlxf-selfplay").load_checkpoint()
+
+
+# ------------------------------------------------------------------------------------------------ memory
+
+
+def test_peak_memory_sees_an_allocation():
+    from rlxf.memory import peak_memory
+
+    small, large = peak_memory("rlxf.memory:hold", {"megabytes": 0}), peak_memory("rlxf.memory:hold", {"megabytes": 300})
+    assert large["result"] == 300 and small["measure"] == large["measure"]
+    if large["measure"] in ("VmHWM", "ru_maxrss"):  # pytest's own big process must not leak into the child's peak
+        assert 250 * 2**20 < large["peak_bytes"] - small["peak_bytes"] < 400 * 2**20
+    with pytest.raises(RuntimeError, match="(?s)hold.*failed.*megabytes must be an int"):
+        peak_memory("rlxf.memory:hold", {"megabytes": -1})
+    with pytest.raises(ValueError, match="module:function"):
+        peak_memory("rlxf.memory.hold")
+
+
+def test_memory_probe_runs_both_shapes(tmp_path):
+    from rlxf.checkpoint import save_adapter
+    from rlxf.memory import peak_memory
+
+    model, _ = two_bot_model()
+    dirs = [str(tmp_path / name) for name in ("dem", "rep")]
+    for name, directory in zip(("dem", "rep"), dirs, strict=True):
+        save_adapter(model, name, directory)
+    settings = {"policy_model": "tiny-llama", "adapter_dirs": dirs, "names": ["dem", "rep"],
+                "ppo": {"max_new_tokens": 4, "ppo_epochs": 1, "batch_size": 2},
+                "selfplay": {"debates_per_round": 2, "max_exchanges": 1, "rating_max_new_tokens": 3}}
+    two = peak_memory("rlxf.selfplay:memory_probe", {"bots": 2, **settings})
+    one = peak_memory("rlxf.selfplay:memory_probe", {"bots": 1, **settings})
+    assert two["result"] == {"bots": 2, "turns": 4, "steps": 2} and one["result"] == {"bots": 1, "turns": 2, "steps": 1}
+    assert two["peak_bytes"] > 0 and one["peak_bytes"] > 0

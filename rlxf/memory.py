@@ -1,0 +1,87 @@
+"""Peak memory of a piece of work, measured alone in a fresh Python process (so runs do not share a high-water mark).
+
+CPU: the process's peak resident set size, which includes Python, torch and the model weights: Linux's `VmHWM`
+(from /proc/self/status), else `ru_maxrss`. On Linux `ru_maxrss` survives fork + exec, so a child of a big process
+(a notebook kernel holding a model) would report at least its parent's size; `VmHWM` belongs to the new program
+alone. GPU: `torch.cuda.max_memory_allocated` (tensors only). Compare numbers only when both used the same measure.
+
+    peak_memory("rlxf.selfplay:memory_probe", {"bots": 2, ...})  ->  {"peak_bytes": ..., "measure": "VmHWM", ...}
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+MARKER = "RLXF_PEAK_MEMORY "
+
+
+def _rss_measure() -> str:
+    return "VmHWM" if os.path.exists("/proc/self/status") else "ru_maxrss"
+
+
+def _rss_bytes() -> int:
+    """The peak resident set size of this process so far."""
+    if _rss_measure() == "VmHWM":
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024  # kB
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak) if sys.platform == "darwin" else int(peak) * 1024  # macOS: bytes, elsewhere KiB
+
+
+def peak_memory(target: str, kwargs: dict | None = None, *, timeout: float | None = None) -> dict:
+    """Run `module:function(**kwargs)` in a new process -> its peak memory and what the function returned.
+
+    Returns `peak_bytes`, `measure` ("VmHWM", "ru_maxrss" or "cuda_max_memory_allocated"), `baseline_bytes` (the
+    same measure just before the call: the imports, on CPU), `seconds` and `result` (the function's JSON-able return).
+    """
+    if not isinstance(target, str) or target.count(":") != 1:
+        raise ValueError(f"target must be 'module:function', got {target!r}")
+    payload = json.dumps(kwargs or {})
+    command = [sys.executable, "-m", "rlxf.memory", target, payload]
+    process = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=dict(os.environ))
+    lines = [line for line in process.stdout.splitlines() if line.startswith(MARKER)]
+    if process.returncode != 0 or not lines:
+        tail = (process.stderr or process.stdout).strip()[-2000:]
+        raise RuntimeError(f"peak_memory({target}) failed with exit code {process.returncode}:\n{tail}")
+    return json.loads(lines[-1][len(MARKER):])
+
+
+def hold(megabytes: int) -> int:
+    """Allocate and touch `megabytes` MiB, then free them -> the amount (a calibration target for `peak_memory`)."""
+    if not isinstance(megabytes, int) or megabytes < 0:
+        raise ValueError(f"megabytes must be an int >= 0, got {megabytes!r}")
+    block = bytearray(megabytes * 2**20)
+    block[:: 4096] = b"x" * len(block[:: 4096])  # touch every page so that it is resident
+    del block
+    return megabytes
+
+
+def _measure(target: str, kwargs: dict) -> dict:
+    import torch
+
+    module_name, function_name = target.split(":")
+    function = getattr(importlib.import_module(module_name), function_name)
+    cuda = torch.cuda.is_available()
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    baseline = torch.cuda.max_memory_allocated() if cuda else _rss_bytes()
+    start = time.perf_counter()
+    result = function(**kwargs)
+    seconds = time.perf_counter() - start
+    peak = torch.cuda.max_memory_allocated() if cuda else _rss_bytes()
+    return {"target": target, "peak_bytes": int(peak), "baseline_bytes": int(baseline),
+            "measure": "cuda_max_memory_allocated" if cuda else _rss_measure(), "seconds": seconds, "result": result}
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3:
+        sys.exit("usage: python -m rlxf.memory module:function '{json kwargs}'")
+    print(MARKER + json.dumps(_measure(sys.argv[1], json.loads(sys.argv[2]))), flush=True)
