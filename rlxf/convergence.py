@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -178,3 +179,68 @@ def distinct_n(texts: Sequence[str], n: int) -> float:
         grams.update(tuple(words[i: i + n]) for i in range(len(words) - n + 1))
     total = sum(grams.values())
     return len(grams) / total if total else 0.0
+
+
+def snapshot_distances(model, snapshots: dict[int, str | Path], names: Sequence[str]) -> pd.DataFrame:
+    """ΔW distances between two adapters at every snapshot of a run, and how far each moved from its first one.
+
+    `model`: a PeftModel holding adapters `names` (their weights are overwritten with each snapshot's);
+    `snapshots`: {round: directory holding `<name>/adapter_model.safetensors`} (`rlxf.selfplay.list_snapshots`).
+    Returns `delta_distance`'s rows with a `round` column; on the `total` rows `moved_a` / `moved_b` hold
+    ||ΔW(round) - ΔW(first round)||_F of each adapter (NaN on per-layer rows).
+    """
+    from rlxf.checkpoint import load_adapter_weights
+
+    names = list(names)
+    if len(names) != 2:
+        raise ValueError(f"snapshot_distances compares two adapters, got names {names!r}")
+    if not snapshots:
+        raise ValueError("no snapshots to compare: the run saved none (SelfPlayConfig.snapshot_every=0?)")
+    first: dict[str, dict[str, torch.Tensor]] = {}
+    tables = []
+    for round_index, path in sorted(snapshots.items()):
+        for name in names:
+            load_adapter_weights(model, name, Path(path) / name)
+        deltas = {name: lora_delta_weights(model, name) for name in names}
+        table = delta_distance(deltas[names[0]], deltas[names[1]])
+        table.insert(0, "round", round_index)
+        for key, name in zip(("moved_a", "moved_b"), names, strict=True):
+            start = first.setdefault(name, deltas[name])
+            moved = math.sqrt(sum(float(((deltas[name][layer] - start[layer]) ** 2).sum()) for layer in start))
+            table[key] = np.where(table["layer"] == "total", moved, np.nan)
+        tables.append(table)
+    return pd.concat(tables, ignore_index=True)
+
+
+@torch.no_grad()
+def embed_texts(encoder, tokenizer, texts: Sequence[str], *, batch_size: int = 32, max_length: int = 128) -> np.ndarray:
+    """Sentence embeddings: the mean of the encoder's last hidden states over real tokens, L2-normalised.
+
+    This is all-MiniLM-L6-v2's own pooling (sentence-transformers). `encoder`: a transformers encoder, or a
+    classifier built on one (its `base_model` is used).
+    """
+    if isinstance(texts, str) or not all(isinstance(t, str) for t in texts):
+        raise ValueError("embed_texts: texts must be a list of strings")
+    if not texts:
+        raise ValueError("embed_texts: no texts to embed")
+    body = getattr(encoder, "base_model", encoder)
+    device = next(body.parameters()).device
+    body.eval()
+    rows = []
+    for start in range(0, len(texts), batch_size):
+        batch = tokenizer(list(texts[start:start + batch_size]), padding=True, truncation=True,
+                          max_length=max_length, return_tensors="pt").to(device)
+        hidden = body(**batch).last_hidden_state.float()
+        mask = batch["attention_mask"].unsqueeze(-1).float()
+        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
+        rows.append(torch.nn.functional.normalize(pooled, dim=-1).cpu().numpy())
+    return np.concatenate(rows)
+
+
+def pca_2d(embeddings) -> np.ndarray:
+    """The first two principal components of the rows (centred, via SVD) -> [n, 2]."""
+    array = _as_matrix(embeddings, "embeddings")
+    centred = array - array.mean(axis=0)
+    _, _, components = np.linalg.svd(centred, full_matrices=False)
+    projected = centred @ components[:2].T
+    return projected if projected.shape[1] == 2 else np.pad(projected, ((0, 0), (0, 2 - projected.shape[1])))

@@ -26,6 +26,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import string
 import time
 from collections.abc import Callable, Sequence
@@ -504,9 +505,12 @@ class SelfPlayTrainer:
             raise ValueError(f"train(): rounds must be an int >= 0, got {rounds!r}")
         if resume:
             self.load_checkpoint(None if resume is True else resume)
-        elif self.round == 0 and self.output_dir is not None:
+        elif self.round == 0 and self.output_dir is not None and self.output_dir.is_dir():
+            # A new run in a used directory: an earlier run's files would mix with this one's.
             for stale in ("transcripts.jsonl", "history.jsonl"):
-                (self.output_dir / stale).unlink(missing_ok=True)  # a new run starts these files afresh
+                (self.output_dir / stale).unlink(missing_ok=True)
+            for stale in [self.output_dir / "snapshots", *self.output_dir.glob("checkpoint-*")]:
+                shutil.rmtree(stale, ignore_errors=True)
         if self.round == 0:
             self._snapshot()
         bar = tqdm(total=rounds, initial=self.round, desc="self-play", disable=not self.config.progress_bar)

@@ -10,7 +10,16 @@ import torch
 from peft import LoraConfig, get_peft_model
 from torch import nn
 
-from rlxf.convergence import centroid_distance, delta_distance, distinct_n, lora_delta_weights, neutral_streak
+from rlxf.convergence import (
+    centroid_distance,
+    delta_distance,
+    distinct_n,
+    embed_texts,
+    lora_delta_weights,
+    neutral_streak,
+    pca_2d,
+    snapshot_distances,
+)
 
 # ------------------------------------------------------------------------------------------------ neutral_streak
 
@@ -205,3 +214,56 @@ def test_distinct_n_flags_repetition():
         distinct_n("a b c", 1)
     with pytest.raises(ValueError, match="n must be >= 1"):
         distinct_n(["a"], 0)
+
+
+# ------------------------------------------------------------------------------------------------ over a run
+
+
+def test_snapshot_distances_track_a_run(tmp_path):
+    from rlxf.checkpoint import save_adapter
+
+    model = two_adapter_model()
+    save_adapter(model, "dem", tmp_path / "round-0" / "dem")
+    save_adapter(model, "rep", tmp_path / "round-0" / "rep")
+    start = delta_distance(lora_delta_weights(model, "dem"), lora_delta_weights(model, "rep"))
+    with torch.no_grad():  # round 1: dem becomes a copy of rep, rep stays
+        params = dict(model.named_parameters())
+        for name, param in params.items():
+            parts = name.split(".")
+            if "dem" in parts:  # e.g. lora_A.dem.weight, lora_embedding_A.dem
+                param.copy_(params[".".join("rep" if part == "dem" else part for part in parts)])
+    save_adapter(model, "dem", tmp_path / "round-1" / "dem")
+    save_adapter(model, "rep", tmp_path / "round-1" / "rep")
+    table = snapshot_distances(model, {1: tmp_path / "round-1", 0: tmp_path / "round-0"}, ["dem", "rep"])
+    total = table[table["layer"] == "total"].set_index("round")
+    assert list(total.index) == [0, 1] and set(table["layer"]) == {"embed", "up", "down", "total"}
+    assert total.loc[0, "frobenius"] == pytest.approx(float(start.set_index("layer").loc["total", "frobenius"]))
+    assert total.loc[1, "frobenius"] == pytest.approx(0.0, abs=1e-6) and total.loc[1, "cosine"] == pytest.approx(1.0)
+    assert total.loc[0, "moved_a"] == 0.0 and total.loc[1, "moved_b"] == pytest.approx(0.0, abs=1e-6)
+    assert total.loc[1, "moved_a"] == pytest.approx(total.loc[0, "frobenius"], rel=1e-5)  # dem moved onto rep
+    assert table[table["layer"] != "total"]["moved_a"].isna().all()
+    with pytest.raises(ValueError, match="no snapshots"):
+        snapshot_distances(model, {}, ["dem", "rep"])
+
+
+def test_embed_texts_mean_pools_and_normalises():
+    from rlxf.models import load_classifier
+
+    encoder, tokenizer = load_classifier("tiny-bert")
+    texts = ["taxes should be cut", "healthcare for all", "taxes should be cut"]
+    embeddings = embed_texts(encoder, tokenizer, texts, batch_size=2)
+    assert embeddings.shape[0] == 3 and np.allclose(np.linalg.norm(embeddings, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(embeddings[0], embeddings[2], atol=1e-5)  # batching and padding do not matter
+    with torch.no_grad():  # by hand: the mean over the tokens of one unpadded text
+        batch = tokenizer([texts[1]], return_tensors="pt")
+        hidden = encoder.base_model(**batch).last_hidden_state[0].mean(0)
+    np.testing.assert_allclose(embeddings[1], (hidden / hidden.norm()).numpy(), atol=1e-5)
+    with pytest.raises(ValueError, match="list of strings"):
+        embed_texts(encoder, tokenizer, "one text")
+
+
+def test_pca_2d_keeps_the_main_direction():
+    points = np.array([[0.0, 0.0, 0.0], [1.0, 0.1, 0.0], [2.0, -0.1, 0.0], [3.0, 0.0, 0.0]])
+    projected = pca_2d(points)
+    assert projected.shape == (4, 2)
+    assert np.allclose(np.abs(np.diff(projected[:, 0])), 1.0, atol=0.02)  # the x axis is the first component
