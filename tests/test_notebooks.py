@@ -16,6 +16,12 @@ def test_there_are_notebooks():
     assert NOTEBOOKS, f"no numbered notebooks in {NOTEBOOKS_DIR}"
 
 
+def _is_literal(node: ast.expr) -> bool:
+    """A constant or a list of constants (papermill and -p key=[...] pass both)."""
+    return isinstance(node, ast.Constant) or (
+        isinstance(node, ast.List) and all(isinstance(item, ast.Constant) for item in node.elts))
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_notebook_anatomy(path):
     nb = nbformat.read(path, as_version=4)
@@ -27,7 +33,7 @@ def test_notebook_anatomy(path):
     tree = ast.parse(params[0].source)
     names = []
     for node in tree.body:
-        assert isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant), (
+        assert isinstance(node, ast.Assign) and _is_literal(node.value), (
             f"{path.name}: the parameters cell holds only literal assignments, found {ast.unparse(node)!r}"
         )
         names.append(node.targets[0].id)
