@@ -53,6 +53,8 @@ _SCALE_ECHO = re.compile(
 )
 # The same echo cut off by the token budget ("... on a scale of 1-"): its "1" is not a rating either.
 _TRUNCATED_ECHO = re.compile(r"(?:on\s+)?(?:a\s+)?scale\s+(?:of|from)\s+[01]\s*(?:(?:-|–|—|to)\s*\d{0,2})?\s*$")
+# A reply that opens a numbered list ("1. 100", "1. The minimum wage ...") has an enumeration "1.", not a rating.
+_LIST_MARKER = re.compile(r"^(?:\s*1[.)]\s+(?=\S))+")
 # Leftmost match wins; at one position the alternatives are tried in this order.
 _RATING = re.compile(
     rf"between\s+(?P<lo>{_N})\s*(?:and|to|-|–|—)\s*(?P<hi>{_N})"
@@ -103,11 +105,13 @@ def parse_rating(text: str) -> float | None:
     - the question's scale echoed back ("on a scale of 1-100", "(1-10)") is not a rating; if the echoed scale is
       1-10, a plain number after it is scaled by 10 ("On a scale of 1-10: 7" -> 70); an echo cut off at the end
       of the reply ("I agree with the text on a scale of 1-") holds no rating.
+    - a numbered list's opening "1. " / "1) " is an enumeration, not a rating ("1. 100" -> 100; "1. I agree." -> None,
+      so the logprob fallback decides); a lone "1." stays 1.
     - out-of-range numbers are clamped: "150" -> 100, "0" -> 1, "-5" -> 1.
     """
     if not isinstance(text, str):
         raise ValueError(f"parse_rating expects the rater's reply as a str, got {type(text).__name__}")
-    text = _words_to_digits(text.lower())
+    text = _LIST_MARKER.sub("", _words_to_digits(text.lower()))
     scale_top = 100.0
     for echo in _SCALE_ECHO.finditer(text):
         scale_top = float(echo["top"])

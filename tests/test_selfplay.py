@@ -62,13 +62,18 @@ from rlxf.selfplay import (
     ("On a scale of 1 to 10: 7", 70.0),
     ("My rating is 85 - mostly agree", 85.0),
     ("7/0 no, 80", 80.0),
+    ("1. 100", 100.0),
+    ("1) 70 - mostly agree", 70.0),
+    ("1.", 1.0),
+    ("1.5", 1.5),
 ])
 def test_parse_rating_tricky_replies(reply, expected):
     assert parse_rating(reply) == pytest.approx(expected)
 
 
 @pytest.mark.parametrize("reply", ["I agree.", "", "No one agrees with the two sides here.", "It depends.",
-                                   "I agree with the text on a scale of 1-", "On a scale of 1 to 1"])
+                                   "I agree with the text on a scale of 1-", "On a scale of 1 to 1",
+                                   "1. 1. The minimum wage", "1. I agree with the text."])
 def test_parse_rating_without_a_number_is_none(reply):
     assert parse_rating(reply) is None
 
