@@ -19,6 +19,10 @@ A PPO loop for the agent (`rlxf.ppo.PPOTrainer` on the agent's adapter):
         trainer.step(queries, responses, [reward])   # or collect a batch of turns first
         if terminated or truncated: break
 `info["opponent_turn"]` (prompt, reply, rating_by_other) holds the other bot's turn for training it as well.
+
+`SelfPlayTrainer` trains both bots that way at once (one PPO trainer per adapter on one shared base model), with
+transcripts, per-round metrics, adapter snapshots for ΔW trends and resumable checkpoints; `memory_probe` is one
+round of it (or of a single bot of the same shape) for `rlxf.memory.peak_memory`.
 """
 
 from __future__ import annotations
@@ -377,7 +381,11 @@ class SelfPlayTrainer:
     bots answer by sampling from their current policy; each rates the other's reply under its own adapter), then
     every bot does one PPO step on its turns of the round: (prompt, reply tokens, normalised rating by the other).
 
-    Per-round metrics are in `history` (plain dicts, keys in `ROUND_KEYS` plus `<bot>/...`); with `output_dir`,
+    Per-round metrics are in `history`, one plain dict per round: `round`, `debates`, `turns`, `parse_rate` and
+    `fallbacks` (of this round's ratings), `neutral_frac`, `longest_neutral_streak` (over all ratings so far),
+    `time/round_s`, and per bot `<bot>/rating_received` (mean rating of its replies by the other),
+    `<bot>/rating_given`, `<bot>/turns` and its PPO step's `<bot>/reward_mean`, `/kl`, `/kl_k3`, `/kl_coef`,
+    `/entropy`, `/response_length_mean`, `/clipfrac`, `/policy`, `/value` (see `rlxf.ppo`). With `output_dir`,
     transcripts (one turn per line, with `round` and `episode`), history, adapter snapshots and checkpoints of the
     whole two-bot state are written there, and `train(resume=True)` continues exactly where a checkpoint left off.
     `rater`: who turns replies into ratings (default: `Rater.from_model` on the shared model, each bot rating under
