@@ -23,39 +23,23 @@ import pandas as pd
 import torch
 from scipy import stats
 
-from rlxf.ppo import collate, eos_ids, sampling_config, truncate_after_eos
+from rlxf.ppo import collate, encode_text, eos_ids, generate_responses, sampling_config
+from rlxf.rating import using_adapter
 
 
 @contextmanager
 def active(model, adapter: str | None) -> Iterator[None]:
     """Run the block with `adapter` active; None: adapters disabled (the base), or the model itself if not peft."""
-    peft_config = getattr(model, "peft_config", None)
-    if not isinstance(peft_config, dict):
+    if not isinstance(getattr(model, "peft_config", None), dict):
         if adapter is not None:
             raise ValueError(f"adapter {adapter!r} given, but the model is not a PeftModel")
         yield
-        return
-    if adapter is None:
+    elif adapter is None:
         with model.disable_adapter():
             yield
-        return
-    if adapter not in peft_config:
-        raise ValueError(f"adapter {adapter!r} is not on this model; adapters: {sorted(peft_config)}")
-    previous = model.active_adapter
-    trainable = [(p, p.requires_grad) for p in model.parameters()]
-    model.set_adapter(adapter)
-    try:
-        yield
-    finally:
-        model.set_adapter(previous)
-        for param, flag in trainable:  # peft's set_adapter changes requires_grad; a trainer may depend on it
-            param.requires_grad_(flag)
-
-
-def _encode(tokenizer, prompt: str) -> torch.Tensor:
-    bos = getattr(tokenizer, "bos_token", None)
-    special = not (bos and prompt.startswith(bos))  # a chat template adds BOS itself
-    return torch.tensor(tokenizer(prompt, add_special_tokens=special)["input_ids"], dtype=torch.long)
+    else:
+        with using_adapter(model, adapter):
+            yield
 
 
 @torch.no_grad()
@@ -69,8 +53,7 @@ def sample(model, tokenizer, prompts: Sequence[str], *, adapter: str | None, max
     eos = eos_ids(model, tokenizer)
     config = sampling_config(max_new_tokens=max_new_tokens, temperature=temperature, top_k=0, top_p=1.0,
                              pad_id=pad_id, eos_ids=eos)
-    device = next(model.parameters()).device
-    queries = [_encode(tokenizer, p) for p in prompts]
+    queries = [encode_text(tokenizer, p) for p in prompts]
     responses: list[torch.Tensor] = []
     was_training = model.training
     model.eval()
@@ -78,12 +61,7 @@ def sample(model, tokenizer, prompts: Sequence[str], *, adapter: str | None, max
         with active(model, adapter), torch.random.fork_rng(devices=range(torch.cuda.device_count())):
             torch.manual_seed(seed)
             for start in range(0, len(queries), batch_size):
-                chunk = queries[start:start + batch_size]
-                batch = collate(chunk, [q[:0] for q in chunk], pad_id)
-                output = model.generate(input_ids=batch["input_ids"].to(device),
-                                        attention_mask=batch["attention_mask"].to(device), generation_config=config)
-                generated = output[:, batch["input_ids"].shape[1]:].cpu()
-                responses += [truncate_after_eos(row, eos) for row in generated]
+                responses += generate_responses(model, queries[start:start + batch_size], config, pad_id, eos)
     finally:
         model.train(was_training)
     texts = tokenizer.batch_decode(responses, skip_special_tokens=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -37,3 +38,14 @@ def resolve_data_dir(explicit: str | os.PathLike | None = None) -> Path | None:
             return path.resolve()
     shared = REPO_ROOT.parent / "shared" / "data"
     return shared.resolve() if shared.is_dir() else None
+
+
+def require_inputs(needed: Mapping[str, tuple[str | os.PathLike, str]], profile: str) -> None:
+    """Stop with a clear error when an input that an earlier notebook writes is missing.
+
+    `needed`: {what: (path, notebook that writes it)}; the first missing one is named with the command that makes it.
+    """
+    for what, (path, notebook) in needed.items():
+        if not Path(path).exists():
+            raise FileNotFoundError(f"{what} not found at {path}: run notebook {notebook} on the {profile} profile "
+                                    f"first (python -m rlxf.run --profile {profile} --only {notebook})")

@@ -560,17 +560,12 @@ class PPOTrainer:
         """Sample one reply per prompt (batched, KV cache, left padding, stops at EOS) -> (queries, responses, texts)."""
         cfg = self.config
         queries = [self._to_ids(p, "prompts", i, special_tokens=True) for i, p in enumerate(prompts)]
-        batch = collate(queries, [q[:0] for q in queries], self.pad_id)
         self.model.set_adapter(self.adapter_name)
         self.model.eval()
         self._lora_dropout(False)
         generation = sampling_config(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_k=cfg.top_k,
                                      top_p=cfg.top_p, pad_id=self.pad_id, eos_ids=self.eos_ids)
-        output = self.model.generate(input_ids=batch["input_ids"].to(self.device),
-                                     attention_mask=batch["attention_mask"].to(self.device),
-                                     generation_config=generation)
-        generated = output[:, batch["input_ids"].shape[1]:].cpu()
-        responses = [truncate_after_eos(row, self.eos_ids) for row in generated]
+        responses = generate_responses(self.model, queries, generation, self.pad_id, self.eos_ids)
         texts = self.tokenizer.batch_decode(responses, skip_special_tokens=True)
         return queries, responses, texts
 
@@ -705,9 +700,7 @@ class PPOTrainer:
     def _to_ids(self, item, what: str, index: int, special_tokens: bool) -> torch.Tensor:
         """A string or a sequence of token ids as a non-empty 1-D LongTensor."""
         if isinstance(item, str):
-            bos = getattr(self.tokenizer, "bos_token", None)
-            special_tokens = special_tokens and not (bos and item.startswith(bos))  # a chat template adds BOS itself
-            ids = torch.tensor(self.tokenizer(item, add_special_tokens=special_tokens)["input_ids"], dtype=torch.long)
+            ids = encode_text(self.tokenizer, item, special_tokens=special_tokens)
         else:
             ids = torch.as_tensor(item, dtype=torch.long).detach().cpu()
         if ids.ndim != 1 or len(ids) == 0:
@@ -750,6 +743,25 @@ class PPOTrainer:
 
     def _has_eos(self, response: torch.Tensor) -> bool:
         return any(int(t) in self.eos_ids for t in response)
+
+
+def encode_text(tokenizer, text: str, *, special_tokens: bool = True) -> torch.Tensor:
+    """Token ids of `text` as a 1-D LongTensor; no second BOS when the text (a chat template's output) has one."""
+    bos = getattr(tokenizer, "bos_token", None)
+    special_tokens = special_tokens and not (bos and text.startswith(bos))
+    return torch.tensor(tokenizer(text, add_special_tokens=special_tokens)["input_ids"], dtype=torch.long)
+
+
+@torch.no_grad()
+def generate_responses(model, queries: Sequence[torch.Tensor], generation, pad_id: int, eos_ids: set[int]
+                       ) -> list[torch.Tensor]:
+    """One sampled response per query (one left-padded batch, KV cache), each cut after its first EOS."""
+    batch = collate(queries, [q[:0] for q in queries], pad_id)
+    device = next(model.parameters()).device
+    output = model.generate(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device),
+                            generation_config=generation)
+    generated = output[:, batch["input_ids"].shape[1]:].cpu()
+    return [truncate_after_eos(row, eos_ids) for row in generated]
 
 
 def sampling_config(*, max_new_tokens: int, temperature: float, top_k: int, top_p: float, pad_id: int,

@@ -341,6 +341,10 @@ class Rater:
         """Start counting from zero."""
         self._counts = {PARSED: 0, FALLBACK: 0}
 
+    def restore_stats(self, counts: dict) -> None:
+        """Continue counting from saved counts (`{PARSED: n, FALLBACK: m}`, as in `stats`): a resumed run."""
+        self._counts = {PARSED: int(counts[PARSED]), FALLBACK: int(counts[FALLBACK])}
+
     @staticmethod
     def normalise(rating: float) -> float:
         """A rating 1..100 as a PPO reward in [-1, 1]: (r - 50.5) / 49.5, so 1 -> -1, 100 -> 1, 50.5 (neutral) -> 0."""

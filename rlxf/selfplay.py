@@ -604,8 +604,7 @@ class SelfPlayTrainer:
         self.round, self.episodes = state["round"], state["episodes"]
         self.transcript_lines, self.history = state["transcript_lines"], state["history"]
         self.ratings, self.stopped_at = state["ratings"], state["stopped_at"]
-        self.rater.reset_stats()
-        self.rater._counts.update(state["rater_counts"])
+        self.rater.restore_stats(state["rater_counts"])
         restore_rng_state(torch.load(path / "rng_state.pt"))
         # Drop what rounds after the checkpoint wrote.
         transcripts = self.output_dir / "transcripts.jsonl"

@@ -146,3 +146,12 @@ def test_overriding_the_output_directories_moves_the_runners_outputs_too(tmp_pat
     run.execute(profile, steps)
     assert (tmp_path / "elsewhere" / "notebooks" / "01_a.ipynb").exists()
     assert (tmp_path / "elsewhere" / "run_summary.json").exists()
+
+
+def test_require_inputs_names_the_missing_input_and_the_notebook_that_writes_it(tmp_path):
+    from rlxf.paths import require_inputs
+
+    (tmp_path / "present").mkdir()
+    require_inputs({"present": (tmp_path / "present", "02")}, "smoke")
+    with pytest.raises(FileNotFoundError, match=r"party classifier not found at .*absent: run notebook 03 .*--only 03"):
+        require_inputs({"present": (tmp_path / "present", "02"), "party classifier": (tmp_path / "absent", "03")}, "smoke")
