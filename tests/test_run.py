@@ -137,6 +137,17 @@ def test_every_notebook_runs_on_the_smoke_profile(key, capsys):
     assert summary[-1]["status"] == "ok" and summary[-1]["figures"], f"{name} wrote no {key}_*.png figure"
 
 
+def test_smoke_run_writes_the_committed_names():
+    """Figures, metric keys and summary fields keep their names (tests/smoke_names.json; see tests/smoke_names.py)."""
+    from tests.smoke_names import collect
+
+    smoke = run.load_profile("smoke")
+    expected = json.loads((REPO_ROOT / "tests" / "smoke_names.json").read_text())
+    if collect(smoke.artifacts_dir, smoke.figures_dir)["figures"] != expected["figures"]:
+        assert run.main(["--profile", "smoke"]) == 0  # run alone (-k): make every notebook's outputs first
+    assert collect(smoke.artifacts_dir, smoke.figures_dir) == expected
+
+
 def test_overriding_the_output_directories_moves_the_runners_outputs_too(tmp_path):
     notebooks = {"01": _notebook(tmp_path / "01_a.ipynb", "pass")}
     profile = _profile(tmp_path)
