@@ -10,7 +10,11 @@ notebooks are kept under the profile's artifacts directory; a summary table is p
 from __future__ import annotations
 
 import argparse
+import ast
 import json
+import math
+import os
+import platform
 import re
 import sys
 import time
@@ -102,9 +106,13 @@ def load_profile(name: str, configs_dir: Path = CONFIGS_DIR) -> Profile:
     )
 
 
-def _scalar(value: str) -> Any:
+def _scalar(value: str, item: str = "") -> Any:
     """A YAML scalar, except that `1e-4` is a float (PyYAML follows YAML 1.1, which needs `1.0e-4`)."""
-    parsed = yaml.safe_load(value) if value else ""
+    try:
+        parsed = yaml.safe_load(value) if value else ""
+    except yaml.YAMLError as err:
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise RunnerError(f"-p {item!r}: the value {value!r} is not valid YAML ({problem})") from None
     if isinstance(parsed, str):
         try:
             return float(parsed)
@@ -124,13 +132,55 @@ def parse_overrides(items: list[str]) -> tuple[dict[str, Any], dict[str, dict[st
         target, sep, value = item.partition("=")
         if not sep or not target:
             raise RunnerError(f"-p {item!r}: expected key=value or NN:key=value")
-        parsed = _scalar(value)
+        parsed = _scalar(value, item)
         if ":" in target:
             number, key = target.split(":", 1)
             per_notebook.setdefault(number.zfill(2), {})[key] = parsed
         else:
             everywhere[target] = parsed
     return everywhere, per_notebook
+
+
+def _type_problem(value: Any, default: Any) -> str | None:
+    """Why `value` cannot stand where the notebook's literal `default` stands, or None if it can."""
+    if default is None:
+        return None
+    if isinstance(default, bool):
+        return None if isinstance(value, bool) else "a boolean (true/false)"
+    if isinstance(default, int):
+        return None if isinstance(value, int) and not isinstance(value, bool) else "an integer"
+    if isinstance(default, float):
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return "a number"
+        return None if math.isfinite(value) else "a finite number"
+    if isinstance(default, str):
+        return None if isinstance(value, str) else "a string"
+    if isinstance(default, list | tuple):
+        if not isinstance(value, list | tuple):
+            return "a list"
+        if default:  # the elements must be of the kind the default's first element is
+            problems = [_type_problem(v, default[0]) for v in value]
+            return next((f"a list of {p.split(' ', 1)[1]}s" for p in problems if p), None)
+        return None
+    if isinstance(default, dict):
+        return None if isinstance(value, dict) else "a mapping"
+    return None
+
+
+def check_types(path: Path, declared: dict[str, dict], params: dict[str, Any], sources: dict[str, str]) -> None:
+    """Every parameter must be of the type of the notebook's literal default (an int where it declares `8`, ...)."""
+    for key, value in params.items():
+        info = declared.get(key)
+        if info is None or key in ("artifacts_dir", "figures_dir"):
+            continue
+        try:
+            default = ast.literal_eval(info["default"])
+        except (ValueError, SyntaxError):
+            continue  # not a literal: nothing to compare with
+        problem = _type_problem(value, default)
+        if problem:
+            raise RunnerError(f"{sources.get(key, 'profile')}: parameter {key!r} of {path.name} must be {problem} "
+                              f"(its default is {info['default']}), got {value!r}")
 
 
 def plan(
@@ -161,7 +211,8 @@ def plan(
     common = dict(profile.params)
     common["artifacts_dir"] = str(profile.artifacts_dir)
     common["figures_dir"] = str(profile.figures_dir)
-    declared_by = {key: set(papermill.inspect_notebook(str(path))) for key, path in notebooks.items()}
+    inspected = {key: papermill.inspect_notebook(str(path)) for key, path in notebooks.items()}
+    declared_by = {key: set(info) for key, info in inspected.items()}
     orphans = sorted(set(profile.shared) - set().union(*declared_by.values()))
     if orphans:
         raise RunnerError(f"configs/{profile.name}.yaml: shared parameter(s) {orphans} are declared by no notebook")
@@ -176,20 +227,24 @@ def plan(
         missing_common = [p for p in COMMON_PARAMS if p not in declared]
         if missing_common:
             raise RunnerError(f"{path.name}: its parameters cell does not declare {missing_common}")
+        config = f"configs/{profile.name}.yaml"
         params = {k: v for k, v in common.items() if k in declared}
         params.update({k: v for k, v in profile.shared.items() if k in declared})
+        sources = dict.fromkeys(params, config)
         undeclared_common = sorted(set(common) - declared)
         if undeclared_common:
             raise RunnerError(f"profile {profile.name}: params {undeclared_common} are not declared by {path.name}")
-        for source, extra in ((f"configs/{profile.name}.yaml", profile.notebooks.get(key, {})),
-                              ("-p", per_notebook.get(key, {}))):
+        for source, extra in ((config, profile.notebooks.get(key, {})), ("-p", per_notebook.get(key, {}))):
             unknown = sorted(set(extra) - declared)
             if unknown:
                 raise RunnerError(
                     f"{source}: {path.name} does not declare the parameter(s) {unknown}; it declares {sorted(declared)}"
                 )
             params.update(extra)
+            sources.update(dict.fromkeys(extra, source))
         params.update({k: v for k, v in everywhere.items() if k in declared})
+        sources.update({k: "-p" for k in everywhere if k in declared})
+        check_types(path, inspected[key], params, sources)
         steps.append((key, path, params))
     unknown_everywhere = sorted(set(everywhere) - declared_anywhere)
     if unknown_everywhere:
@@ -202,7 +257,12 @@ def _figures_since(figures_dir: Path, key: str, since: float) -> list[str]:
 
 
 def execute(profile: Profile, steps: list[tuple[str, Path, dict[str, Any]]], *, log_output: bool = False) -> list[NotebookRun]:
-    """Run the planned notebooks in order; stop at the first failure with the notebook and cell named."""
+    """Run the planned notebooks in order; stop at the first failure with the notebook and cell named.
+
+    A notebook executes into `NN_name.running.ipynb`, which becomes `NN_name.ipynb` only when it succeeds (a failed
+    re-run leaves `NN_name.failed.ipynb` and keeps the last good executed copy); run_summary.json keeps the last good
+    entry of every notebook that is not re-run now.
+    """
     import papermill
     from papermill.exceptions import PapermillExecutionError
 
@@ -211,32 +271,78 @@ def execute(profile: Profile, steps: list[tuple[str, Path, dict[str, Any]]], *, 
     profile.figures_dir.mkdir(parents=True, exist_ok=True)
     runs: list[NotebookRun] = []
     for key, path, params in steps:
-        output = out_dir / path.name
+        output, running = out_dir / path.name, out_dir / f"{path.stem}.running.ipynb"
         print(f"[rlxf.run] {path.name}  ({profile.name}; {len(params)} parameters)", flush=True)
         started = time.time()
         try:
             papermill.execute_notebook(
-                str(path), str(output), parameters=params, cwd=str(path.parent),
+                str(path), str(running), parameters=params, cwd=str(path.parent),
                 kernel_name="python3", progress_bar=False, log_output=log_output,
             )
         except PapermillExecutionError as err:
             seconds = time.time() - started
-            runs.append(NotebookRun(key, path.name, seconds, [], str(output), status="failed"))
+            failed = running.replace(out_dir / f"{path.stem}.failed.ipynb")
+            runs.append(NotebookRun(key, path.name, seconds, [], str(failed), status="failed"))
             _write_summary(profile, runs)
             raise RunnerError(
                 f"{path.name} failed at cell {err.cell_index} (execution count {err.exec_count}) after {seconds:.0f} s: "
-                f"{err.ename}: {err.evalue}\nexecuted copy with the traceback: {output}"
+                f"{err.ename}: {err.evalue}\nexecuted copy with the traceback: {failed}"
             ) from None
+        running.replace(output)
+        (out_dir / f"{path.stem}.failed.ipynb").unlink(missing_ok=True)
         seconds = time.time() - started
         runs.append(NotebookRun(key, path.name, seconds, _figures_since(profile.figures_dir, key, started), str(output)))
-    _write_summary(profile, runs)
+        _write_summary(profile, runs)
     return runs
 
 
+def machine() -> dict[str, Any]:
+    """What the timings ran on: CPU model, cores, torch threads, python and torch versions, GPU if any."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as info:
+            cpu = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    import torch
+
+    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "gpu": gpu,
+            "python": platform.python_version(), "torch": torch.__version__}
+
+
+def read_summary(artifacts_dir: Path) -> dict[str, Any]:
+    """The run summary of a profile's artifacts directory ({"notebooks": [], ...} when there is none yet)."""
+    path = Path(artifacts_dir) / "run_summary.json"
+    if not path.is_file():
+        return {"notebooks": []}
+    try:
+        summary = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise RunnerError(f"{path} is not valid JSON ({err}); move it aside to start a new summary") from None
+    if not isinstance(summary, dict) or not isinstance(summary.get("notebooks"), list):
+        return {"notebooks": []}  # an older format: start a new summary
+    return summary
+
+
 def _write_summary(profile: Profile, runs: list[NotebookRun]) -> None:
+    """Merge this run into run_summary.json: one entry per notebook, a failed re-run keeps the last good one."""
+    summary = read_summary(profile.artifacts_dir)
+    entries = {entry["key"]: entry for entry in summary["notebooks"]}
+    for run in runs:
+        previous = entries.get(run.key)
+        if run.status == "ok" or previous is None or previous.get("status") != "ok":
+            entries[run.key] = dict(run.__dict__)
+        else:
+            previous["last_failure"] = {"seconds": run.seconds, "output": run.output}
+    ok = [entry for entry in entries.values() if entry["status"] == "ok"]
+    summary.update(profile=profile.name, machine=machine(), notebooks=[entries[k] for k in sorted(entries)],
+                   total_seconds=round(sum(entry["seconds"] for entry in ok), 1))
     path = profile.artifacts_dir / "run_summary.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps([r.__dict__ for r in runs], indent=2) + "\n")
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(summary, indent=2) + "\n")
+    tmp.replace(path)
 
 
 def summary_table(runs: list[NotebookRun]) -> str:

@@ -89,9 +89,53 @@ def test_first_failure_stops_the_run_and_names_notebook_and_cell(tmp_path):
     message = str(err.value)
     assert "02_bad.ipynb failed at cell" in message and "ValueError: boom in 02" in message
     assert (profile.artifacts_dir / "ran01").exists() and not (profile.artifacts_dir / "ran03").exists()
-    assert (profile.artifacts_dir / "notebooks" / "02_bad.ipynb").exists(), "the failed notebook is kept for reading"
-    statuses = [r["status"] for r in json.loads((profile.artifacts_dir / "run_summary.json").read_text())]
-    assert statuses == ["ok", "failed"]
+    assert (profile.artifacts_dir / "notebooks" / "02_bad.failed.ipynb").exists(), "the failed notebook is kept"
+    summary = json.loads((profile.artifacts_dir / "run_summary.json").read_text())
+    assert [r["status"] for r in summary["notebooks"]] == ["ok", "failed"]
+    assert summary["machine"]["cores"] >= 1 and summary["machine"]["torch_threads"] >= 1
+
+
+def test_a_failed_rerun_keeps_the_last_good_notebook_and_summary(tmp_path):
+    body = "from pathlib import Path\nif Path(artifacts_dir, 'break').exists():\n    raise ValueError('now broken')"
+    notebooks = {"01": _notebook(tmp_path / "01_a.ipynb", "pass"), "02": _notebook(tmp_path / "02_b.ipynb", body)}
+    profile = _profile(tmp_path)
+    run.execute(profile, run.plan(profile, notebooks, None, []))
+    good = (profile.artifacts_dir / "notebooks" / "02_b.ipynb").read_bytes()
+    (profile.artifacts_dir / "break").write_text("y")
+    with pytest.raises(run.RunnerError, match="now broken"):
+        run.execute(profile, run.plan(profile, notebooks, ["02"], []))
+    assert (profile.artifacts_dir / "notebooks" / "02_b.ipynb").read_bytes() == good
+    assert (profile.artifacts_dir / "notebooks" / "02_b.failed.ipynb").exists()
+    summary = json.loads((profile.artifacts_dir / "run_summary.json").read_text())
+    assert [(r["key"], r["status"]) for r in summary["notebooks"]] == [("01", "ok"), ("02", "ok")]
+    assert "last_failure" in summary["notebooks"][1]
+    assert summary["total_seconds"] == round(sum(r["seconds"] for r in summary["notebooks"]), 1)
+
+
+@pytest.mark.parametrize("item, message", [
+    ("seed=[1", r"-p 'seed=\[1': the value '\[1' is not valid YAML"),
+    ("seed=abc", r"-p: parameter 'seed' of 01_a.ipynb must be an integer .*got 'abc'"),
+    ("seed=1: 2", r"parameter 'seed' of 01_a.ipynb must be an integer .*got \{1: 2\}"),
+    ("seed=.inf", r"parameter 'seed' of 01_a.ipynb must be an integer"),
+    ("seed=true", r"parameter 'seed' of 01_a.ipynb must be an integer"),
+    ("01:lr=.inf", r"parameter 'lr' of 01_a.ipynb must be a finite number"),
+    ("lr=fast", r"parameter 'lr' of 01_a.ipynb must be a number"),
+    ("name=3", r"parameter 'name' of 01_a.ipynb must be a string"),
+    ("sizes=[1, x]", r"parameter 'sizes' of 01_a.ipynb must be a list of integers"),
+])
+def test_parameters_must_have_the_type_of_the_notebooks_default(tmp_path, item, message):
+    params = 'profile = "x"\nseed = 0\ndata_dir = ""\nartifacts_dir = ""\nfigures_dir = ""\n'
+    params += 'lr = 0.1\nname = "a"\nsizes = [1, 2]\n'
+    notebooks = {"01": _notebook(tmp_path / "01_a.ipynb", "pass", params=params)}
+    assert run.plan(_profile(tmp_path), notebooks, None, ["lr=1", "sizes=[3]", "name=b"])[0][2]["lr"] == 1
+    with pytest.raises(run.RunnerError, match=message):
+        run.plan(_profile(tmp_path), notebooks, None, [item])
+
+
+def test_profile_values_are_type_checked_too(tmp_path):
+    notebooks = {"01": _notebook(tmp_path / "01_a.ipynb", "pass")}
+    with pytest.raises(run.RunnerError, match=r"configs/t.yaml: parameter 'steps' of 01_a.ipynb must be an integer"):
+        run.plan(_profile(tmp_path, **{"01": {"steps": "many"}}), notebooks, None, [])
 
 
 def test_summary_table_lists_figures():
@@ -133,8 +177,8 @@ def test_every_notebook_runs_on_the_smoke_profile(key, capsys):
     name = run.discover_notebooks()[key].name
     assert name in capsys.readouterr().out
     smoke = run.load_profile("smoke")
-    summary = json.loads((smoke.artifacts_dir / "run_summary.json").read_text())
-    assert summary[-1]["status"] == "ok" and summary[-1]["figures"], f"{name} wrote no {key}_*.png figure"
+    entry = {r["key"]: r for r in json.loads((smoke.artifacts_dir / "run_summary.json").read_text())["notebooks"]}[key]
+    assert entry["status"] == "ok" and entry["figures"], f"{name} wrote no {key}_*.png figure"
 
 
 def test_smoke_run_writes_the_committed_names():
