@@ -6,6 +6,8 @@ CPU: the process's peak resident set size, which includes Python, torch and the 
 alone. GPU: `torch.cuda.max_memory_allocated` (tensors only). Compare numbers only when both used the same measure.
 
     peak_memory("rlxf.selfplay:memory_probe", {"bots": 2, ...})  ->  {"peak_bytes": ..., "measure": "VmHWM", ...}
+
+Inside such a process, `PhasePeak` gives the peak of one phase (e.g. training only) by the same measure.
 """
 
 from __future__ import annotations
@@ -36,17 +38,86 @@ def _rss_bytes() -> int:
     return int(peak) if sys.platform == "darwin" else int(peak) * 1024  # macOS: bytes, elsewhere KiB
 
 
-def peak_memory(target: str, kwargs: dict | None = None, *, timeout: float | None = None) -> dict:
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def memory_measure(cuda: bool) -> str:
+    """The name of the measure: "cuda_max_memory_allocated", else "VmHWM" (Linux) or "ru_maxrss"."""
+    return "cuda_max_memory_allocated" if cuda else _rss_measure()
+
+
+def _high_water_mark(cuda: bool) -> int:
+    if cuda:
+        import torch
+
+        return int(torch.cuda.max_memory_allocated())
+    return _rss_bytes()
+
+
+# The kernel's (or CUDA's) high-water mark is per process, and PhasePeak resets it; this keeps the highest mark a
+# reset wiped, so that the process's peak never reads lower than it was.
+_WIPED_PEAK = {"cuda": 0, "rss": 0}
+
+
+def process_peak_bytes(cuda: bool | None = None) -> int:
+    """This process's peak memory so far, PhasePeak resets included (`cuda` None: CUDA if available, as peak_memory)."""
+    cuda = _cuda_available() if cuda is None else cuda
+    return max(_WIPED_PEAK["cuda" if cuda else "rss"], _high_water_mark(cuda))
+
+
+class PhasePeak:
+    """`with PhasePeak() as phase: ...` -> `phase.peak_bytes`: the peak memory inside the block (peak_memory's measure).
+
+    Entering resets the high-water mark (Linux: "5" into /proc/self/clear_refs resets VmHWM; CUDA:
+    `reset_peak_memory_stats`), so the phase's peak excludes what came before; `start_bytes` is the usage at entry.
+    `process_peak_bytes` and `peak_memory` still report the whole process. Where the mark cannot be reset (no /proc),
+    `reset` is False and `peak_bytes` is the process's peak up to the end of the block. Phases do not nest.
+    """
+
+    def __init__(self, cuda: bool | None = None):
+        self.cuda = _cuda_available() if cuda is None else cuda
+        self.measure = memory_measure(self.cuda)
+        self.reset, self.start_bytes, self.peak_bytes = False, 0, 0
+
+    def __enter__(self) -> PhasePeak:
+        key = "cuda" if self.cuda else "rss"
+        _WIPED_PEAK[key] = process_peak_bytes(self.cuda)
+        if self.cuda:
+            import torch
+
+            torch.cuda.reset_peak_memory_stats()
+            self.reset = True
+        elif self.measure == "VmHWM":
+            try:
+                with open("/proc/self/clear_refs", "w") as clear_refs:
+                    clear_refs.write("5")
+                self.reset = True
+            except OSError:  # e.g. a kernel or sandbox that does not allow it
+                self.reset = False
+        self.start_bytes = _high_water_mark(self.cuda)  # right after a reset: the current usage
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.peak_bytes = _high_water_mark(self.cuda)
+
+
+def peak_memory(target: str, kwargs: dict | None = None, *, timeout: float | None = None,
+                env: dict[str, str] | None = None) -> dict:
     """Run `module:function(**kwargs)` in a new process -> its peak memory and what the function returned.
 
     Returns `peak_bytes`, `measure` ("VmHWM", "ru_maxrss" or "cuda_max_memory_allocated"), `baseline_bytes` (the
     same measure just before the call: the imports, on CPU), `seconds` and `result` (the function's JSON-able return).
+    `env` adds to (or overrides) the new process's environment variables.
     """
     if not isinstance(target, str) or target.count(":") != 1:
         raise ValueError(f"target must be 'module:function', got {target!r}")
     payload = json.dumps(kwargs or {})
     command = [sys.executable, "-m", "rlxf.memory", target, payload]
-    process = subprocess.run(command, capture_output=True, text=True, timeout=timeout, env=dict(os.environ))
+    process = subprocess.run(command, capture_output=True, text=True, timeout=timeout,
+                             env={**os.environ, **(env or {})})
     lines = [line for line in process.stdout.splitlines() if line.startswith(MARKER)]
     if process.returncode != 0 or not lines:
         tail = (process.stderr or process.stdout).strip()[-2000:]
@@ -72,13 +143,13 @@ def _measure(target: str, kwargs: dict) -> dict:
     cuda = torch.cuda.is_available()
     if cuda:
         torch.cuda.reset_peak_memory_stats()
-    baseline = torch.cuda.max_memory_allocated() if cuda else _rss_bytes()
+    baseline = process_peak_bytes(cuda)
     start = time.perf_counter()
     result = function(**kwargs)
     seconds = time.perf_counter() - start
-    peak = torch.cuda.max_memory_allocated() if cuda else _rss_bytes()
+    peak = process_peak_bytes(cuda)
     return {"target": target, "peak_bytes": int(peak), "baseline_bytes": int(baseline),
-            "measure": "cuda_max_memory_allocated" if cuda else _rss_measure(), "seconds": seconds, "result": result}
+            "measure": memory_measure(cuda), "seconds": seconds, "result": result}
 
 
 if __name__ == "__main__":
