@@ -17,6 +17,7 @@ from rlxf.data.corpora import read_hh, shared_prompt
 from rlxf.data.mona import STATUS_GROUPS, build_mona, policy_prompt, programme_prompts
 from rlxf.data.plato import parse_dialogue, skip_reason, strip_gutenberg
 from rlxf.data.political import clean_tweet, prepare_political, read_tweets
+from rlxf.data.source import locate_data
 from rlxf.paths import resolve_data_dir
 
 # `rlxf.data.hydrate` is the function (re-exported by the package); the module is reached through importlib.
@@ -307,6 +308,35 @@ def test_fixtures_are_deterministic(tmp_path):
     assert (one / "plato" / "Crito.txt").read_bytes().startswith(b"\xef\xbb\xbf")
     assert b"\r\n" in (one / "plato" / "Crito.txt").read_bytes()
     assert len(read_hh(one / "hh-rlhf" / "harmless-base_test.jsonl.gz")[0]) == 40
+
+
+# sha256 of every fixture file but the parquet ones (whose bytes depend on the pyarrow version).
+FIXTURE_SHA256 = {
+    "FIXTURES.md": "219d82b1fab2e1a808bd8f49d25e2dd07bf6c984e8ac9fe63a8bb24788220d18",
+    "hh-rlhf/harmless-base_test.jsonl.gz": "0366603a735a16d1d590710c93f3a9ce2861b0fde88027763b120fc573dcb19e",
+    "mona/MONA_From2002_dev.csv": "f5e912ff0859f797c65e055a36363d2dc219fc8861c4a59a45f50c858822116d",
+    "plato/Crito.txt": "93966b78d3194d9d256b6aee9d4b2ea5d52e066c3b78a1e1da2384e8ec53b23a",
+    "plato/Euthyphro.txt": "4f9f75c26097fe6cbef0063955bb76e2650ca8fd2238996003a045cb9eaa4765",
+    "plato/Meno.txt": "02dd21f06d6c4dfdc46e35fc5c82e89d9486bdbe6aca71abb7d2ed808799b63b",
+    "plato/Republic.txt": "9f2f8bac82760f48063a76087b86f418ca686cb4954f3f7daec46f7fe139e5a2",
+    "political/house_tweets_2018.csv": "260d8ef69345807f85a74d5d96d9a1fe365c86ef827d7e54d7fc56b95f49f7ab",
+}
+
+
+def test_fixture_bytes_are_pinned(fixture_dir):
+    assert {name: sha(fixture_dir / name) for name in FIXTURE_SHA256} == FIXTURE_SHA256
+
+
+def test_locate_data_says_which_corpora(tmp_path, fixture_dir, capsys):
+    path, source = locate_data("fixtures", tmp_path / "artifacts")
+    assert (path, source) == ((tmp_path / "artifacts" / "fixture-data").resolve(), "fixtures")
+    assert "DATA: FIXTURE CORPORA (asked for)" in capsys.readouterr().out
+    real = tmp_path / "real"
+    real.mkdir()
+    assert locate_data(str(real), tmp_path / "artifacts") == (real.resolve(), str(real.resolve()))
+    assert f"DATA: real corpora ({real.resolve()})" in capsys.readouterr().out
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        locate_data(str(tmp_path / "typo"), tmp_path / "artifacts")
 
 
 def test_no_data_dir_falls_back_to_fixtures(tmp_path, monkeypatch):

@@ -105,7 +105,7 @@ def data_source(data_dir: Path) -> str:
     return str(data_dir)
 
 
-def locate_data(data_dir: str | Path | None) -> Path:
+def find_data_dir(data_dir: str | Path | None) -> Path:
     """The data directory to read: the given one (which must exist), else the real data, else fresh fixtures."""
     if data_dir is not None:
         path = Path(data_dir).expanduser()
@@ -161,7 +161,7 @@ def hydrate(
     """
     started = time.perf_counter()
     chosen = check_sources(sources)
-    data_path = locate_data(data_dir)
+    data_path = find_data_dir(data_dir)
     out_path = Path(out_dir) if out_dir is not None else artifacts_dir() / "data"
     files = {source: input_files(data_path, source, political_hub) for source in chosen}
     inputs = {name: sha256(data_path / name) for source in chosen for name in files[source]}

@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from rlxf.data.fixtures import write_fixtures
-from rlxf.data.hydrate import data_source
-from rlxf.data.hydrate import locate_data as _locate
+from rlxf.data.hydrate import data_source, find_data_dir
 
 FIXTURES = "fixtures"
 
@@ -19,7 +18,7 @@ def locate_data(data_dir: str | Path | None, artifacts_dir: str | Path) -> tuple
     Figures made from fixtures must never be mistaken for results on the real corpora, hence the banner.
     """
     asked = str(data_dir or "") == FIXTURES
-    path = write_fixtures(Path(artifacts_dir) / "fixture-data") if asked else _locate(data_dir or None)
+    path = write_fixtures(Path(artifacts_dir) / "fixture-data") if asked else find_data_dir(data_dir or None)
     source = data_source(path)
     line = "=" * 78
     if source == "fixtures":

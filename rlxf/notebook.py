@@ -1,0 +1,40 @@
+"""The setup every notebook starts with: the seed, the artifacts folder, which corpora it reads, the hydrated tables."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from rlxf.data import hydrate as hydrate_tables
+from rlxf.data.source import locate_data
+
+
+@dataclass(frozen=True)
+class NotebookSetup:
+    """Where a notebook reads and writes, resolved from its parameters."""
+
+    artifacts: Path
+    """The profile's git-ignored outputs (the `artifacts_dir` parameter)."""
+    data_path: Path
+    """The raw data folder read: the real corpora or the fixture corpora."""
+    data_source: str
+    """"shared", "fixtures" or the data folder's path, as in the manifest's `data_source`."""
+    tables: Path
+    """The hydrated tables, `<artifacts>/data` (read them with `rlxf.data.read_table`)."""
+
+
+def setup(*, seed: int, data_dir: str | Path | None, artifacts_dir: str | Path, hydrate: bool = True) -> NotebookSetup:
+    """Seed torch, print which corpora are used, and hydrate the tables (a no-op when notebook 01 already did).
+
+    `data_dir` is the notebooks' parameter: "" for the real data else the fixtures, "fixtures", or a folder
+    (see `rlxf.data.source.locate_data`). `hydrate=False` leaves the tables to the caller (notebook 01).
+    """
+    torch.manual_seed(seed)
+    artifacts = Path(artifacts_dir)
+    data_path, data_source = locate_data(data_dir, artifacts)
+    tables = artifacts / "data"
+    if hydrate:
+        hydrate_tables(data_path, tables, seed=seed)
+    return NotebookSetup(artifacts=artifacts, data_path=data_path, data_source=data_source, tables=tables)
