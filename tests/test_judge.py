@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 from trl.trainer.utils import get_callable_name
 
-from rlxf.judge import (
+from rlxf.models import load_causal_lm, load_classifier
+from rlxf.rewards.judge import (
     Evaluator,
     EvaluatorSettings,
     HTTPJudge,
@@ -24,7 +25,6 @@ from rlxf.judge import (
     ranking_accuracy,
     verdict_score,
 )
-from rlxf.models import load_causal_lm, load_classifier
 
 SECRET = "sk-test-0123456789-never-print-me"
 CRITERIA = {
@@ -178,7 +178,7 @@ def test_http_evaluator_weights_min_determinism_batching_and_grpo_call(server):
 def test_no_verdict_falls_back_counted_or_raises(server, caplog):
     server.mode = "no_verdict"
     evaluator = http_evaluator(server)
-    with caplog.at_level(logging.WARNING, logger="rlxf.judge"):
+    with caplog.at_level(logging.WARNING, logger="rlxf.rewards.judge"):
         scores = evaluator(["Q", "Q"], REPLIES[:2])
     assert scores == [0.0, 0.0]
     assert evaluator.stats["fallbacks"] == {"no_verdict": 6} and evaluator.stats["verdicts"] == 0
@@ -290,7 +290,7 @@ class _ScriptedLM:
 
 
 def test_local_judge_forces_a_verdict_line_where_the_model_forgot_it(monkeypatch):
-    import rlxf.judge as judge_module
+    import rlxf.rewards.judge as judge_module
 
     scripted = _ScriptedLM()
     monkeypatch.setattr(judge_module, "generate", scripted)

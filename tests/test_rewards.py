@@ -11,22 +11,22 @@ from datasets import Dataset
 from trl import GRPOConfig, GRPOTrainer
 from trl.trainer.utils import get_callable_name, is_async_callable
 
-from rlxf.classifier import (
+from rlxf.data.mona import model_text
+from rlxf.models import load_causal_lm, load_classifier
+from rlxf.rewards.base import CombinedReward, check_batch
+from rlxf.rewards.classifiers import (
+    ClassifierReward,
     ClassifierSettings,
     _weighted_cross_entropy,
     balanced_class_weights,
-    baselines,
-    calibration,
-    classification_report,
     load_saved_classifier,
     predict_logits,
     predict_proba,
     save_classifier,
     train_classifier,
 )
-from rlxf.data.mona import model_text
-from rlxf.models import load_causal_lm, load_classifier
-from rlxf.preference import (
+from rlxf.rewards.experience import ExperienceReward
+from rlxf.rewards.preference import (
     PreferenceSettings,
     RewardEnsemble,
     encode_texts,
@@ -35,7 +35,7 @@ from rlxf.preference import (
     score_texts,
     train_reward_model,
 )
-from rlxf.rewards import ClassifierReward, CombinedReward, ExperienceReward, check_batch
+from rlxf.rewards.reports import baselines, calibration, classification_report
 
 COMPLETIONS = ["What a wonderful film!", "Terrible plot, boring music.", "", "I think taxes should be cut.", "ok"]
 PROMPTS = [f"prompt {i}" for i in range(len(COMPLETIONS))]
@@ -62,7 +62,7 @@ def classifier():
     return model, tokenizer
 
 
-# ------------------------------------------------------------------------------------------------ classifier.py
+# ----------------------------------------------------------------------------------- classifiers.py, reports.py
 
 
 def test_train_classifier_two_steps_changes_weights_and_balances_classes():
@@ -176,7 +176,7 @@ def test_save_and_load_classifier(tmp_path, classifier):
         load_saved_classifier(tmp_path / "missing")
 
 
-# ------------------------------------------------------------------------------------------------ rewards.py
+# ---------------------------------------------------- base.py, classifiers.py (ClassifierReward), experience.py
 
 
 def test_classifier_reward_shape_range_determinism_and_batching(classifier):

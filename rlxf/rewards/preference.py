@@ -20,8 +20,7 @@ import torch
 from datasets import Dataset
 from trl import RewardConfig, RewardTrainer
 
-from rlxf.classifier import check_texts
-from rlxf.rewards import RewardFunction, check_batch
+from rlxf.rewards.base import RewardFunction, check_batch, check_texts
 
 
 @dataclass

@@ -4,7 +4,7 @@ turns its verdict into +1 / 0 / -1.
 Pipeline per (completion, criterion): the judge reads the reply and the criterion and writes reasoning ending in
 a line `Verdict: ...`; the verdict text goes to a sentiment classifier; P(positive) above
 `positive_threshold` scores +1, below `negative_threshold` scores -1, else 0. `Evaluator` combines the criteria
-into one reward in [-1, 1] with the reward signature of `rlxf.rewards`.
+into one reward in [-1, 1] with the reward signature of `rlxf.rewards.base`.
 
 Failures are never a silent 0: a reply without a verdict, a timeout, an HTTP error or a malformed response
 scores `fallback_score` (0.0, neutral) and is counted by reason in `Evaluator.stats`, or raises `JudgeError`
@@ -29,10 +29,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from rlxf.classifier import predict_proba
 from rlxf.generation import chat_prompt, generate
 from rlxf.models import load_causal_lm
-from rlxf.rewards import RewardFunction
+from rlxf.rewards.base import RewardFunction
+from rlxf.rewards.classifiers import predict_proba
 
 logger = logging.getLogger(__name__)
 

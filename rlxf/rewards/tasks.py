@@ -16,15 +16,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from rlxf.classifier import (
+from rlxf.models import load_classifier
+from rlxf.rewards.classifiers import (
     ClassifierSettings,
-    classification_report,
     load_saved_classifier,
     predict_proba,
     save_classifier,
     train_classifier,
 )
-from rlxf.models import load_classifier
+from rlxf.rewards.reports import classification_report
 
 PARTIES = ("Democrat", "Republican")
 MONA_LABELS = ("Non-MET", "MET")

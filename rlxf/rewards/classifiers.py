@@ -1,13 +1,14 @@
-"""Text classifiers: fine-tune with a (class-weighted) Trainer, predict, evaluate against baselines, calibrate, save.
+"""Text classifiers: fine-tune with a (class-weighted) Trainer, predict, save and load; and `ClassifierReward`,
+a classifier's view of each completion as a reward.
 
 Class imbalance is handled, not hidden: `class_weights="balanced"` weights the cross-entropy by
 n / (n_classes * n_c) (scikit-learn's rule), so for the House tweets (Democrat 2 : 1 Republican) a Republican
 tweet counts twice as much as a Democrat one; `ClassifierResult.class_counts` and `.class_weights` record both.
+Held-out reports, baselines and calibration are in `rlxf.rewards.reports`.
 """
 
 from __future__ import annotations
 
-import math
 import tempfile
 import time
 from collections.abc import Sequence
@@ -15,15 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
-from sklearn import metrics as skm
-from sklearn.feature_extraction.text import TfidfVectorizer
-from sklearn.linear_model import LogisticRegression
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, Trainer, TrainingArguments
 from transformers.data.data_collator import DataCollatorWithPadding
 
 from rlxf.checkpoint import atomic_dir
+from rlxf.rewards.base import RewardFunction, check_batch, check_texts
 
 
 @dataclass
@@ -81,17 +79,6 @@ class ClassifierResult:
     class_weights: list[float] | None
     """cross-entropy weight per class index, None when unweighted"""
     settings: ClassifierSettings = field(repr=False)
-
-
-def check_texts(texts: Sequence[str], what: str) -> list[str]:
-    """A list of strings, or a TypeError naming the first bad index."""
-    if isinstance(texts, str):
-        raise TypeError(f"{what} must be a list of strings, got a single str (wrap it in a list)")
-    texts = list(texts)
-    for index, text in enumerate(texts):
-        if not isinstance(text, str):
-            raise TypeError(f"{what}[{index}] must be a str, got {type(text).__name__}")
-    return texts
 
 
 def check_labels(labels: Sequence, n: int, num_labels: int, what: str) -> np.ndarray:
@@ -298,133 +285,6 @@ def predict_proba(model, tokenizer, texts: Sequence[str], batch_size: int = 32, 
     return torch.softmax(torch.from_numpy(logits), dim=-1).numpy()
 
 
-def _check_scores(y_true: Sequence, proba) -> tuple[np.ndarray, np.ndarray]:
-    """y_true as ints and proba as (n, K): a 1-d proba is P(class 1) of a binary problem."""
-    proba = np.asarray(proba, dtype=float)
-    if proba.ndim == 1:
-        proba = np.stack([1.0 - proba, proba], axis=1)
-    if proba.ndim != 2 or proba.shape[1] < 2:
-        raise ValueError(f"proba must be shape (n,) or (n, n_classes >= 2), got {proba.shape}")
-    if not np.isfinite(proba).all() or (proba < 0).any() or (proba > 1).any():
-        raise ValueError("proba must hold probabilities in [0, 1]")
-    y = check_labels(y_true, len(proba), proba.shape[1], "y_true")
-    if len(y) == 0:
-        raise ValueError("y_true is empty: expected at least one example")
-    return y, proba
-
-
-def classification_report(y_true: Sequence, proba, labels: Sequence[str] | None = None) -> dict:
-    """Accuracy, per-class and macro precision/recall/F1, ROC-AUC and the confusion matrix (rows true, cols predicted).
-
-    `proba` is (n, n_classes) or, for two classes, P(class 1) of shape (n,); predictions are the argmax.
-    ROC-AUC is NaN when y_true holds a single class. Zero-division precision/recall count as 0.
-    """
-    y, proba = _check_scores(y_true, proba)
-    k = proba.shape[1]
-    names = [str(i) for i in range(k)] if labels is None else [str(name) for name in labels]
-    if len(names) != k:
-        raise ValueError(f"labels has {len(names)} names, expected {k} (one per class)")
-    predicted = proba.argmax(axis=1)
-    precision, recall, f1, support = skm.precision_recall_fscore_support(
-        y, predicted, labels=list(range(k)), zero_division=0
-    )
-    if len(np.unique(y)) < 2:
-        auc = math.nan
-    elif k == 2:
-        auc = float(skm.roc_auc_score(y, proba[:, 1]))
-    else:
-        auc = float(skm.roc_auc_score(y, proba, multi_class="ovr", labels=list(range(k))))
-    return {
-        "n": int(len(y)),
-        "accuracy": float((predicted == y).mean()),
-        "per_class": {
-            name: {"precision": float(p), "recall": float(r), "f1": float(f), "support": int(s)}
-            for name, p, r, f, s in zip(names, precision, recall, f1, support, strict=True)
-        },
-        "macro_precision": float(precision.mean()),
-        "macro_recall": float(recall.mean()),
-        "macro_f1": float(f1.mean()),
-        "roc_auc": auc,
-        "confusion_matrix": skm.confusion_matrix(y, predicted, labels=list(range(k))).tolist(),
-        "labels": names,
-    }
-
-
-def baselines(
-    train_texts: Sequence[str],
-    train_labels: Sequence,
-    test_texts: Sequence[str],
-    test_labels: Sequence,
-    *,
-    labels: Sequence[str] | None = None,
-    class_weight: str | None = "balanced",
-    seed: int = 0,
-) -> dict:
-    """Reports (as `classification_report`) of a majority-class baseline and of TF-IDF (1-2 grams) + logistic regression.
-
-    The majority baseline predicts the training class frequencies for every text, so its ROC-AUC is 0.5.
-    """
-    train_texts, test_texts = check_texts(train_texts, "train_texts"), check_texts(test_texts, "test_texts")
-    if labels is not None:
-        k = len(labels)
-    else:
-        observed = np.concatenate([np.asarray(train_labels, dtype=float), np.asarray(test_labels, dtype=float)])
-        observed = observed[np.isfinite(observed)]
-        k = max(2, int(observed.max()) + 1) if observed.size else 2
-    y_train = check_labels(train_labels, len(train_texts), k, "train_labels")
-    y_test = check_labels(test_labels, len(test_texts), k, "test_labels")
-    if len(np.unique(y_train)) < 2:
-        raise ValueError("train_labels hold a single class: a classifier baseline needs at least two")
-    frequencies = np.bincount(y_train, minlength=k) / len(y_train)
-    majority = np.tile(frequencies, (len(y_test), 1))
-    vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1)
-    regression = LogisticRegression(max_iter=2000, class_weight=class_weight, random_state=seed)
-    regression.fit(vectorizer.fit_transform(train_texts), y_train)
-    tfidf = np.zeros((len(y_test), k))
-    tfidf[:, regression.classes_] = regression.predict_proba(vectorizer.transform(test_texts))
-    return {
-        "majority": classification_report(y_test, majority, labels=labels),
-        "tfidf_logreg": classification_report(y_test, tfidf, labels=labels),
-    }
-
-
-@dataclass
-class Calibration:
-    """A reliability table and its expected calibration error."""
-
-    table: pd.DataFrame
-    """one row per equal-width bin: bin_lower, bin_upper, mean_predicted, observed_frequency, count"""
-    ece: float
-    """expected calibration error: sum over bins of count/n * |mean_predicted - observed_frequency|"""
-
-
-def calibration(y_true: Sequence, proba, n_bins: int = 10) -> Calibration:
-    """Reliability of P(class 1) for a binary problem, in `n_bins` equal-width bins (the last one includes 1.0)."""
-    if n_bins < 1:
-        raise ValueError(f"n_bins must be >= 1, got {n_bins}")
-    y, proba = _check_scores(y_true, proba)
-    if proba.shape[1] != 2:
-        raise ValueError(f"calibration is for binary problems; proba has {proba.shape[1]} classes")
-    p = proba[:, 1]
-    edges = np.linspace(0.0, 1.0, n_bins + 1)
-    bins = np.clip(np.digitize(p, edges[1:-1], right=False), 0, n_bins - 1)
-    rows = []
-    for b in range(n_bins):
-        inside = bins == b
-        count = int(inside.sum())
-        rows.append({
-            "bin_lower": float(edges[b]),
-            "bin_upper": float(edges[b + 1]),
-            "mean_predicted": float(p[inside].mean()) if count else math.nan,
-            "observed_frequency": float(y[inside].mean()) if count else math.nan,
-            "count": count,
-        })
-    table = pd.DataFrame(rows)
-    filled = table[table["count"] > 0]
-    ece = float((filled["count"] / len(y) * (filled["mean_predicted"] - filled["observed_frequency"]).abs()).sum())
-    return Calibration(table=table, ece=ece)
-
-
 def save_classifier(model, tokenizer, directory: str | Path) -> Path:
     """Write model (safetensors) and tokenizer to `directory`, atomically (a reader never sees half of it)."""
     directory = Path(directory)
@@ -443,3 +303,89 @@ def load_saved_classifier(directory: str | Path, *, device: str | torch.device |
     tokenizer = AutoTokenizer.from_pretrained(directory)
     model.to(device or "cpu").eval()
     return model, tokenizer
+
+
+class ClassifierReward(RewardFunction):
+    """A text classifier's view of each completion: one label's probability or logit, or a binary neutrality.
+
+    `output`: "probability" (P(label), in [0, 1]), "logit" (the label's raw logit; IMDB positive logit as the
+    sentiment yardstick), or "neutrality" (binary classifiers only: 1 - |P(0) - P(1)|, in [0, 1], 1 when the
+    classifier cannot tell the classes apart: e.g. Democrat vs Republican).
+    `label` is a class index or a name from `model.config.label2id`. With `include_prompt` the classifier reads
+    prompt + completion; by default only the completion.
+    """
+
+    OUTPUTS = ("probability", "logit", "neutrality")
+
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        *,
+        label: int | str = 1,
+        output: str = "probability",
+        include_prompt: bool = False,
+        batch_size: int = 32,
+        max_length: int = 512,
+        name: str | None = None,
+    ):
+        if output not in self.OUTPUTS:
+            raise ValueError(f"output must be one of {self.OUTPUTS}, got {output!r}")
+        num_labels = int(model.config.num_labels)
+        if output == "neutrality" and num_labels != 2:
+            raise ValueError(f"output='neutrality' needs a binary classifier; this one has {num_labels} labels")
+        self.label = self._label_index(model, label, num_labels)
+        self.model, self.tokenizer = model, tokenizer
+        self.output, self.include_prompt = output, include_prompt
+        self.batch_size, self.max_length = batch_size, max_length
+        self.model.eval()
+        super().__init__(name or f"classifier_{output}" + ("" if output == "neutrality" else f"_{label}"))
+
+    @classmethod
+    def from_saved(cls, directory, *, device=None, **kwargs):
+        """The reward on a classifier written by `save_classifier` (loaded once, here)."""
+        model, tokenizer = load_saved_classifier(directory, device=device)
+        return cls(model, tokenizer, **kwargs)
+
+    @staticmethod
+    def _label_index(model, label: int | str, num_labels: int) -> int:
+        if isinstance(label, str):
+            label2id = {str(k): int(v) for k, v in (getattr(model.config, "label2id", None) or {}).items()}
+            if label not in label2id:
+                raise ValueError(f"label {label!r} is not one of the model's labels {sorted(label2id)}")
+            return label2id[label]
+        if not isinstance(label, (int, np.integer)) or not 0 <= label < num_labels:
+            raise ValueError(f"label must be a class index in 0..{num_labels - 1} or a label name, got {label!r}")
+        return int(label)
+
+    def texts(self, prompts: list[str], completions: list[str], **kwargs) -> list[str]:
+        """The texts the classifier reads."""
+        if self.include_prompt:
+            return [p + c for p, c in zip(prompts, completions, strict=True)]
+        return list(completions)
+
+    def logits(self, prompts: Sequence, completions: Sequence, **kwargs) -> np.ndarray:
+        """All classes' logits, shape (n, num_labels)."""
+        prompts, completions = check_batch(prompts, completions)
+        texts = self.texts(prompts, completions, **kwargs)
+        return predict_logits(self.model, self.tokenizer, texts, batch_size=self.batch_size, max_length=self.max_length)
+
+    def probabilities(self, prompts: Sequence, completions: Sequence, **kwargs) -> np.ndarray:
+        """All classes' probabilities, shape (n, num_labels): e.g. columns p_dem, p_rep of the party classifier."""
+        logits = self.logits(prompts, completions, **kwargs)
+        shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return shifted / shifted.sum(axis=1, keepdims=True)
+
+    def score(self, prompts: list[str], completions: list[str], **kwargs) -> np.ndarray:
+        if self.output == "logit":
+            return self.logits(prompts, completions, **kwargs)[:, self.label]
+        proba = self.probabilities(prompts, completions, **kwargs)
+        if self.output == "neutrality":
+            return 1.0 - np.abs(proba[:, 0] - proba[:, 1])
+        return proba[:, self.label]
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(name={self.__name__!r}, model={type(self.model).__name__}, "
+            f"label={self.label}, output={self.output!r})"
+        )

@@ -1,0 +1,83 @@
+"""Rewards: every reward source behind one signature, `reward_fn(prompts, completions, **kwargs) -> list[float]`.
+
+- `base`: the reward_fn protocol (`RewardFunction`, `check_batch`, `check_texts`) and `CombinedReward`
+- `classifiers`: text classifiers (weighted cross-entropy training, predict, save/load) and `ClassifierReward`
+- `reports`: a classifier's held-out report, its baselines and calibration
+- `tasks`: the studies' three classifiers (MONA experience, party, sentiment), trained once and cached
+- `experience`: `ExperienceReward`, P(MET) from the MONA classifier
+- `preference`: Bradley-Terry reward models (TRL `RewardTrainer`) and their ensembles
+- `judge`: the judge-evaluator pipeline (a local model or an OpenAI-compatible endpoint)
+"""
+
+from rlxf.rewards.base import CombinedReward, RewardFunction, check_batch, check_texts
+from rlxf.rewards.classifiers import (
+    ClassifierResult,
+    ClassifierReward,
+    ClassifierSettings,
+    balanced_class_weights,
+    check_labels,
+    load_saved_classifier,
+    predict_logits,
+    predict_proba,
+    save_classifier,
+    train_classifier,
+)
+from rlxf.rewards.experience import MONA_METADATA_FIELDS, ExperienceReward
+from rlxf.rewards.judge import (
+    JUDGE_SYSTEM_PROMPT,
+    JUDGE_TEMPLATE,
+    Evaluator,
+    EvaluatorSettings,
+    HTTPJudge,
+    JudgeError,
+    JudgeReply,
+    LocalJudge,
+    VerdictSentiment,
+    parse_verdict,
+    ranking_accuracy,
+    verdict_score,
+)
+from rlxf.rewards.preference import (
+    PreferenceResult,
+    PreferenceSettings,
+    RewardEnsemble,
+    check_pairs,
+    encode_texts,
+    flip_labels,
+    pairwise_accuracy,
+    score_texts,
+    train_reward_model,
+)
+from rlxf.rewards.reports import Calibration, baselines, calibration, classification_report
+from rlxf.rewards.tasks import (
+    MONA_LABELS,
+    PARTIES,
+    SENTIMENT_LABELS,
+    ClassifierTask,
+    FittedClassifier,
+    fit_classifier,
+    mona_task,
+    party_task,
+    sentiment_task,
+)
+
+__all__ = [
+    # base
+    "CombinedReward", "RewardFunction", "check_batch", "check_texts",
+    # classifiers
+    "ClassifierResult", "ClassifierReward", "ClassifierSettings", "balanced_class_weights", "check_labels",
+    "load_saved_classifier", "predict_logits", "predict_proba", "save_classifier", "train_classifier",
+    # reports
+    "Calibration", "baselines", "calibration", "classification_report",
+    # tasks
+    "MONA_LABELS", "PARTIES", "SENTIMENT_LABELS", "ClassifierTask", "FittedClassifier", "fit_classifier",
+    "mona_task", "party_task", "sentiment_task",
+    # experience
+    "MONA_METADATA_FIELDS", "ExperienceReward",
+    # preference
+    "PreferenceResult", "PreferenceSettings", "RewardEnsemble", "check_pairs", "encode_texts", "flip_labels",
+    "pairwise_accuracy", "score_texts", "train_reward_model",
+    # judge
+    "JUDGE_SYSTEM_PROMPT", "JUDGE_TEMPLATE", "Evaluator", "EvaluatorSettings", "HTTPJudge", "JudgeError",
+    "JudgeReply", "LocalJudge", "VerdictSentiment", "parse_verdict", "ranking_accuracy", "verdict_score",
+]
