@@ -125,8 +125,10 @@ def find_data_dir(data_dir: str | Path | None) -> Path:
 
 def _build(source: str, data_dir: Path, files: list[str], strip_urls: bool, seed: int) -> tuple[pd.DataFrame, dict]:
     if source == "political":
-        raw = political.load_senator_tweets() if not files else political.read_tweets(data_dir / files[0])
-        return political.prepare_political(raw, strip_urls=strip_urls, seed=seed)
+        path = data_dir / files[0] if files else None
+        raw = political.read_tweets(path) if path else political.load_senator_tweets()
+        where = str(path) if path else f"hub:{political.SENATOR_DATASET}"
+        return political.prepare_political(raw, strip_urls=strip_urls, seed=seed, source=where)
     if source == "plato":
         return plato.build_plato(data_dir / "plato", seed=seed)
     if source == "mona":
