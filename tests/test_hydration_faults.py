@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import importlib
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from rlxf.data import write_fixtures
+from rlxf.data import hydrate, load_manifest, read_table, write_fixtures
 from rlxf.data.__main__ import main
 from rlxf.data.corpora import read_imdb
 from rlxf.data.files import DataError
@@ -20,12 +22,141 @@ from rlxf.data.political import prepare_political, read_tweets
 from rlxf.paths import REPO_ROOT
 
 MONA = "mona/MONA_From2002_dev.csv"
+RAGGED_ROW = b"KENYA,1,SBA" + b",x" * 20 + b"\n"  # 23 fields where the header has 20
 TWEETS = "political/house_tweets_2018.csv"
 
 
 @pytest.fixture()
 def data(tmp_path) -> Path:
     return write_fixtures(tmp_path / "data")
+
+
+# --- up to date is decided per table; a failed run leaves nothing that looks finished ----------------------------
+
+
+def test_a_run_that_fails_part_way_does_not_leave_a_stale_table_up_to_date(data, tmp_path, capsys):
+    """The issue's sequence: URLs stripped; URLs kept but a later source fails; URLs stripped again."""
+    out = tmp_path / "out"
+    hydrate(data, out, sources=["political", "mona"])
+    good = (data / MONA).read_bytes()
+    (data / MONA).write_bytes(good + RAGGED_ROW)
+    with pytest.raises(ValueError):  # political is rebuilt first, with URLs; then MONA fails
+        hydrate(data, out, sources=["political", "mona"], strip_urls=False)
+    (data / MONA).write_bytes(good)
+    capsys.readouterr()
+    third = hydrate(data, out, sources=["political", "mona"])
+    printed = capsys.readouterr().out
+    assert "nothing to do" not in printed
+    tweets = read_table(out, "political")
+    assert not tweets["text"].str.contains(r"https?://|(?<!\w)@\w").any(), "URLs or @mentions left in the table"
+    assert len(tweets) == third["political"]["rows"] == 57
+    assert "political -> political.parquet (57 rows; built: options changed: strip_urls False -> True)" in printed
+    assert "mona      -> mona.parquet is up to date (80 rows)" in printed
+    assert third == load_manifest(out)
+    assert third["tables"]["political"]["options"] == {"strip_urls": True, "seed": 0, "political_hub": False}
+
+
+def test_the_failed_run_records_the_table_it_wrote_and_only_that(data, tmp_path):
+    out = tmp_path / "out"
+    first = hydrate(data, out, sources=["political", "mona"])
+    (data / MONA).write_bytes((data / MONA).read_bytes() + RAGGED_ROW)
+    with pytest.raises(DataError, match=r"MONA_From2002_dev\.csv: line 82 has 23 fields; expected 20"):
+        hydrate(data, out, sources=["political", "mona"], strip_urls=False)
+    manifest = load_manifest(out)
+    assert manifest["tables"]["political"]["options"]["strip_urls"] is False
+    assert manifest["political"]["rows"] == len(read_table(out, "political")) == 59
+    assert manifest["tables"]["mona"] == first["tables"]["mona"]  # the old MONA table, untouched and still true
+    assert sorted(path.name for path in out.iterdir()) == ["manifest.json", "mona.parquet", "political.parquet"]
+
+
+def test_an_interrupted_table_write_keeps_the_old_table_and_its_entry(data, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "out"
+    hydrate(data, out, sources=["political"])
+    table, manifest = (out / "political.parquet").read_bytes(), load_manifest(out)
+
+    def half_written(self, path, *args, **kwargs):
+        Path(path).write_bytes(b"PAR1 and then the disk filled up")
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(pd.DataFrame, "to_parquet", half_written)
+    with pytest.raises(OSError, match="No space left"):
+        hydrate(data, out, sources=["political"], strip_urls=False)
+    monkeypatch.undo()
+    assert (out / "political.parquet").read_bytes() == table
+    assert load_manifest(out) == manifest
+    assert sorted(path.name for path in out.iterdir()) == ["manifest.json", "political.parquet"]  # no temp file
+    capsys.readouterr()
+    hydrate(data, out, sources=["political"])
+    assert "nothing to do" in capsys.readouterr().out
+
+
+def test_a_crash_after_a_table_is_replaced_leaves_no_entry_for_it(data, tmp_path, monkeypatch, capsys):
+    out = tmp_path / "out"
+    hydrate(data, out, sources=["political", "mona"])
+    hydrate_module = importlib.import_module("rlxf.data.hydrate")
+    write_manifest, writes = hydrate_module._write_manifest, []
+
+    def killed_on_second_write(out_path, manifest):
+        writes.append(sorted(manifest["tables"]))
+        if len(writes) == 2:
+            raise KeyboardInterrupt  # killed after the new political.parquet took the old one's place
+        write_manifest(out_path, manifest)
+
+    monkeypatch.setattr(hydrate_module, "_write_manifest", killed_on_second_write)
+    with pytest.raises(KeyboardInterrupt):
+        hydrate(data, out, sources=["political", "mona"], strip_urls=False)
+    monkeypatch.undo()
+    assert writes[0] == ["mona"]  # the old political entry went before its file was replaced
+    assert len(read_table(out, "political")) == 59
+    manifest = load_manifest(out)
+    assert set(manifest["tables"]) == {"mona"} and "political" not in manifest
+    capsys.readouterr()
+    hydrate(data, out, sources=["political", "mona"])
+    assert "political -> political.parquet (57 rows; built: no table recorded yet)" in capsys.readouterr().out
+
+
+def test_another_data_dir_rebuilds(data, tmp_path, capsys):
+    out = tmp_path / "out"
+    hydrate(data, out, sources=["mona"])
+    copy = shutil.copytree(data, tmp_path / "copy")
+    capsys.readouterr()
+    manifest = hydrate(copy, out, sources=["mona"])
+    assert f"built: the tables were built from another data_dir, {data}" in capsys.readouterr().out
+    assert manifest["data_dir"] == str(copy)
+
+
+def test_a_missing_or_changed_table_file_is_rebuilt_alone(data, tmp_path, capsys):
+    out = tmp_path / "out"
+    hydrate(data, out, sources=["political", "mona"])
+    (out / "political.parquet").unlink()
+    capsys.readouterr()
+    hydrate(data, out, sources=["political", "mona"])
+    printed = capsys.readouterr().out
+    assert "political -> political.parquet (57 rows; built: political.parquet is missing)" in printed
+    assert "mona      -> mona.parquet is up to date" in printed
+    shutil.copy(out / "mona.parquet", out / "political.parquet")
+    hydrate(data, out, sources=["political", "mona"])
+    assert "built: political.parquet differs from the file this manifest recorded" in capsys.readouterr().out
+    assert len(read_table(out, "political")) == 57
+
+
+def test_tables_not_asked_for_stay_recorded_and_reusable(data, tmp_path, capsys):
+    out = tmp_path / "out"
+    hydrate(data, out, sources=["political", "mona"])
+    only = hydrate(data, out, sources=["political"], strip_urls=False)
+    assert set(only["tables"]) == {"political", "mona"} and only["mona"]["raw_rows"] == 80
+    capsys.readouterr()
+    hydrate(data, out, sources=["mona"])
+    assert "nothing to do" in capsys.readouterr().out
+
+
+def test_a_manifest_of_the_old_format_rebuilds_everything(data, tmp_path, capsys):
+    out = tmp_path / "out"
+    hydrate(data, out, sources=["mona"])
+    (out / "manifest.json").write_text('{"format_version": 1, "options": {}, "inputs": {}, "tables": {}}')
+    capsys.readouterr()
+    hydrate(data, out, sources=["mona"])
+    assert "built: the manifest has format 1, expected 2" in capsys.readouterr().out
 
 
 # --- bad bytes, bad rows, bad values: the file, the line or row, and what was expected --------------------------
