@@ -284,8 +284,12 @@ def test_rerun_with_same_inputs_is_a_noop(fixture_dir, tmp_path, capsys):
     assert "up to date" in capsys.readouterr().out
     assert {path.name: path.stat().st_mtime_ns for path in out.iterdir()} == stamps
     changed = hydrate(fixture_dir, out, sources=["political", "mona"], strip_urls=False)
-    assert "up to date" not in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "political -> political.parquet (59 rows; built: options changed: strip_urls True -> False)" in printed
+    assert "mona      -> mona.parquet is up to date (80 rows)" in printed  # strip_urls is not one of MONA's options
+    assert "nothing to do" not in printed
     assert changed["political"]["rows"] == 59
+    assert changed["tables"]["political"]["options"] == {"strip_urls": False, "seed": 0, "political_hub": False}
     hydrate(fixture_dir, out, sources=["political", "mona"], strip_urls=False, force=True)
     assert "up to date" not in capsys.readouterr().out
 

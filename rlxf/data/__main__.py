@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from rlxf.data.files import DataError
 from rlxf.data.fixtures import write_fixtures
 from rlxf.data.hydrate import SOURCES, hydrate
 
@@ -58,8 +59,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "fixtures":
         print(f"fixtures: wrote {write_fixtures(args.out)}")
         return 0
-    manifest = hydrate(args.data_dir, args.out, sources=args.sources, strip_urls=not args.no_strip_urls,
-                       seed=args.seed, force=args.force, political_hub=args.political_hub)
+    try:
+        manifest = hydrate(args.data_dir, args.out, sources=args.sources, strip_urls=not args.no_strip_urls,
+                           seed=args.seed, force=args.force, political_hub=args.political_hub)
+    except (DataError, FileNotFoundError) as error:
+        # A bad or missing input is the user's to fix: the message says where and what; a traceback would bury it.
+        print(f"hydrate: error: {error}", file=sys.stderr)
+        return 1
     print("\n".join(summary(manifest)))
     return 0
 

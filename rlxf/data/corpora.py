@@ -16,7 +16,10 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+
+from rlxf.data.files import DataError, read_parquet_file
 
 IMDB_FILES = {"train": "imdb_train.parquet", "test": "imdb_test.parquet"}
 IMDB_COLUMNS = ("label", "rating", "text")
@@ -31,17 +34,14 @@ def read_imdb(imdb_dir: Path) -> tuple[pd.DataFrame, dict]:
         path = Path(imdb_dir) / name
         if not path.is_file():
             raise FileNotFoundError(f"{path}: IMDB file not found (expected parquet with columns label,text,rating)")
-        frame = pd.read_parquet(path)
+        frame = read_parquet_file(path, "parquet with columns label,text,rating")
         missing = [column for column in IMDB_COLUMNS if column not in frame.columns]
         if missing:
             found = ",".join(map(str, frame.columns))
-            raise ValueError(f"{path}: missing column(s) {','.join(missing)}; found {found}")
-        bad = ~frame["label"].isin([0, 1])
-        if bad.any():
-            row = int(bad.to_numpy().argmax())
-            raise ValueError(
-                f"{path}: row {row + 1} has label {frame['label'].iloc[row]!r}; expected 0 (negative) or 1 (positive)"
-            )
+            raise DataError(f"{path}: missing column(s) {','.join(missing)}; found {found}")
+        if frame.empty:
+            raise DataError(f"{path}: no rows (expected IMDB reviews with label, rating, text)")
+        _check_imdb(frame, path)
         parts.append(frame[list(IMDB_COLUMNS)].assign(split=split))
     imdb = pd.concat(parts, ignore_index=True).astype({"label": "int64", "rating": "int64", "text": str})
     stats = {
@@ -50,6 +50,22 @@ def read_imdb(imdb_dir: Path) -> tuple[pd.DataFrame, dict]:
         "by_label": {str(label): int(n) for label, n in imdb["label"].value_counts().sort_index().items()},
     }
     return imdb, stats
+
+
+def _check_imdb(frame: pd.DataFrame, path: Path) -> None:
+    """Labels 0/1, integer ratings 1..10 and text on every row; else an error naming the file and row."""
+    checks = (
+        ("label", ~frame["label"].isin([0, 1]), "0 (negative) or 1 (positive)"),
+        ("rating", ~pd.to_numeric(frame["rating"], errors="coerce").isin(range(1, 11)), "an integer from 1 to 10"),
+        ("text", ~frame["text"].map(lambda text: isinstance(text, str)).astype(bool), "the review as text"),
+    )
+    for column, bad, expected in checks:
+        if bad.any():
+            row = int(np.flatnonzero(bad.to_numpy())[0])
+            value = frame[column].iloc[row]
+            value = value.item() if isinstance(value, np.generic) else value
+            shown = "null" if value is None or (not isinstance(value, str) and pd.isna(value)) else repr(value)
+            raise DataError(f"{path}: row {row + 1} has {column} {shown}; expected {expected}")
 
 
 def shared_prompt(chosen: str, rejected: str) -> str:
@@ -68,9 +84,9 @@ def read_hh(path: Path) -> tuple[pd.DataFrame, dict]:
         with gzip.open(path, "rt", encoding="utf-8") as lines:
             rows = _hh_rows(lines, path)
     except (gzip.BadGzipFile, EOFError, UnicodeDecodeError) as error:
-        raise ValueError(f"{path}: not a readable gzip file of UTF-8 JSON lines ({error})") from None
+        raise DataError(f"{path}: not a readable gzip file of UTF-8 JSON lines ({error})") from None
     if not rows:
-        raise ValueError(f"{path}: no preference pairs (expected JSON lines with 'chosen' and 'rejected')")
+        raise DataError(f"{path}: no preference pairs (expected JSON lines with 'chosen' and 'rejected')")
     hh = pd.DataFrame(rows, columns=["prompt", "chosen", "rejected", "chosen_response", "rejected_response"])
     stats = {"rows": len(hh), "prompt_turns_mean": round(float(hh["prompt"].str.count("Human:").mean()), 3)}
     return hh, stats
@@ -84,12 +100,12 @@ def _hh_rows(lines: Iterable[str], path: Path) -> list[tuple[str, ...]]:
         try:
             record = json.loads(line)
         except json.JSONDecodeError as error:
-            raise ValueError(f"{path}: line {number} is not JSON ({error.msg})") from None
+            raise DataError(f"{path}: line {number} is not JSON ({error.msg})") from None
         if not isinstance(record, dict) or not all(isinstance(record.get(key), str) for key in HH_COLUMNS):
-            raise ValueError(f"{path}: line {number}: expected an object with string fields 'chosen' and 'rejected'")
+            raise DataError(f"{path}: line {number}: expected an object with string fields 'chosen' and 'rejected'")
         chosen, rejected = record["chosen"], record["rejected"]
         prompt = shared_prompt(chosen, rejected)
         if not prompt:
-            raise ValueError(f"{path}: line {number}: chosen and rejected share no '{ASSISTANT.strip()}' prefix")
+            raise DataError(f"{path}: line {number}: chosen and rejected share no '{ASSISTANT.strip()}' prefix")
         rows.append((prompt, chosen, rejected, chosen[len(prompt) :], rejected[len(prompt) :]))
     return rows

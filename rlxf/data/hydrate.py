@@ -1,9 +1,14 @@
 """Hydration: read the raw data sets once, write clean parquet tables and a manifest; skip work already done.
 
-Layout under `out_dir`: one parquet file per table (see `TABLES`) and `manifest.json` with the counts of every
-source, the options, and the sha256 of every input file. A second call with the same inputs and options finds the
-manifest, says so and returns it without rebuilding (nanoGPT's `prepare.py` idea); `force=True` rebuilds.
-The options include a fingerprint of this package's source, so that a code change also rebuilds.
+Layout under `out_dir`: one parquet file per table (see `TABLES`) and `manifest.json`. The manifest records, per
+table, the options it was built with (only those it depends on, `OPTIONS_READ`), the sha256 of each input file,
+a fingerprint of this package's code and the sha256 of the parquet file written; beside them each source's counts.
+A table is up to date only when its file is there with that sha256 and options, inputs and code all match; a
+re-run rebuilds exactly the tables that are not and says why (nanoGPT's `prepare.py` idea); `force=True` rebuilds.
+
+Every file is written atomically (a temporary file beside it, then one rename), and the manifest is rewritten
+after each table: a run that fails part-way leaves the tables it finished, the old tables it did not reach, and a
+manifest that describes exactly those.
 """
 
 from __future__ import annotations
@@ -17,11 +22,12 @@ from pathlib import Path
 import pandas as pd
 
 from rlxf.data import corpora, mona, plato, political
+from rlxf.data.files import DataError, atomic_file
 from rlxf.data.fixtures import FIXTURE_MARKER, write_fixtures
 from rlxf.paths import REPO_ROOT, artifacts_dir, resolve_data_dir
 
-FORMAT_VERSION = 1
-"""Version of the manifest's layout."""
+FORMAT_VERSION = 2
+"""Version of the manifest's layout (2: options, input sha256s, code and the table's sha256 recorded per table)."""
 SOURCES = ("political", "plato", "mona", "imdb", "hh")
 ALL = SOURCES
 TABLES = {
@@ -32,6 +38,14 @@ TABLES = {
     "hh_harmless": "hh_harmless.parquet",
 }
 SOURCE_TABLES = {"political": "political", "plato": "plato_turns", "mona": "mona", "imdb": "imdb", "hh": "hh_harmless"}
+OPTIONS_READ = {
+    "political": ("strip_urls", "seed", "political_hub"),
+    "plato": ("seed",),
+    "mona": ("seed",),
+    "imdb": (),
+    "hh": (),
+}
+"""The options each source's table depends on; only these are recorded with the table and compared on a re-run."""
 MANIFEST = "manifest.json"
 POLITICAL_FILES = (
     "political/house_tweets_2018.csv",
@@ -74,7 +88,7 @@ def check_sources(sources: Iterable[str]) -> list[str]:
     sources = [sources] if isinstance(sources, str) else list(sources)
     unknown = [name for name in sources if name not in SOURCES]
     if unknown or not sources:
-        raise ValueError(f"sources: got {sources}; expected a non-empty subset of {list(SOURCES)}")
+        raise DataError(f"sources: got {sources}; expected a non-empty subset of {list(SOURCES)}")
     return [name for name in SOURCES if name in sources]
 
 
@@ -123,23 +137,38 @@ def find_data_dir(data_dir: str | Path | None) -> Path:
     return write_fixtures(fixtures)
 
 
-def _build(source: str, data_dir: Path, files: list[str], strip_urls: bool, seed: int) -> tuple[pd.DataFrame, dict]:
+def table_options(source: str, *, strip_urls: bool, seed: int, political_hub: bool) -> dict:
+    """The options a source's table is built with (see `OPTIONS_READ`), as recorded in its manifest entry."""
+    given = {"strip_urls": strip_urls, "seed": seed, "political_hub": political_hub}
+    return {name: given[name] for name in OPTIONS_READ[source]}
+
+
+def _build(source: str, data_dir: Path, files: list[str], options: dict) -> tuple[pd.DataFrame, dict]:
+    # Only `options` reaches a builder, so a table can depend on nothing that its manifest entry does not record.
     if source == "political":
-        raw = political.load_senator_tweets() if not files else political.read_tweets(data_dir / files[0])
-        return political.prepare_political(raw, strip_urls=strip_urls, seed=seed)
+        path = data_dir / files[0] if files else None
+        raw = political.read_tweets(path) if path else political.load_senator_tweets()
+        where = str(path) if path else f"hub:{political.SENATOR_DATASET}"
+        return political.prepare_political(raw, strip_urls=options["strip_urls"], seed=options["seed"], source=where)
     if source == "plato":
-        return plato.build_plato(data_dir / "plato", seed=seed)
+        return plato.build_plato(data_dir / "plato", seed=options["seed"])
     if source == "mona":
-        return mona.build_mona(data_dir / files[0], seed=seed)
+        return mona.build_mona(data_dir / files[0], seed=options["seed"])
     if source == "imdb":
         return corpora.read_imdb(data_dir / "imdb")
     return corpora.read_hh(data_dir / files[0])
 
 
 def load_manifest(out_dir: Path) -> dict | None:
-    """The stored manifest under out_dir, or None if there is none."""
+    """The stored manifest under out_dir, or None if there is none (or it is not a readable manifest)."""
     path = Path(out_dir) / MANIFEST
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    if not path.is_file():
+        return None
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None  # not one this code wrote (writes are atomic): rebuild rather than trust it
+    return manifest if isinstance(manifest, dict) else None
 
 
 def hydrate(
@@ -156,55 +185,137 @@ def hydrate(
 
     data_dir None: the real data (`RLXF_DATA_DIR`, else ../shared/data), else fixtures written to
     `<artifacts>/fixture-data`. out_dir None: `<artifacts>/data`. political_hub=True reads the tweets from the
-    Hugging Face dataset `m-newhauser/senator-tweets` (needs the internet) instead of data_dir; such runs are
+    Hugging Face dataset `m-newhauser/senator-tweets` (needs the internet) instead of data_dir; that table is
     never treated as up to date, since the hub's content cannot be hashed before it is downloaded.
+
+    Each table is rebuilt unless it is up to date (see `stale_reason`); the others are left as they are. Tables of
+    sources not asked for stay in the manifest while their files are unchanged and data_dir is the same.
     """
     started = time.perf_counter()
     chosen = check_sources(sources)
     data_path = find_data_dir(data_dir)
     out_path = Path(out_dir) if out_dir is not None else artifacts_dir() / "data"
     files = {source: input_files(data_path, source, political_hub) for source in chosen}
-    inputs = {name: sha256(data_path / name) for source in chosen for name in files[source]}
-    options = {"sources": chosen, "strip_urls": strip_urls, "seed": seed, "political_hub": political_hub,
-               "format_version": FORMAT_VERSION, "code": code_fingerprint()}
-    stored = load_manifest(out_path)
-    if not force and not political_hub and _up_to_date(stored, out_path, inputs, options):
-        print(f"hydrate: {out_path} is up to date (same {len(inputs)} input sha256s and options); nothing to do")
-        return stored
-    out_path.mkdir(parents=True, exist_ok=True)
-    manifest: dict = {
-        "format_version": FORMAT_VERSION,
-        "data_source": data_source(data_path),
-        "data_dir": str(data_path),
-        "options": options,
-        "inputs": inputs,
-        "tables": {},
+    code = code_fingerprint()
+    wanted = {
+        source: {
+            "options": table_options(source, strip_urls=strip_urls, seed=seed, political_hub=political_hub),
+            "inputs": {name: sha256(data_path / name) for name in files[source]}
+            or {f"hub:{political.SENATOR_DATASET}": "not hashed (downloaded)"},
+            "code": code,
+        }
+        for source in chosen
     }
-    if political_hub:
-        manifest["inputs"][f"hub:{political.SENATOR_DATASET}"] = "not hashed (downloaded)"
+    stored = load_manifest(out_path)
+    manifest, dropped = _still_valid(stored, data_path, out_path)
+    stale = {}
     for source in chosen:
-        table, stats = _build(source, data_path, files[source], strip_urls, seed)
         name = SOURCE_TABLES[source]
-        table.to_parquet(out_path / TABLES[name], index=False)
-        manifest["tables"][name] = {"file": TABLES[name], "rows": len(table), "columns": list(table.columns)}
+        reason = "forced" if force else dropped.get(name) or stale_reason(manifest["tables"].get(name), wanted[source])
+        if reason is None:
+            entry = manifest["tables"][SOURCE_TABLES[source]]
+            print(f"hydrate: {source:9s} -> {entry['file']} is up to date ({entry['rows']:,} rows)")
+        else:
+            stale[source] = reason
+    if not stale:
+        if manifest != stored:
+            _write_manifest(out_path, manifest)
+        inputs = sum(len(wanted[source]["inputs"]) for source in chosen)
+        print(f"hydrate: {out_path} is up to date (same {inputs} input sha256s and options); nothing to do")
+        return manifest
+    out_path.mkdir(parents=True, exist_ok=True)
+    on_disk = set((stored or {}).get("tables", {}))
+    for source, reason in stale.items():
+        table, stats = _build(source, data_path, files[source], wanted[source]["options"])
+        name = SOURCE_TABLES[source]
+        path = out_path / TABLES[name]
+        with atomic_file(path) as tmp:
+            table.to_parquet(tmp, index=False)
+            digest = sha256(tmp)
+            manifest["tables"].pop(name, None)
+            manifest.pop(source, None)
+            # The manifest on disk must not describe the old table while the new file takes its place.
+            if name in on_disk:
+                _write_manifest(out_path, manifest)
+                on_disk = set(manifest["tables"])
+        manifest["tables"][name] = {
+            "source": source, "file": TABLES[name], "rows": len(table), "columns": list(table.columns),
+            "sha256": digest, **wanted[source],
+        }
         manifest[source] = stats
-        print(f"hydrate: {source:9s} -> {TABLES[name]} ({len(table):,} rows)")
-    # The manifest goes last, so an interrupted run is never mistaken for a finished one.
-    (out_path / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        _write_manifest(out_path, manifest)
+        on_disk = set(manifest["tables"])
+        print(f"hydrate: {source:9s} -> {TABLES[name]} ({len(table):,} rows; built: {reason})")
     print(f"hydrate: wrote {out_path / MANIFEST} in {time.perf_counter() - started:.1f} s")
     return manifest
 
 
-def _up_to_date(stored: dict | None, out_path: Path, inputs: dict, options: dict) -> bool:
-    if stored is None or stored.get("inputs") != inputs or stored.get("options") != options:
-        return False
-    return all((out_path / TABLES[name]).is_file() for name in stored.get("tables", {}))
+def stale_reason(entry: dict | None, wanted: dict) -> str | None:
+    """Why a table must be (re)built, or None when its entry records the same options, input sha256s and code."""
+    if entry is None:
+        return "no table recorded yet"
+    if any(digest.startswith("not hashed") for digest in wanted["inputs"].values()):
+        return "its input is downloaded, so it cannot be compared"
+    if entry.get("options") != wanted["options"]:
+        old = entry.get("options") or {}
+        changed = [f"{key} {old.get(key)!r} -> {value!r}" for key, value in wanted["options"].items()
+                   if old.get(key) != value]
+        return f"options changed: {', '.join(changed)}"
+    if entry.get("inputs") != wanted["inputs"]:
+        old = entry.get("inputs") or {}
+        changed = sorted(name for name in {*old, *wanted["inputs"]} if old.get(name) != wanted["inputs"].get(name))
+        return f"input changed: {', '.join(changed)}"
+    if entry.get("code") != wanted["code"]:
+        return "the code of rlxf.data changed"
+    return None
+
+
+def _still_valid(stored: dict | None, data_path: Path, out_path: Path) -> tuple[dict, dict[str, str]]:
+    """The stored manifest less the tables that can no longer be trusted, and why each of those was dropped.
+
+    A manifest describes the tables of one data directory; a table's entry is kept only while its file is there
+    with the sha256 recorded when it was written.
+    """
+    manifest = {"format_version": FORMAT_VERSION, "data_source": data_source(data_path), "data_dir": str(data_path),
+                "inputs": {}, "tables": {}}
+    dropped: dict[str, str] = {}
+    if stored is None:
+        return manifest, dropped
+    if stored.get("format_version") != FORMAT_VERSION:
+        why = f"the manifest has format {stored.get('format_version')!r}, expected {FORMAT_VERSION}"
+        return manifest, dict.fromkeys(TABLES, why)
+    if stored.get("data_dir") != str(data_path):
+        return manifest, dict.fromkeys(TABLES, f"the tables were built from another data_dir, {stored.get('data_dir')}")
+    for name, entry in stored.get("tables", {}).items():
+        source, path = entry.get("source"), out_path / TABLES.get(name, "?")
+        if name not in TABLES or source not in stored:
+            continue
+        if not path.is_file():
+            dropped[name] = f"{path.name} is missing"
+        elif sha256(path) != entry.get("sha256"):
+            dropped[name] = f"{path.name} differs from the file this manifest recorded"
+        else:
+            manifest["tables"][name] = entry
+            manifest[source] = stored[source]
+    manifest["inputs"] = _all_inputs(manifest)
+    return manifest, dropped
+
+
+def _all_inputs(manifest: dict) -> dict:
+    return {name: digest for entry in manifest["tables"].values() for name, digest in entry["inputs"].items()}
+
+
+def _write_manifest(out_path: Path, manifest: dict) -> None:
+    manifest["inputs"] = _all_inputs(manifest)
+    out_path.mkdir(parents=True, exist_ok=True)
+    with atomic_file(out_path / MANIFEST) as tmp:
+        tmp.write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 def read_table(out_dir: str | Path, name: str) -> pd.DataFrame:
     """One hydrated table by name (political, plato_turns, mona, imdb, hh_harmless)."""
     if name not in TABLES:
-        raise ValueError(f"table {name!r} is unknown; expected one of {list(TABLES)}")
+        raise DataError(f"table {name!r} is unknown; expected one of {list(TABLES)}")
     path = Path(out_dir) / TABLES[name]
     if not path.is_file():
         raise FileNotFoundError(f"{path}: table not found; run `python -m rlxf.data hydrate --out {out_dir}` first")

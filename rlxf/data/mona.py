@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from rlxf.data.files import DataError, read_text_csv
+
 # MONA status code -> label group. The source paper groups M and PM as MET, the other assessed outcomes as Non-MET.
 STATUS_GROUPS: dict[str, str] = {
     "M": "met",  # met
@@ -59,17 +61,13 @@ def read_mona(path: Path) -> pd.DataFrame:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: MONA file not found (expected a CSV with columns {','.join(NEEDED)}, ...)")
-    try:
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False)
-    except pd.errors.EmptyDataError:
-        expected = ",".join(NEEDED)
-        raise ValueError(f"{path}: the file is empty (expected a MONA CSV with columns {expected}, ...)") from None
+    frame = read_text_csv(path, f"a MONA CSV with columns {','.join(NEEDED)}, ...")
     missing = [name for name in NEEDED if name not in frame.columns]
     if missing:
         found = ",".join(map(str, frame.columns))
-        raise ValueError(f"{path}: missing MONA column(s) {','.join(missing)}; found {found}")
+        raise DataError(f"{path}: missing MONA column(s) {','.join(missing)}; found {found}")
     if frame.empty:
-        raise ValueError(f"{path}: no rows (expected MONA conditions)")
+        raise DataError(f"{path}: no rows (expected MONA conditions)")
     return frame
 
 
@@ -79,7 +77,7 @@ def status_groups(status: pd.Series, source: str) -> pd.Series:
     unknown = ~codes.isin(STATUS_GROUPS.keys())
     if unknown.any():
         row = int(np.flatnonzero(unknown.to_numpy())[0])
-        raise ValueError(
+        raise DataError(
             f"{source}: data row {row + 1} has unknown Status code {codes.iloc[row]!r}; "
             f"expected one of {sorted(code for code in STATUS_GROUPS if code)} or blank"
         )
@@ -167,13 +165,20 @@ def prepare_mona(raw: pd.DataFrame, source: str, seed: int = 0) -> tuple[pd.Data
     )
     if (mona["arr_id"] == "").any():
         row = int(np.flatnonzero((mona["arr_id"] == "").to_numpy())[0])
-        raise ValueError(f"{source}: data row {row + 1} has an empty ArrID; expected an arrangement")
+        raise DataError(f"{source}: data row {row + 1} has an empty ArrID; expected an arrangement")
     fields = mona[["country", "arr_type", "econ_class", "condition"]].itertuples(index=False)
     mona["text"] = [model_text(*row) for row in fields]
     # Different seeds for the two splits' generators would be arbitrary; offsetting keeps them independent.
     mona["split_random"] = random_split(len(mona), seed)
     mona["split_arrangement"] = arrangement_split(mona["arr_id"], seed + 1)
     labelled = mona["label"].notna()
+    if not labelled.any():
+        codes = sorted(set(mona["status"]))
+        assessed = sorted(code for code, group in STATUS_GROUPS.items() if group != "not_assessed")
+        raise DataError(
+            f"{source}: no labelled rows: all {len(mona):,} conditions are not assessed (Status {codes}); "
+            f"expected some assessed conditions (Status one of {assessed}) to learn MET / Non-MET from"
+        )
     stats = {
         "raw_rows": len(raw),
         "labelled_rows": int(labelled.sum()),

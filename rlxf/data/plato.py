@@ -26,6 +26,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from rlxf.data.files import DataError, check_utf8
+
 START_RE = re.compile(r"^\*\*\*\s*START OF.*$", re.MULTILINE)
 END_RE = re.compile(r"^\*\*\*\s*END OF", re.MULTILINE)
 PERSONS_RE = re.compile(r"^[ \t]*PERSONS OF THE DIALOGUE.*$", re.MULTILINE)
@@ -80,7 +82,7 @@ def strip_gutenberg(text: str, source: str) -> str:
     """The text between the `*** START OF` and `*** END OF` lines."""
     start, end = START_RE.search(text), END_RE.search(text)
     if start is None or end is None or end.start() < start.end():
-        raise ValueError(f"{source}: expected Project Gutenberg '*** START OF' and '*** END OF' marker lines")
+        raise DataError(f"{source}: expected Project Gutenberg '*** START OF' and '*** END OF' marker lines")
     return text[start.end() : end.start()]
 
 
@@ -138,9 +140,11 @@ def skip_reason(turns: list[tuple[str, str]], body: str, rules: SkipRules = SKIP
 
 def parse_dialogue(path: Path, rules: SkipRules = SKIP_RULES) -> Dialogue:
     """Read one Gutenberg file and return its title, turns and skip reason."""
-    text = normalize_newlines(Path(path).read_bytes())
+    raw = Path(path).read_bytes()
+    check_utf8(raw, path, "a Project Gutenberg text")
+    text = normalize_newlines(raw)
     if not text.strip():
-        raise ValueError(f"{path}: the file is empty (expected a Project Gutenberg text of a Plato dialogue)")
+        raise DataError(f"{path}: the file is empty (expected a Project Gutenberg text of a Plato dialogue)")
     title = gutenberg_title(text, Path(path).stem)
     body = dialogue_body(strip_gutenberg(text, str(path)))
     if body is None:
@@ -182,6 +186,13 @@ def build_plato(plato_dir: Path, seed: int = 0) -> tuple[pd.DataFrame, dict]:
     if not files:
         raise FileNotFoundError(f"{plato_dir}: expected Project Gutenberg Plato texts (*.txt), found none")
     dialogues = [parse_dialogue(path) for path in files]
+    if all(dialogue.skip_reason is not None for dialogue in dialogues):
+        reasons = "; ".join(f"{path.name}: {dialogue.skip_reason}" for path, dialogue in zip(files, dialogues, strict=True))
+        raise DataError(
+            f"{plato_dir}: no speaker-labelled turns: all {len(files)} file(s) are narrated dialogues, speeches or "
+            f"monologues ({reasons}); expected at least one dialogue whose speakers are labelled 'NAME:  text' "
+            "(e.g. Crito, Meno, Euthyphro)"
+        )
     turns = turns_frame(dialogues)
     turns["split"] = split_socrates(turns, seed)
     kept = [d for d in dialogues if d.skip_reason is None]

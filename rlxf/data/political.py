@@ -21,6 +21,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from rlxf.data.files import DataError, read_parquet_file, read_text_csv
+
 PARTIES = ("Democrat", "Republican")
 HOUSE_COLUMNS = ("handle", "party", "text")
 SENATOR_COLUMNS = ("date", "id", "username", "text", "party", "labels")
@@ -43,12 +45,10 @@ def clean_tweet(text: str, strip_urls: bool = True) -> str:
 
 
 def _read_any(path: Path) -> pd.DataFrame:
+    expected = f"a CSV with columns {','.join(HOUSE_COLUMNS)}"
     if path.suffix == ".parquet":
-        return pd.read_parquet(path)
-    try:
-        return pd.read_csv(path, dtype=str, keep_default_na=False)
-    except pd.errors.EmptyDataError:
-        raise ValueError(f"{path}: the file is empty (expected a CSV with columns {','.join(HOUSE_COLUMNS)})") from None
+        return read_parquet_file(path, f"parquet with columns {','.join(SENATOR_COLUMNS)}")
+    return read_text_csv(path, expected)
 
 
 def normalize_columns(frame: pd.DataFrame, source: str) -> pd.DataFrame:
@@ -59,19 +59,23 @@ def normalize_columns(frame: pd.DataFrame, source: str) -> pd.DataFrame:
     elif set(SENATOR_COLUMNS) <= columns:
         out = frame[["username", "party", "text"]].rename(columns={"username": "handle"})
     else:
-        raise ValueError(
+        raise DataError(
             f"{source}: expected columns {','.join(HOUSE_COLUMNS)} (house form) or {','.join(SENATOR_COLUMNS)} "
             f"({SENATOR_DATASET} form), found {','.join(map(str, frame.columns))}"
         )
     if out.empty:
-        raise ValueError(f"{source}: no rows (expected tweets with columns {','.join(HOUSE_COLUMNS)})")
-    out = out.astype({"handle": str, "party": str, "text": str})
+        raise DataError(f"{source}: no rows (expected tweets with columns {','.join(HOUSE_COLUMNS)})")
     bad = ~out["party"].isin(PARTIES)
     if bad.any():
         row = int(np.flatnonzero(bad.to_numpy())[0])
-        raise ValueError(
+        raise DataError(
             f"{source}: data row {row + 1} has party {out['party'].iloc[row]!r}; expected one of {list(PARTIES)}"
         )
+    missing = out["text"].isna() | out["handle"].isna()
+    if missing.any():
+        row = int(np.flatnonzero(missing.to_numpy())[0])
+        raise DataError(f"{source}: data row {row + 1} has no text or no handle (null); expected both as text")
+    out = out.astype({"handle": str, "party": str, "text": str})
     return out.reset_index(drop=True)
 
 
@@ -108,12 +112,26 @@ def stratified_split(party: pd.Series, seed: int) -> pd.Series:
     return split
 
 
-def prepare_political(raw: pd.DataFrame, *, strip_urls: bool = True, seed: int = 0) -> tuple[pd.DataFrame, dict]:
-    """Clean, de-duplicate and split raw (handle, party, text) rows; return the table and its manifest section."""
+def prepare_political(
+    raw: pd.DataFrame, *, strip_urls: bool = True, seed: int = 0, source: str = "tweets"
+) -> tuple[pd.DataFrame, dict]:
+    """Clean, de-duplicate and split raw (handle, party, text) rows; return the table and its manifest section.
+
+    An empty result, or one with a single party, is an error naming `source`: the classifier needs both parties.
+    """
     tweets = raw.copy()
     tweets["text"] = [clean_tweet(text, strip_urls) for text in tweets["text"]]
     empty = tweets["text"] == ""
+    if empty.all():
+        urls = " once URLs and @mentions are removed (strip_urls=True)" if strip_urls else ""
+        raise DataError(f"{source}: all {len(raw):,} tweets are blank{urls}; expected tweet text")
     tweets = tweets[~empty]
+    present = {name: int((tweets["party"] == name).sum()) for name in PARTIES}
+    if not all(present.values()):
+        raise DataError(
+            f"{source}: only {', '.join(name for name in PARTIES if present[name])} tweets ({present}); "
+            f"expected tweets of both parties ({' and '.join(PARTIES)}): the classifier tells them apart"
+        )
     duplicated = tweets.duplicated(subset="text", keep="first")
     # A text posted by both parties is a label conflict as well as a duplicate: count it.
     both_parties = tweets.groupby("text")["party"].transform("nunique") > 1
