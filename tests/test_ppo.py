@@ -348,7 +348,7 @@ def test_auto_resume_continues_only_a_run_with_the_same_settings(tmp_path):
     PPOTrainer(model, tokenizer, config(output_dir=str(tmp_path))).train(PROMPTS, target_fraction(tokenizer), steps=2)
     again = PPOTrainer(tiny_lm()[0], tokenizer, config(output_dir=str(tmp_path)))
     history = again.train(PROMPTS, target_fraction(tokenizer), steps=3, resume="auto")
-    assert [m["step"] for m in history] == [1, 2, 3] and again.last_checkpoint.name == "checkpoint-3"
+    assert [m["step"] for m in history] == [1, 2, 3] and again.store.last_checkpoint.name == "checkpoint-3"
     changed = PPOTrainer(tiny_lm()[0], tokenizer, config(output_dir=str(tmp_path), learning_rate=3e-3))
     with pytest.warns(UserWarning, match="other PPO settings"):
         history = changed.train(PROMPTS, target_fraction(tokenizer), steps=1, resume="auto")
