@@ -432,7 +432,7 @@ def score_responses(reward_model, queries, responses, pad_id: int):
     """Reward-model score of each query + response at its last token (TRL's get_reward on the same tokens)."""
     import torch
 
-    from rlxf.ppo import collate
+    from rlxf.generation import collate
 
     batch = collate([torch.as_tensor(q) for q in queries], [torch.as_tensor(r) for r in responses], pad_id)
     with torch.no_grad():
@@ -458,7 +458,7 @@ def evaluate(model, tokenizer, reward_model, prompt_ids, settings: BenchSettings
     import torch
     from transformers import GenerationConfig
 
-    from rlxf.ppo import collate
+    from rlxf.generation import collate
 
     queries = [torch.tensor(p) for p in prompt_ids for _ in range(settings.eval_samples)]
     batch = collate(queries, [q[:0] for q in queries], tokenizer.pad_token_id)
@@ -503,17 +503,17 @@ def common_record(library: str, settings: BenchSettings, seed: int, tokenizer, r
 
 def rlxf_worker(settings: BenchSettings, seed: int) -> dict:
     """rlxf.ppo: generate -> score -> step, `updates` times, each phase timed."""
-    from rlxf.ppo import PPOConfig, PPOTrainer
+    from rlxf.ppo import PPOSettings, PPOTrainer
 
     after_imports = current_rss_mb()
     policy, tokenizer, reward_model, prompt_ids = load_task(settings)
-    config = PPOConfig(learning_rate=settings.learning_rate, batch_size=settings.batch_size,
-                       num_minibatches=settings.num_minibatches, ppo_epochs=settings.ppo_epochs,
-                       max_grad_norm=math.inf,  # TRL's PPO loop never clips gradients
-                       kl_estimator="k1", adaptive_kl=False, init_kl_coef=settings.kl_coef,
-                       max_new_tokens=settings.max_new_tokens, temperature=settings.temperature, top_k=0, top_p=1.0,
-                       lora_r=settings.lora_r, lora_alpha=settings.lora_alpha, lora_dropout=0.0,
-                       lora_target_modules=settings.lora_target_modules, seed=seed, progress_bar=False)
+    config = PPOSettings(learning_rate=settings.learning_rate, batch_size=settings.batch_size,
+                         num_minibatches=settings.num_minibatches, ppo_epochs=settings.ppo_epochs,
+                         max_grad_norm=math.inf,  # TRL's PPO loop never clips gradients
+                         kl_estimator="k1", adaptive_kl=False, init_kl_coef=settings.kl_coef,
+                         max_new_tokens=settings.max_new_tokens, temperature=settings.temperature, top_k=0, top_p=1.0,
+                         lora_r=settings.lora_r, lora_alpha=settings.lora_alpha, lora_dropout=0.0,
+                         lora_target_modules=settings.lora_target_modules, seed=seed, progress_bar=False)
     trainer = PPOTrainer(policy, tokenizer, config)
     record = common_record("rlxf", settings, seed, tokenizer, reward_model, prompt_ids)
     record["eos_token_ids"] = sorted(trainer.eos_ids)
