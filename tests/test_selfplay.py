@@ -20,8 +20,10 @@ from rlxf.selfplay import (
     LEADING_PROMPTS,
     POLITICAL_ISSUES,
     Bot,
+    Reply,
     SelfPlayEnv,
     TwoBotDebate,
+    play_episode,
     read_transcripts,
     run_episode,
     write_transcripts,
@@ -334,6 +336,17 @@ def two_bot_model():
     model.add_adapter("rep", LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
                                         init_lora_weights=False))
     return model, tokenizer
+
+
+def test_token_ids_of_replies_reach_the_caller_as_data():
+    ids = {"dem": (torch.tensor([1, 2]), torch.tensor([3])), "rep": (torch.tensor([4]), torch.tensor([5, 6]))}
+    bots = [Bot(name, lambda prompt, name=name: Reply(f"{name}: {prompt[:10]}", *ids[name]), adapter=name)
+            for name in ("dem", "rep")]
+    env = SelfPlayEnv(bots, fixed_rater({"dem": "60", "rep": "40"}), max_exchanges=2)
+    transcript, replies = play_episode(env, bots[0].reply_fn, seed=0)
+    assert [row["reply"] for row in transcript] == [reply.text for reply in replies]  # the transcript holds text
+    for row, reply in zip(transcript, replies, strict=True):
+        assert torch.equal(reply.query, ids[row["speaker"]][0]) and torch.equal(reply.response, ids[row["speaker"]][1])
 
 
 def test_using_adapter_restores_the_active_adapter_and_trainability():
