@@ -15,53 +15,33 @@ Welch's t-test and the Mann-Whitney U test), `expected_reward_table` (several po
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 import torch
 from scipy import stats
 
-from rlxf.ppo import collate, encode_text, eos_ids, generate_responses, sampling_config
-from rlxf.rating import using_adapter
-
-
-@contextmanager
-def active(model, adapter: str | None) -> Iterator[None]:
-    """Run the block with `adapter` active; None: adapters disabled (the base), or the model itself if not peft."""
-    if not isinstance(getattr(model, "peft_config", None), dict):
-        if adapter is not None:
-            raise ValueError(f"adapter {adapter!r} given, but the model is not a PeftModel")
-        yield
-    elif adapter is None:
-        with model.disable_adapter():
-            yield
-    else:
-        with using_adapter(model, adapter):
-            yield
+from rlxf.adapters import using_adapter
+from rlxf.generation import collate, encode_text, eos_ids, padding_id, sample_tokens
 
 
 @torch.no_grad()
 def sample(model, tokenizer, prompts: Sequence[str], *, adapter: str | None, max_new_tokens: int = 32,
            temperature: float = 0.7, seed: int = 0, batch_size: int = 8
            ) -> tuple[list[torch.Tensor], list[torch.Tensor], list[str]]:
-    """One reply per (already formatted) prompt, sampled as rlxf.ppo samples -> (queries, responses, texts)."""
+    """One reply per (already formatted) prompt, sampled as PPO samples (rlxf.generation.sample_tokens) -> (queries, responses, texts)."""
     if not prompts or not all(isinstance(p, str) for p in prompts):
         raise ValueError("sample(): prompts must be a non-empty list of strings")
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    eos = eos_ids(model, tokenizer)
-    config = sampling_config(max_new_tokens=max_new_tokens, temperature=temperature, top_k=0, top_p=1.0,
-                             pad_id=pad_id, eos_ids=eos)
+    pad_id, eos = padding_id(tokenizer), eos_ids(model, tokenizer)
     queries = [encode_text(tokenizer, p) for p in prompts]
-    responses: list[torch.Tensor] = []
     was_training = model.training
     model.eval()
     try:
-        with active(model, adapter), torch.random.fork_rng(devices=range(torch.cuda.device_count())):
+        with using_adapter(model, adapter), torch.random.fork_rng(devices=range(torch.cuda.device_count())):
             torch.manual_seed(seed)
-            for start in range(0, len(queries), batch_size):
-                responses += generate_responses(model, queries[start:start + batch_size], config, pad_id, eos)
+            responses = sample_tokens(model, queries, max_new_tokens=max_new_tokens, temperature=temperature,
+                                      pad_id=pad_id, eos_ids=eos, batch_size=batch_size)
     finally:
         model.train(was_training)
     texts = tokenizer.batch_decode(responses, skip_special_tokens=True)
@@ -74,13 +54,13 @@ def token_logprobs(model, tokenizer, queries: Sequence[torch.Tensor], responses:
     """Log-probabilities of each response token given its query, under `adapter` at `temperature`."""
     if len(queries) != len(responses):
         raise ValueError(f"token_logprobs(): {len(queries)} queries but {len(responses)} responses")
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    pad_id = padding_id(tokenizer)
     device = next(model.parameters()).device
     out: list[np.ndarray] = []
     was_training = model.training
     model.eval()
     try:
-        with active(model, adapter):
+        with using_adapter(model, adapter):
             for start in range(0, len(queries), batch_size):
                 q, r = list(queries[start:start + batch_size]), list(responses[start:start + batch_size])
                 nonempty = [len(x) > 0 for x in r]

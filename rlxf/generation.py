@@ -1,4 +1,11 @@
-"""Chat prompts and batched text generation (left padding, KV cache, new text only), plus the study's fixed prompts."""
+"""The one sampling path: chat prompts, token ids, sampling settings, batched generation, EOS ids, and the study's
+fixed prompts.
+
+Text level: `generate(model, tokenizer, prompts)` -> one reply string per prompt (greedy or sampled with the model's
+own generation config). Token level (what PPO and the evaluation use): `encode_text` -> query ids,
+`sampling_config` -> a GenerationConfig that samples from the policy's own distribution, `generate_responses` ->
+response ids cut after the first EOS, `collate` -> [left-padded query | right-padded response] batches.
+"""
 
 from __future__ import annotations
 
@@ -126,3 +133,100 @@ def generate(
     finally:
         model.train(was_training)
     return replies
+
+
+# ------------------------------------------------------------------------------------------------ token level
+
+
+def padding_id(tokenizer) -> int | None:
+    """The padding id: the pad token, else the eos token (many causal LMs ship without a pad token)."""
+    return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+
+
+def eos_ids(model, tokenizer) -> set[int]:
+    """EOS token ids from the tokenizer and the model's generation config (chat models often have several)."""
+    ids = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
+    generation_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
+    if generation_eos is not None:
+        ids |= set(generation_eos) if isinstance(generation_eos, (list, tuple)) else {generation_eos}
+    return ids
+
+
+def encode_text(tokenizer, text: str, *, special_tokens: bool = True) -> torch.Tensor:
+    """Token ids of `text` as a 1-D LongTensor; no second BOS when the text (a chat template's output) has one."""
+    bos = getattr(tokenizer, "bos_token", None)
+    special_tokens = special_tokens and not (bos and text.startswith(bos))
+    return torch.tensor(tokenizer(text, add_special_tokens=special_tokens)["input_ids"], dtype=torch.long)
+
+
+def token_ids(tokenizer, item, what: str, index: int, *, special_tokens: bool) -> torch.Tensor:
+    """A string or a sequence of token ids as a non-empty 1-D LongTensor; an error names `what[index]`."""
+    if isinstance(item, str):
+        ids = encode_text(tokenizer, item, special_tokens=special_tokens)
+    else:
+        ids = torch.as_tensor(item, dtype=torch.long).detach().cpu()
+    if ids.ndim != 1 or len(ids) == 0:
+        raise ValueError(f"{what}[{index}] must be a non-empty string or 1-D token-id sequence, "
+                         f"got shape {tuple(ids.shape)}")
+    return ids
+
+
+def collate(queries: Sequence[torch.Tensor], responses: Sequence[torch.Tensor], pad_id: int) -> dict:
+    """One tensor batch [left-padded query | right-padded response] with masks and position ids."""
+    q_len, r_len = max(len(q) for q in queries), max(len(r) for r in responses)
+    input_ids = torch.full((len(queries), q_len + r_len), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros_like(input_ids)
+    for i, (query, response) in enumerate(zip(queries, responses, strict=True)):
+        input_ids[i, q_len - len(query):q_len] = query
+        input_ids[i, q_len:q_len + len(response)] = response
+        attention_mask[i, q_len - len(query):q_len + len(response)] = 1
+    position_ids = (attention_mask.cumsum(1) - 1).clamp(min=0)
+    return {"input_ids": input_ids, "attention_mask": attention_mask, "position_ids": position_ids,
+            "response_mask": attention_mask[:, q_len:].float()}
+
+
+def truncate_after_eos(tokens: torch.Tensor, eos_ids: set[int]) -> torch.Tensor:
+    """The tokens up to and including the first EOS (all of them if there is none)."""
+    is_eos = torch.tensor([int(t) in eos_ids for t in tokens], dtype=torch.bool)
+    return tokens[: int(is_eos.nonzero()[0]) + 1] if is_eos.any() else tokens
+
+
+def sampling_config(*, max_new_tokens: int, temperature: float, top_k: int, top_p: float, pad_id: int,
+                    eos_ids: set[int]):
+    """A GenerationConfig that samples from the policy's own (temperature-scaled) distribution.
+
+    Unset fields are filled from the model's generation_config (e.g. a repetition penalty) and then from global
+    defaults (top_k=50): every logit processor is set explicitly so that sampling follows the policy.
+    """
+    from transformers import GenerationConfig
+
+    return GenerationConfig(do_sample=True, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k,
+                            top_p=top_p, min_p=0.0, typical_p=1.0, repetition_penalty=1.0, no_repeat_ngram_size=0,
+                            use_cache=True, pad_token_id=pad_id, eos_token_id=sorted(eos_ids))
+
+
+@torch.no_grad()
+def generate_responses(model, queries: Sequence[torch.Tensor], generation, pad_id: int, eos_ids: set[int]
+                       ) -> list[torch.Tensor]:
+    """One sampled response per query (one left-padded batch, KV cache), each cut after its first EOS."""
+    batch = collate(queries, [q[:0] for q in queries], pad_id)
+    device = next(model.parameters()).device
+    output = model.generate(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device),
+                            generation_config=generation)
+    generated = output[:, batch["input_ids"].shape[1]:].cpu()
+    return [truncate_after_eos(row, eos_ids) for row in generated]
+
+
+@torch.no_grad()
+def sample_tokens(model, queries: Sequence[torch.Tensor], *, max_new_tokens: int, temperature: float, top_k: int = 0,
+                  top_p: float = 1.0, pad_id: int, eos_ids: set[int], batch_size: int | None = None
+                  ) -> list[torch.Tensor]:
+    """One response per query sampled from the model's own distribution (`sampling_config`), `batch_size` queries
+    at a time (None: all at once), each cut after its first EOS."""
+    config = sampling_config(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
+                             pad_id=pad_id, eos_ids=eos_ids)
+    size = batch_size or len(queries)
+    responses: list[torch.Tensor] = []
+    for start in range(0, len(queries), size):
+        responses += generate_responses(model, queries[start:start + size], config, pad_id, eos_ids)
+    return responses

@@ -36,37 +36,40 @@ Metrics of every step (keys of the dicts in `history`, lines of `output_dir/metr
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import inspect
-import json
 import math
-import random
 import time
 import warnings
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
-from rlxf.checkpoint import (
-    atomic_dir,
-    capture_rng_state,
-    checkpoint_dir,
-    latest_checkpoint,
-    load_adapter_weights,
-    restore_rng_state,
-    save_adapter,
+from rlxf.adapters import (
+    LORA_TARGET_MODULES,
+    adapter_parameters,
+    attach_policy,
+    attach_reference,
+    load_adapters,
+    save_adapters,
+    set_lora_dropout,
+    using_adapter,
 )
+from rlxf.checkpoint import (
+    RunStore,
+    latest_checkpoint,
+    restore_rng,
+    set_seed,
+)
+from rlxf.generation import collate, eos_ids, padding_id, sample_tokens, token_ids
 
 
 @dataclass
-class PPOConfig:
+class PPOSettings:
     """Settings of LoRA-PPO; defaults follow the RLHF literature (Ziegler et al. 2019, TRL, CleanRL)."""
 
     # --- PPO ---
@@ -121,8 +124,8 @@ class PPOConfig:
     """LoRA scaling numerator (scale = alpha / r)"""
     lora_dropout: float = 0.0
     """dropout on the LoRA input during updates only (base-model dropout stays off so that ratios start at 1)"""
-    lora_target_modules: str | tuple[str, ...] = "all-linear"
-    """modules that get LoRA: "all-linear" or names such as ("q_proj", "v_proj")"""
+    lora_target_modules: str | tuple[str, ...] = LORA_TARGET_MODULES
+    """modules that get LoRA: names such as ("q_proj", "v_proj"), or "all-linear" """
     # --- run ---
     seed: int = 0
     """seed of python, numpy and torch (sampling, LoRA init, minibatch order, prompt order)"""
@@ -140,23 +143,22 @@ class PPOConfig:
                     "max_grad_norm", "max_new_tokens", "temperature", "lora_r", "lora_alpha", "horizon", "target_kl")
         for name in positive:
             if not getattr(self, name) > 0:
-                raise ValueError(f"PPOConfig.{name} must be > 0, got {getattr(self, name)!r}")
+                raise ValueError(f"PPOSettings.{name} must be > 0, got {getattr(self, name)!r}")
         for name in ("gamma", "lam", "lora_dropout"):
             if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"PPOConfig.{name} must be in [0, 1], got {getattr(self, name)!r}")
+                raise ValueError(f"PPOSettings.{name} must be in [0, 1], got {getattr(self, name)!r}")
         if self.kl_estimator not in ("k1", "k3"):
-            raise ValueError(f"PPOConfig.kl_estimator must be 'k1' or 'k3', got {self.kl_estimator!r}")
+            raise ValueError(f"PPOSettings.kl_estimator must be 'k1' or 'k3', got {self.kl_estimator!r}")
         if self.init_kl_coef < 0 or self.vf_coef < 0 or self.top_k < 0 or self.checkpoint_every < 0:
-            raise ValueError("PPOConfig.init_kl_coef, vf_coef, top_k and checkpoint_every must be >= 0")
+            raise ValueError("PPOSettings.init_kl_coef, vf_coef, top_k and checkpoint_every must be >= 0")
         if not 0.0 < self.top_p <= 1.0:
-            raise ValueError(f"PPOConfig.top_p must be in (0, 1], got {self.top_p!r}")
+            raise ValueError(f"PPOSettings.top_p must be in (0, 1], got {self.top_p!r}")
         if self.num_minibatches > self.batch_size:
-            raise ValueError(f"PPOConfig.num_minibatches ({self.num_minibatches}) > batch_size ({self.batch_size})")
+            raise ValueError(f"PPOSettings.num_minibatches ({self.num_minibatches}) > batch_size ({self.batch_size})")
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# The PPO pieces: small pure functions on [batch, response_len] tensors; `mask` is 1 on real response tokens.
-# ----------------------------------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------- the PPO pieces
+# Small pure functions on [batch, response_len] tensors; `mask` is 1 on real response tokens.
 
 
 def masked_mean(x: torch.Tensor, mask: torch.Tensor, dim: int | None = None) -> torch.Tensor:
@@ -263,101 +265,7 @@ class AdaptiveKLController:
         self.value *= 1 + proportional_error * n_steps / self.horizon
 
 
-# ----------------------------------------------------------------------------------------------------------------
-# Adapters: the policy LoRA, its frozen reference and which parameters one trainer owns.
-# ----------------------------------------------------------------------------------------------------------------
-
-
-def lora_config(config: PPOConfig):
-    """The peft LoraConfig of a new policy adapter."""
-    from peft import LoraConfig
-
-    target = config.lora_target_modules
-    return LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-                      target_modules=target if isinstance(target, str) else list(target),
-                      bias="none", task_type="CAUSAL_LM")
-
-
-def adapter_parameters(model: nn.Module, adapter_name: str) -> list[tuple[str, nn.Parameter]]:
-    """The (name, parameter) pairs of one adapter (its LoRA matrices and modules_to_save copies)."""
-    owned = []
-    for name, param in model.named_parameters():
-        parts = name.split(".")
-        if any(part == adapter_name and (parts[i - 1].startswith("lora_") or parts[i - 1] == "modules_to_save")
-               for i, part in enumerate(parts) if i > 0):
-            owned.append((name, param))
-    return owned
-
-
-def copy_adapter(model, source: str, target: str) -> None:
-    """Add adapter `target` to a PeftModel as a frozen copy of adapter `source`."""
-    from peft import get_peft_model_state_dict, set_peft_model_state_dict
-
-    ref_config = copy.deepcopy(model.peft_config[source])
-    ref_config.inference_mode = True
-    model.add_adapter(target, ref_config)
-    weights = get_peft_model_state_dict(model, adapter_name=source, save_embedding_layers=False)  # LoRA only
-    set_peft_model_state_dict(model, weights, adapter_name=target)
-    for _, param in adapter_parameters(model, target):
-        param.requires_grad_(False)
-
-
-def attach_policy(model, adapter_name: str, config: PPOConfig):
-    """Wrap or extend `model` so that it holds adapter `adapter_name` -> (peft_model, started_from_existing)."""
-    from peft import PeftModel, get_peft_model
-
-    if isinstance(model, PeftModel):
-        if adapter_name in model.peft_config:
-            return model, True
-        model.add_adapter(adapter_name, lora_config(config))
-        return model, False
-    return get_peft_model(model, lora_config(config), adapter_name=adapter_name), False
-
-
-def attach_reference(model, adapter_name: str, ref_adapter: str | None, started_from_existing: bool) -> str | None:
-    """Set up the frozen reference policy -> its adapter name, or None for "base with adapters disabled"."""
-    if ref_adapter == "auto":
-        ref_adapter = f"{adapter_name}_ref" if started_from_existing else None
-    if ref_adapter is None:
-        if started_from_existing:
-            warnings.warn(f"adapter {adapter_name!r} already has weights but the reference is the bare base model; "
-                          "the KL penalty then pulls towards the base, not the starting policy (trl#495)", stacklevel=3)
-        return None
-    if ref_adapter == adapter_name:
-        raise ValueError(f"ref_adapter must differ from the trained adapter {adapter_name!r}")
-    if ref_adapter not in model.peft_config:
-        copy_adapter(model, adapter_name, ref_adapter)
-    return ref_adapter
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Batching: left-padded queries followed by right-padded responses.
-# ----------------------------------------------------------------------------------------------------------------
-
-
-def collate(queries: Sequence[torch.Tensor], responses: Sequence[torch.Tensor], pad_id: int) -> dict:
-    """One tensor batch [left-padded query | right-padded response] with masks and position ids."""
-    q_len, r_len = max(len(q) for q in queries), max(len(r) for r in responses)
-    input_ids = torch.full((len(queries), q_len + r_len), pad_id, dtype=torch.long)
-    attention_mask = torch.zeros_like(input_ids)
-    for i, (query, response) in enumerate(zip(queries, responses, strict=True)):
-        input_ids[i, q_len - len(query):q_len] = query
-        input_ids[i, q_len:q_len + len(response)] = response
-        attention_mask[i, q_len - len(query):q_len + len(response)] = 1
-    position_ids = (attention_mask.cumsum(1) - 1).clamp(min=0)
-    return {"input_ids": input_ids, "attention_mask": attention_mask, "position_ids": position_ids,
-            "response_mask": attention_mask[:, q_len:].float()}
-
-
-def truncate_after_eos(tokens: torch.Tensor, eos_ids: set[int]) -> torch.Tensor:
-    """The tokens up to and including the first EOS (all of them if there is none)."""
-    is_eos = torch.tensor([int(t) in eos_ids for t in tokens], dtype=torch.bool)
-    return tokens[: int(is_eos.nonzero()[0]) + 1] if is_eos.any() else tokens
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# The trainer.
-# ----------------------------------------------------------------------------------------------------------------
+# ---------------------------------------------------------------------------------------------------- the trainer
 
 
 class PPOTrainer:
@@ -371,9 +279,9 @@ class PPOTrainer:
     Seeds python, numpy and torch from `config.seed`.
     """
 
-    def __init__(self, policy_model, tokenizer, config: PPOConfig | None = None, *, adapter_name: str = "default",
+    def __init__(self, policy_model, tokenizer, config: PPOSettings | None = None, *, adapter_name: str = "default",
                  ref_adapter: str | None = "auto"):
-        self.config = config = config if config is not None else PPOConfig()
+        self.config = config = config if config is not None else PPOSettings()
         self.tokenizer, self.adapter_name = tokenizer, adapter_name
         set_seed(config.seed)
         self.model, started_from_existing = attach_policy(policy_model, adapter_name, config)
@@ -382,8 +290,7 @@ class PPOTrainer:
         self.model.eval()  # dropout off everywhere: old and new log-probs must agree before the first update
         self.device = next(self.model.parameters()).device
 
-        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-        self.eos_ids = eos_ids(self.model, tokenizer)
+        self.pad_id, self.eos_ids = padding_id(tokenizer), eos_ids(self.model, tokenizer)
         if self.pad_id is None or not self.eos_ids:
             raise ValueError("tokenizer needs an eos_token (and a pad_token, or eos is used for padding)")
 
@@ -401,23 +308,9 @@ class PPOTrainer:
         forward = self.model.get_base_model().forward
         self._logits_to_keep = "logits_to_keep" in inspect.signature(forward).parameters
         self.step_count, self.history = 0, []
-        self.last_checkpoint: Path | None = None
-        self._tb_writer = None
-
-    # --- forward passes -----------------------------------------------------------------------------------------
-
-    @contextmanager
-    def _reference(self) -> Iterator[None]:
-        """Run the block with the frozen reference policy."""
-        if self.ref_adapter is None:
-            with self.model.disable_adapter():
-                yield
-            return
-        self.model.set_adapter(self.ref_adapter, inference_mode=True)
-        try:
-            yield
-        finally:
-            self.model.set_adapter(self.adapter_name)
+        self.store = RunStore(config.output_dir, state_file="trainer_state.json", kind="PPO", unit="step",
+                              owner="PPOSettings", metrics_file="metrics.jsonl",
+                              tensorboard="PPOSettings.log_with_tensorboard" if config.log_with_tensorboard else None)
 
     def _forward(self, batch: dict, index: torch.Tensor | None = None, with_entropy: bool = False):
         """One forward of the active adapter -> (logprobs, values, entropy) on the response positions."""
@@ -436,15 +329,6 @@ class PPOTrainer:
         entropy = entropy_from_logits(logits) if with_entropy else None
         return logprobs, values, entropy
 
-    def _lora_dropout(self, active: bool) -> None:
-        """Switch only this adapter's LoRA dropout on (updates) or off (rollout)."""
-        for module in self.model.modules():
-            dropout = getattr(module, "lora_dropout", None)
-            if isinstance(dropout, nn.ModuleDict) and self.adapter_name in dropout:
-                dropout[self.adapter_name].train(active)
-
-    # --- the PPO step -------------------------------------------------------------------------------------------
-
     def _ppo_step(self, queries: list[torch.Tensor], responses: list[torch.Tensor], scores: torch.Tensor,
                   timings: dict[str, float]) -> dict:
         """Rollout forwards, KL-shaped rewards, GAE, clipped PPO updates; logs and returns the metrics."""
@@ -458,10 +342,10 @@ class PPOTrainer:
         n = len(queries)
 
         # 1. rollout statistics: one policy forward (log-probs + values + entropy), one reference forward
-        self._lora_dropout(False)
+        set_lora_dropout(self.model, self.adapter_name, False)
         with torch.no_grad():
             old_logprobs, old_values, entropy = self._forward(batch, with_entropy=True)
-            with self._reference():
+            with using_adapter(self.model, self.ref_adapter):
                 ref_logprobs, _, _ = self._forward(batch)
             old_values = old_values * mask
 
@@ -479,7 +363,7 @@ class PPOTrainer:
                 advantages = masked_whiten(advantages, mask)
 
         # 4. PPO epochs over shuffled minibatches
-        self._lora_dropout(True)
+        set_lora_dropout(self.model, self.adapter_name, True)
         stats = {"pg": [], "vf": [], "total": [], "clipfrac": [], "approxkl": [], "vf_clipfrac": []}
         for epoch in range(cfg.ppo_epochs):
             for minibatch, index in enumerate(torch.randperm(n).chunk(cfg.num_minibatches)):
@@ -493,14 +377,14 @@ class PPOTrainer:
                 if not torch.isfinite(loss):
                     raise FloatingPointError(
                         f"step {step}: non-finite loss (policy {pg_loss.item()}, value {vf_loss.item()}) in epoch "
-                        f"{epoch}, minibatch {minibatch}; stopped. {self._checkpoint_note()}")
+                        f"{epoch}, minibatch {minibatch}; stopped. {self.store.note()}")
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 nn.utils.clip_grad_norm_([*self.policy_params, *self.value_head.parameters()], cfg.max_grad_norm)
                 self.optimizer.step()
                 for key, value in zip(stats, (pg_loss, vf_loss, loss, clipfrac, approx_kl, vf_clipfrac), strict=True):
                     stats[key].append(value.item())
-        self._lora_dropout(False)
+        set_lora_dropout(self.model, self.adapter_name, False)
         self.optimizer.zero_grad(set_to_none=True)  # free the gradient memory between steps
 
         # 5. the KL controller sets the next step's coefficient
@@ -535,7 +419,8 @@ class PPOTrainer:
             "time/tokens_per_s": float(mask.sum()) / max(total_s, 1e-9),
         }
         self.step_count = step
-        self._log(metrics)
+        self.history.append(metrics)
+        self.store.log(metrics, step, fresh=step == 1)  # step 1: a new run
         if cfg.output_dir is not None and cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
             self.save_checkpoint()
         return metrics
@@ -550,8 +435,8 @@ class PPOTrainer:
         """
         if len(queries) != len(responses):
             raise ValueError(f"step(): {len(queries)} queries but {len(responses)} responses")
-        queries = [self._to_ids(q, "queries", i, special_tokens=True) for i, q in enumerate(queries)]
-        responses = [self._to_ids(r, "responses", i, special_tokens=False) for i, r in enumerate(responses)]
+        queries = [token_ids(self.tokenizer, q, "queries", i, special_tokens=True) for i, q in enumerate(queries)]
+        responses = [token_ids(self.tokenizer, r, "responses", i, special_tokens=False) for i, r in enumerate(responses)]
         scores = self._check_rewards(rewards, len(queries), "step(rewards=...)")
         return self._ppo_step(queries, responses, scores, timings={})
 
@@ -559,22 +444,20 @@ class PPOTrainer:
     def generate(self, prompts: Sequence[str]) -> tuple[list[torch.Tensor], list[torch.Tensor], list[str]]:
         """Sample one reply per prompt (batched, KV cache, left padding, stops at EOS) -> (queries, responses, texts)."""
         cfg = self.config
-        queries = [self._to_ids(p, "prompts", i, special_tokens=True) for i, p in enumerate(prompts)]
+        queries = [token_ids(self.tokenizer, p, "prompts", i, special_tokens=True) for i, p in enumerate(prompts)]
         self.model.set_adapter(self.adapter_name)
         self.model.eval()
-        self._lora_dropout(False)
-        generation = sampling_config(max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature, top_k=cfg.top_k,
-                                     top_p=cfg.top_p, pad_id=self.pad_id, eos_ids=self.eos_ids)
-        responses = generate_responses(self.model, queries, generation, self.pad_id, self.eos_ids)
-        texts = self.tokenizer.batch_decode(responses, skip_special_tokens=True)
-        return queries, responses, texts
+        set_lora_dropout(self.model, self.adapter_name, False)
+        responses = sample_tokens(self.model, queries, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
+                                  top_k=cfg.top_k, top_p=cfg.top_p, pad_id=self.pad_id, eos_ids=self.eos_ids)
+        return queries, responses, self.tokenizer.batch_decode(responses, skip_special_tokens=True)
 
     def train(self, prompts: Sequence[str], reward_fn: Callable[[list[str], list[str]], Sequence[float]],
               steps: int, *, batch_size: int | None = None, resume: bool | str | Path = False) -> list[dict]:
         """Generate, score with `reward_fn(prompts, completions) -> rewards`, step; until `steps` steps are done.
 
         `resume`: True continues from the latest checkpoint in output_dir, a path from that checkpoint, "auto"
-        continues from the latest checkpoint only if it was written with the same PPOConfig (a re-run notebook
+        continues from the latest checkpoint only if it was written with the same PPOSettings (a re-run notebook
         picks up where it stopped, and a changed setting starts afresh). Returns the history (one metrics dict
         per step, including the resumed ones).
         """
@@ -583,110 +466,58 @@ class PPOTrainer:
             raise ValueError("train(): prompts must be a non-empty list of strings")
         if steps < 0 or batch_size < self.config.num_minibatches:
             raise ValueError(f"train(): need steps >= 0 and batch_size >= num_minibatches, got {steps}, {batch_size}")
-        if resume == "auto":
-            resume = self._matching_checkpoint() or False
-        if resume:
-            self.load_checkpoint(None if resume is True else resume)
-        elif self.step_count == 0 and self.config.output_dir and latest_checkpoint(self.config.output_dir):
+        resumed = self.store.resume(resume, self.step_count, self.config, self.load_checkpoint)
+        if not resumed and self.step_count == 0 and self.config.output_dir and latest_checkpoint(self.config.output_dir):
             warnings.warn(f"{self.config.output_dir} holds checkpoints of an earlier run; this run starts afresh and "
                           "overwrites metrics.jsonl (pass resume=True to continue it)", stacklevel=2)
-        bar = tqdm(total=steps, initial=self.step_count, desc="ppo", disable=not self.config.progress_bar)
-        try:
-            while self.step_count < steps:
-                batch_prompts = self._prompt_batch(prompts, batch_size)
-                start = time.perf_counter()
-                queries, responses, texts = self.generate(batch_prompts)
-                generated = time.perf_counter()
-                raw = reward_fn(list(batch_prompts), texts)
-                scored = time.perf_counter()
-                scores = self._check_rewards(raw, len(texts), "reward_fn")
-                if self.config.missing_eos_penalty is not None:
-                    no_eos = torch.tensor([not self._has_eos(r) for r in responses])
-                    scores = scores - self.config.missing_eos_penalty * no_eos.float()
-                metrics = self._ppo_step(queries, responses, scores, {"time/generation_s": generated - start,
-                                                                      "time/scoring_s": scored - generated})
-                bar.update(1)
-                bar.set_postfix(reward=f"{metrics['env/reward_mean']:.3f}", kl=f"{metrics['objective/kl']:.3f}")
-        finally:
-            bar.close()
-        if self.config.output_dir is not None and self.step_count > 0 and (
-                self.last_checkpoint is None or self.last_checkpoint.name != f"checkpoint-{self.step_count}"):
-            self.save_checkpoint()
+
+        def one_step() -> dict:
+            batch_prompts = self._prompt_batch(prompts, batch_size)
+            start = time.perf_counter()
+            queries, responses, texts = self.generate(batch_prompts)
+            generated = time.perf_counter()
+            raw = reward_fn(list(batch_prompts), texts)
+            scored = time.perf_counter()
+            scores = self._check_rewards(raw, len(texts), "reward_fn")
+            if self.config.missing_eos_penalty is not None:
+                no_eos = torch.tensor([not self._has_eos(r) for r in responses])
+                scores = scores - self.config.missing_eos_penalty * no_eos.float()
+            return self._ppo_step(queries, responses, scores, {"time/generation_s": generated - start,
+                                                               "time/scoring_s": scored - generated})
+
+        self.store.run(steps, lambda: self.step_count, one_step, desc="ppo", progress_bar=self.config.progress_bar,
+                       postfix=lambda m: {"reward": f"{m['env/reward_mean']:.3f}", "kl": f"{m['objective/kl']:.3f}"},
+                       save=self.save_checkpoint)
         return self.history
 
     # --- checkpoints --------------------------------------------------------------------------------------------
 
     def save_checkpoint(self) -> Path:
         """Write adapter(s), value head, optimizer, RNG states, KL coefficient, step and history atomically."""
-        if self.config.output_dir is None:
-            raise ValueError("save_checkpoint(): PPOConfig.output_dir is None")
-        path = checkpoint_dir(self.config.output_dir, self.step_count)
-        with atomic_dir(path) as tmp:
-            save_adapter(self.model, self.adapter_name, tmp / "adapters" / self.adapter_name)
-            if self.ref_adapter is not None:
-                save_adapter(self.model, self.ref_adapter, tmp / "adapters" / self.ref_adapter)
+        def write_extras(tmp: Path) -> None:
+            save_adapters(self.model, (self.adapter_name, self.ref_adapter), tmp / "adapters")
             torch.save(self.value_head.state_dict(), tmp / "value_head.pt")
             torch.save(self.optimizer.state_dict(), tmp / "optimizer.pt")
-            torch.save(capture_rng_state(), tmp / "rng_state.pt")
-            state = {"step": self.step_count, "kl_coef": self.kl_ctl.value, "adapter_name": self.adapter_name,
-                     "ref_adapter": self.ref_adapter, "config": dataclasses.asdict(self.config),
-                     "history": self.history}
-            (tmp / "trainer_state.json").write_text(json.dumps(state, indent=1))
-        self.last_checkpoint = path
-        return path
+
+        return self.store.save(self.step_count, {
+            "step": self.step_count, "kl_coef": self.kl_ctl.value, "adapter_name": self.adapter_name,
+            "ref_adapter": self.ref_adapter, "config": dataclasses.asdict(self.config), "history": self.history},
+            write_extras)
 
     def load_checkpoint(self, path: str | Path | None = None) -> Path:
         """Restore everything `save_checkpoint` wrote (default: the latest checkpoint in output_dir)."""
-        if path is None:
-            if self.config.output_dir is None:
-                raise ValueError("load_checkpoint(): no path given and PPOConfig.output_dir is None")
-            path = latest_checkpoint(self.config.output_dir)
-            if path is None:
-                raise FileNotFoundError(f"no checkpoint-<step> directory to resume from in {self.config.output_dir}")
-        path = Path(path)
-        state_file = path / "trainer_state.json"
-        if not state_file.is_file():
-            raise FileNotFoundError(f"not a PPO checkpoint (no trainer_state.json): {path}")
-        state = json.loads(state_file.read_text())
+        path, state = self.store.load(path)
         if (state["adapter_name"], state["ref_adapter"]) != (self.adapter_name, self.ref_adapter):
             raise ValueError(f"{path} holds adapter {state['adapter_name']!r} / reference {state['ref_adapter']!r}, "
                              f"this trainer has {self.adapter_name!r} / {self.ref_adapter!r}")
-        load_adapter_weights(self.model, self.adapter_name, path / "adapters" / self.adapter_name)
-        if self.ref_adapter is not None:
-            load_adapter_weights(self.model, self.ref_adapter, path / "adapters" / self.ref_adapter)
+        load_adapters(self.model, (self.adapter_name, self.ref_adapter), path / "adapters")
         self.value_head.load_state_dict(torch.load(path / "value_head.pt", map_location=self.device))
         self.optimizer.load_state_dict(torch.load(path / "optimizer.pt", map_location=self.device))
-        restore_rng_state(torch.load(path / "rng_state.pt"))
+        restore_rng(path)
         self.kl_ctl.value, self.step_count, self.history = state["kl_coef"], state["step"], state["history"]
-        self.last_checkpoint = path
-        if self.config.output_dir is not None:  # drop metric lines of steps after the checkpoint
-            metrics_file = Path(self.config.output_dir) / "metrics.jsonl"
-            metrics_file.write_text("".join(json.dumps(m) + "\n" for m in self.history))
+        self.store.last_checkpoint = path
+        self.store.rewrite_metrics(self.history)
         return path
-
-    # --- helpers ------------------------------------------------------------------------------------------------
-
-    def _log(self, metrics: dict) -> None:
-        """Append to history, metrics.jsonl and (optionally) TensorBoard."""
-        self.history.append(metrics)
-        if self.config.output_dir is None:
-            return
-        output_dir = Path(self.config.output_dir)
-        output_dir.mkdir(parents=True, exist_ok=True)
-        with open(output_dir / "metrics.jsonl", "w" if metrics["step"] == 1 else "a") as f:  # step 1: a new run
-            f.write(json.dumps(metrics) + "\n")
-        if self.config.log_with_tensorboard:
-            if self._tb_writer is None:
-                try:
-                    from torch.utils.tensorboard import SummaryWriter
-                except ImportError as error:
-                    raise ImportError("PPOConfig.log_with_tensorboard needs the tensorboard package "
-                                      "(pip install 'rlxf[tensorboard]')") from error
-                self._tb_writer = SummaryWriter(str(output_dir / "tensorboard"))
-            for key, value in metrics.items():
-                if key != "step":
-                    self._tb_writer.add_scalar(key, value, metrics["step"])
-            self._tb_writer.flush()
 
     def _prompt_batch(self, prompts: Sequence[str], batch_size: int) -> list[str]:
         """The prompts of the next step: passes over a fresh seeded permutation, a function of the step (resumable)."""
@@ -696,17 +527,6 @@ class PPOTrainer:
             order = torch.randperm(n, generator=torch.Generator().manual_seed(self.config.seed + k // n))
             picked.append(prompts[int(order[k % n])])
         return picked
-
-    def _to_ids(self, item, what: str, index: int, special_tokens: bool) -> torch.Tensor:
-        """A string or a sequence of token ids as a non-empty 1-D LongTensor."""
-        if isinstance(item, str):
-            ids = encode_text(self.tokenizer, item, special_tokens=special_tokens)
-        else:
-            ids = torch.as_tensor(item, dtype=torch.long).detach().cpu()
-        if ids.ndim != 1 or len(ids) == 0:
-            raise ValueError(f"{what}[{index}] must be a non-empty string or 1-D token-id sequence, "
-                             f"got shape {tuple(ids.shape)}")
-        return ids
 
     def _check_rewards(self, rewards, n: int, source: str) -> torch.Tensor:
         """Rewards as a float tensor; a wrong count or a NaN/inf stops the run naming the step."""
@@ -721,74 +541,9 @@ class PPOTrainer:
         bad = [i for i, v in enumerate(values) if not math.isfinite(v)]
         if bad:
             raise ValueError(f"step {step}: non-finite reward {values[bad[0]]} for sample {bad[0]} from {source} "
-                             f"({len(bad)} of {n}); stopped. {self._checkpoint_note()}")
+                             f"({len(bad)} of {n}); stopped. {self.store.note()}")
         return torch.tensor(values, dtype=torch.float32)
-
-    def _matching_checkpoint(self) -> Path | None:
-        """The latest checkpoint in output_dir if it was written with this trainer's config, else None."""
-        if self.config.output_dir is None or self.step_count > 0:
-            return None
-        path = latest_checkpoint(self.config.output_dir)
-        if path is None:
-            return None
-        saved = json.loads((path / "trainer_state.json").read_text()).get("config")
-        if saved != json.loads(json.dumps(dataclasses.asdict(self.config))):
-            warnings.warn(f"{path} was written with other PPO settings; starting afresh", stacklevel=3)
-            return None
-        return path
-
-    def _checkpoint_note(self) -> str:
-        return (f"Last checkpoint kept: {self.last_checkpoint}" if self.last_checkpoint is not None
-                else "No checkpoint was written yet.")
 
     def _has_eos(self, response: torch.Tensor) -> bool:
         return any(int(t) in self.eos_ids for t in response)
 
-
-def encode_text(tokenizer, text: str, *, special_tokens: bool = True) -> torch.Tensor:
-    """Token ids of `text` as a 1-D LongTensor; no second BOS when the text (a chat template's output) has one."""
-    bos = getattr(tokenizer, "bos_token", None)
-    special_tokens = special_tokens and not (bos and text.startswith(bos))
-    return torch.tensor(tokenizer(text, add_special_tokens=special_tokens)["input_ids"], dtype=torch.long)
-
-
-@torch.no_grad()
-def generate_responses(model, queries: Sequence[torch.Tensor], generation, pad_id: int, eos_ids: set[int]
-                       ) -> list[torch.Tensor]:
-    """One sampled response per query (one left-padded batch, KV cache), each cut after its first EOS."""
-    batch = collate(queries, [q[:0] for q in queries], pad_id)
-    device = next(model.parameters()).device
-    output = model.generate(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device),
-                            generation_config=generation)
-    generated = output[:, batch["input_ids"].shape[1]:].cpu()
-    return [truncate_after_eos(row, eos_ids) for row in generated]
-
-
-def sampling_config(*, max_new_tokens: int, temperature: float, top_k: int, top_p: float, pad_id: int,
-                    eos_ids: set[int]):
-    """A GenerationConfig that samples from the policy's own (temperature-scaled) distribution.
-
-    Unset fields are filled from the model's generation_config (e.g. a repetition penalty) and then from global
-    defaults (top_k=50): every logit processor is set explicitly so that sampling follows the policy.
-    """
-    from transformers import GenerationConfig
-
-    return GenerationConfig(do_sample=True, max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k,
-                            top_p=top_p, min_p=0.0, typical_p=1.0, repetition_penalty=1.0, no_repeat_ngram_size=0,
-                            use_cache=True, pad_token_id=pad_id, eos_token_id=sorted(eos_ids))
-
-
-def eos_ids(model, tokenizer) -> set[int]:
-    """EOS token ids from the tokenizer and the model's generation config (chat models often have several)."""
-    ids = {tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()
-    generation_eos = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
-    if generation_eos is not None:
-        ids |= set(generation_eos) if isinstance(generation_eos, (list, tuple)) else {generation_eos}
-    return ids
-
-
-def set_seed(seed: int) -> None:
-    """Seed python, numpy and torch."""
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)

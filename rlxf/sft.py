@@ -19,8 +19,10 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from peft import LoraConfig, PeftModel, get_peft_model
+from peft import PeftModel, get_peft_model
 from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
+
+from rlxf.adapters import LORA_TARGET_MODULES, check_target_modules, lora_config
 
 METHODS = ("trainer", "sft_trainer")
 IGNORE_INDEX = -100  # label value the loss skips (PyTorch's cross_entropy default)
@@ -38,7 +40,7 @@ class SFTSettings:
     """LoRA scaling numerator (the update is scaled by alpha / r)."""
     lora_dropout: float = 0.05
     """Dropout on the LoRA branch input during training."""
-    target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
+    lora_target_modules: str | tuple[str, ...] = LORA_TARGET_MODULES
     """Names of the linear layers that get a LoRA adapter (the attention projections of Llama-style models)."""
     learning_rate: float = 2e-4
     """Peak learning rate of AdamW (linear decay to zero over max_steps, no warmup)."""
@@ -62,9 +64,7 @@ class SFTSettings:
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise ValueError(f"SFTSettings.method must be one of {METHODS}, got {self.method!r}")
-        self.target_modules = tuple(self.target_modules)
-        if not self.target_modules or not all(isinstance(name, str) and name for name in self.target_modules):
-            raise ValueError(f"SFTSettings.target_modules must be non-empty module names, got {self.target_modules!r}")
+        self.lora_target_modules = check_target_modules("SFTSettings", self.lora_target_modules)
         for name in ("lora_r", "lora_alpha", "max_steps", "batch_size", "grad_accum", "max_length", "logging_steps"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -214,17 +214,6 @@ def _device_kwargs() -> dict[str, Any]:
     return {"use_cpu": True, "bf16": False, "fp16": False}
 
 
-def _lora_config(settings: SFTSettings) -> LoraConfig:
-    return LoraConfig(
-        r=settings.lora_r,
-        lora_alpha=settings.lora_alpha,
-        lora_dropout=settings.lora_dropout,
-        target_modules=list(settings.target_modules),
-        bias="none",
-        task_type="CAUSAL_LM",
-    )
-
-
 def _training_kwargs(settings: SFTSettings, has_eval: bool) -> dict[str, Any]:
     """TrainingArguments shared by both methods (SFTConfig extends TrainingArguments)."""
     return {
@@ -306,7 +295,7 @@ def build_trainer(
         train_examples = encode(tokenizer, train, max_length=settings.max_length)
         eval_examples = encode(tokenizer, evals, max_length=settings.max_length) if evals else None
         set_seed(settings.seed)  # the LoRA A matrices are initialised at random
-        peft_model = get_peft_model(model, _lora_config(settings))
+        peft_model = get_peft_model(model, lora_config(settings))
         return Trainer(
             model=peft_model,
             args=TrainingArguments(**_training_kwargs(settings, bool(evals))),
@@ -339,7 +328,7 @@ def build_trainer(
         train_dataset=as_dataset(train),
         eval_dataset=as_dataset(evals) if evals else None,
         processing_class=tokenizer,
-        peft_config=_lora_config(settings),
+        peft_config=lora_config(settings),
         callbacks=callbacks,
     )
 
@@ -431,7 +420,9 @@ def train_lora_sft(
     history = _history(trainer.state.log_history)
     losses = [row["loss"] for row in history if "loss" in row]
     eval_losses = [row["eval_loss"] for row in history if "eval_loss" in row]
-    settings_fields = {k: v for k, v in asdict(settings).items() if k != "output_dir"}
+    # The card's row keeps its name "target_modules" (and its place among the settings).
+    settings_fields = {("target_modules" if k == "lora_target_modules" else k): v
+                       for k, v in asdict(settings).items() if k != "output_dir"}
     card: dict[str, Any] = {
         "base_model": getattr(model.config, "_name_or_path", "") or type(model).__name__,
         "data": "texts (causal-LM loss)" if train_texts is not None else "(prompt, completion) pairs (completion loss)",
@@ -439,7 +430,8 @@ def train_lora_sft(
         "eval_examples": len(trainer.eval_dataset) if trainer.eval_dataset is not None else 0,
         "steps": trainer.state.global_step,
         **settings_fields,
-        "target_modules": ",".join(settings.target_modules),
+        "target_modules": (settings.lora_target_modules if isinstance(settings.lora_target_modules, str)
+                           else ",".join(settings.lora_target_modules)),
         "trainable_params": trainable,
         "train_seconds": round(seconds, 2),
         "final_train_loss": losses[-1] if losses else float("nan"),

@@ -17,6 +17,8 @@ import pandas as pd
 import torch
 from transformers import PrinterCallback, TrainerCallback
 
+from rlxf.adapters import LORA_TARGET_MODULES, lora_config
+
 METHODS = ("grpo", "rloo")
 
 
@@ -42,8 +44,10 @@ class TRLSettings:
     """LoRA rank"""
     lora_alpha: int = 16
     """LoRA alpha"""
-    lora_target_modules: str | tuple[str, ...] = "all-linear"
-    """modules with LoRA"""
+    lora_dropout: float = 0.0
+    """LoRA dropout"""
+    lora_target_modules: str | tuple[str, ...] = LORA_TARGET_MODULES
+    """modules with LoRA (names, or "all-linear")"""
     seed: int = 0
     """seed of sampling, LoRA init and data order"""
     output_dir: str = "artifacts/trl"
@@ -98,7 +102,6 @@ def train_trl(method: str, model, tokenizer, dataset, reward_fn: Callable, setti
     `dataset`: a datasets.Dataset (or a dict of columns) with a "prompt" column of formatted prompt strings.
     """
     from datasets import Dataset
-    from peft import LoraConfig
     from trl import GRPOTrainer, RLOOTrainer
 
     settings = settings or TRLSettings()
@@ -107,9 +110,7 @@ def train_trl(method: str, model, tokenizer, dataset, reward_fn: Callable, setti
         dataset = Dataset.from_dict(dataset)
     if "prompt" not in dataset.column_names:
         raise ValueError(f"the dataset needs a 'prompt' column; it has {dataset.column_names}")
-    target = settings.lora_target_modules
-    peft_config = LoraConfig(r=settings.lora_r, lora_alpha=settings.lora_alpha, lora_dropout=0.0,
-                             target_modules=target if isinstance(target, str) else list(target), task_type="CAUSAL_LM")
+    peft_config = lora_config(settings)
     trainer_class = GRPOTrainer if method == "grpo" else RLOOTrainer
     clock = _Clock()
     trainer = trainer_class(model=model, reward_funcs=[reward_fn], args=args, train_dataset=dataset,

@@ -10,7 +10,7 @@ import torch
 from peft import LoraConfig, get_peft_model
 from torch import nn
 
-from rlxf.convergence import (
+from rlxf.selfplay.convergence import (
     centroid_distance,
     delta_distance,
     distinct_n,
@@ -220,7 +220,7 @@ def test_distinct_n_flags_repetition():
 
 
 def test_snapshot_distances_track_a_run(tmp_path):
-    from rlxf.checkpoint import save_adapter
+    from rlxf.adapters import save_adapter
 
     model = two_adapter_model()
     save_adapter(model, "dem", tmp_path / "round-0" / "dem")

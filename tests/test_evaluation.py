@@ -74,7 +74,7 @@ def test_expected_reward_table():
 def test_trl_runs_train_a_lora_adapter_and_time_each_step(method, tmp_path):
     model, tokenizer = load_causal_lm("tiny-llama", device="cpu")
     settings = TRLSettings(steps=2, prompts_per_step=2, num_generations=2, max_new_tokens=4,
-                           output_dir=str(tmp_path))
+                           lora_target_modules="all-linear", output_dir=str(tmp_path))
     seen = {}
 
     def reward(prompts, completions, **kwargs):

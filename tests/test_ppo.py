@@ -8,20 +8,19 @@ import math
 import pytest
 import torch
 
+from rlxf.generation import collate, truncate_after_eos
 from rlxf.models import load_causal_lm
 from rlxf.ppo import (
     AdaptiveKLController,
     FixedKLController,
-    PPOConfig,
+    PPOSettings,
     PPOTrainer,
-    collate,
     gae,
     kl_k1,
     kl_k3,
     masked_mean,
     masked_whiten,
     policy_loss,
-    truncate_after_eos,
     value_loss,
 )
 
@@ -45,11 +44,11 @@ def tiny_lm():
     return load_causal_lm("tiny-llama", device="cpu")
 
 
-def config(**overrides) -> PPOConfig:
+def config(**overrides) -> PPOSettings:
     # lm_head gets LoRA too: a freshly initialised tiny model has logits too small for attention LoRA alone to move.
     settings = dict(learning_rate=5e-3, batch_size=4, max_new_tokens=6, lora_target_modules=("q_proj", "v_proj",
                     "lm_head"), adaptive_kl=False, init_kl_coef=0.01, progress_bar=False)
-    return PPOConfig(**{**settings, **overrides})
+    return PPOSettings(**{**settings, **overrides})
 
 
 def target_fraction(tokenizer, every: int = 8):
@@ -153,11 +152,11 @@ def test_kl_controllers_by_hand():
 
 def test_config_rejects_bad_values_naming_the_field():
     with pytest.raises(ValueError, match="kl_estimator"):
-        PPOConfig(kl_estimator="k2")
+        PPOSettings(kl_estimator="k2")
     with pytest.raises(ValueError, match="cliprange"):
-        PPOConfig(cliprange=0.0)
+        PPOSettings(cliprange=0.0)
     with pytest.raises(ValueError, match="lam"):
-        PPOConfig(lam=1.5)
+        PPOSettings(lam=1.5)
 
 
 def test_collate_pads_queries_left_and_responses_right():
@@ -348,7 +347,7 @@ def test_auto_resume_continues_only_a_run_with_the_same_settings(tmp_path):
     PPOTrainer(model, tokenizer, config(output_dir=str(tmp_path))).train(PROMPTS, target_fraction(tokenizer), steps=2)
     again = PPOTrainer(tiny_lm()[0], tokenizer, config(output_dir=str(tmp_path)))
     history = again.train(PROMPTS, target_fraction(tokenizer), steps=3, resume="auto")
-    assert [m["step"] for m in history] == [1, 2, 3] and again.last_checkpoint.name == "checkpoint-3"
+    assert [m["step"] for m in history] == [1, 2, 3] and again.store.last_checkpoint.name == "checkpoint-3"
     changed = PPOTrainer(tiny_lm()[0], tokenizer, config(output_dir=str(tmp_path), learning_rate=3e-3))
     with pytest.warns(UserWarning, match="other PPO settings"):
         history = changed.train(PROMPTS, target_fraction(tokenizer), steps=1, resume="auto")

@@ -13,9 +13,22 @@ from gymnasium.utils.env_checker import check_env
 from peft import LoraConfig, get_peft_model
 from torch import nn
 
+from rlxf.adapters import save_adapter, using_adapter
 from rlxf.generation import chat_prompt
 from rlxf.models import load_causal_lm
-from rlxf.rating import (
+from rlxf.selfplay import (
+    LEADING_PROMPTS,
+    POLITICAL_ISSUES,
+    Bot,
+    Reply,
+    SelfPlayEnv,
+    TwoBotDebate,
+    play_episode,
+    read_transcripts,
+    run_episode,
+    write_transcripts,
+)
+from rlxf.selfplay.rating import (
     FALLBACK,
     PARSED,
     Rater,
@@ -23,17 +36,6 @@ from rlxf.rating import (
     number_token_ids,
     parse_rating,
     rating_from_logprobs,
-    using_adapter,
-)
-from rlxf.selfplay import (
-    LEADING_PROMPTS,
-    POLITICAL_ISSUES,
-    Bot,
-    SelfPlayEnv,
-    TwoBotDebate,
-    read_transcripts,
-    run_episode,
-    write_transcripts,
 )
 
 # ------------------------------------------------------------------------------------------------ parse_rating
@@ -336,6 +338,17 @@ def two_bot_model():
     return model, tokenizer
 
 
+def test_token_ids_of_replies_reach_the_caller_as_data():
+    ids = {"dem": (torch.tensor([1, 2]), torch.tensor([3])), "rep": (torch.tensor([4]), torch.tensor([5, 6]))}
+    bots = [Bot(name, lambda prompt, name=name: Reply(f"{name}: {prompt[:10]}", *ids[name]), adapter=name)
+            for name in ("dem", "rep")]
+    env = SelfPlayEnv(bots, fixed_rater({"dem": "60", "rep": "40"}), max_exchanges=2)
+    transcript, replies = play_episode(env, bots[0].reply_fn, seed=0)
+    assert [row["reply"] for row in transcript] == [reply.text for reply in replies]  # the transcript holds text
+    for row, reply in zip(transcript, replies, strict=True):
+        assert torch.equal(reply.query, ids[row["speaker"]][0]) and torch.equal(reply.response, ids[row["speaker"]][1])
+
+
 def test_using_adapter_restores_the_active_adapter_and_trainability():
     model, _ = two_bot_model()
     model.set_adapter("dem")
@@ -373,11 +386,11 @@ def test_episode_with_real_adapters_and_model_rater():
 
 
 def test_ppo_step_for_dem_changes_only_dems_adapter():
-    from rlxf.ppo import PPOConfig, PPOTrainer
+    from rlxf.ppo import PPOSettings, PPOTrainer
 
     model, tokenizer = two_bot_model()
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
-    config = PPOConfig(batch_size=2, ppo_epochs=2, max_new_tokens=4, learning_rate=1e-2, progress_bar=False)
+    config = PPOSettings(batch_size=2, ppo_epochs=2, max_new_tokens=4, learning_rate=1e-2, progress_bar=False)
     trainer = PPOTrainer(model, tokenizer, config, adapter_name="dem")
     env = SelfPlayEnv(fake_bots(), fixed_rater({"dem": "70", "rep": "20"}))
     observations = [env.reset(seed=s)[0] for s in (0, 1)]
@@ -397,15 +410,15 @@ def test_ppo_step_for_dem_changes_only_dems_adapter():
 
 
 def selfplay_trainer(output_dir=None, rater=None, **overrides):
-    from rlxf.ppo import PPOConfig
-    from rlxf.selfplay import SelfPlayConfig, SelfPlayTrainer
+    from rlxf.ppo import PPOSettings
+    from rlxf.selfplay import SelfPlaySettings, SelfPlayTrainer
 
     torch.set_num_threads(1)
     model, tokenizer = two_bot_model()
-    ppo = PPOConfig(batch_size=2, ppo_epochs=2, max_new_tokens=4, learning_rate=1e-2, progress_bar=False)
+    ppo = PPOSettings(batch_size=2, ppo_epochs=2, max_new_tokens=4, learning_rate=1e-2, progress_bar=False)
     settings = dict(rounds=3, debates_per_round=2, max_exchanges=1, rating_max_new_tokens=3, progress_bar=False,
                     output_dir=None if output_dir is None else str(output_dir))
-    return SelfPlayTrainer(model, tokenizer, ppo, SelfPlayConfig(**{**settings, **overrides}), names=("dem", "rep"),
+    return SelfPlayTrainer(model, tokenizer, ppo, SelfPlaySettings(**{**settings, **overrides}), names=("dem", "rep"),
                            rater=rater)
 
 
@@ -434,7 +447,7 @@ def test_selfplay_trainer_writes_transcripts_history_and_snapshots(tmp_path):
     assert [row["round"] for row in history] == [1, 2, 3] and read_history(tmp_path) == history
     for row in history:
         assert row["turns"] == 4 and 0.0 <= row["parse_rate"] <= 1.0
-        assert {"dem/rating_received", "rep/rating_received", "dem/kl", "rep/reward_mean"} <= set(row)
+        assert {"dem/rating_received", "rep/rating_received", "dem/objective/kl", "rep/env/reward_mean"} <= set(row)
         assert row["dem/rating_received"] == pytest.approx(row["rep/rating_given"])  # rep rates dem's replies
     transcripts = read_transcripts(tmp_path / "transcripts.jsonl")
     assert len(transcripts) == 6 and [t[0]["round"] for t in transcripts] == [1, 1, 2, 2, 3, 3]
@@ -468,16 +481,16 @@ def test_selfplay_neutral_streak_stops_training():
 
 
 def test_selfplay_rejects_bad_settings():
-    from rlxf.ppo import PPOConfig
-    from rlxf.selfplay import SelfPlayConfig, SelfPlayTrainer
+    from rlxf.ppo import PPOSettings
+    from rlxf.selfplay import SelfPlaySettings, SelfPlayTrainer
 
     with pytest.raises(ValueError, match="debates_per_round must be an int >= 1"):
-        SelfPlayConfig(debates_per_round=0)
+        SelfPlaySettings(debates_per_round=0)
     with pytest.raises(ValueError, match="stop_streak must be None or an int >= 1"):
-        SelfPlayConfig(stop_streak=0)
+        SelfPlaySettings(stop_streak=0)
     model, tokenizer = two_bot_model()
     with pytest.raises(ValueError, match=r"lacks the adapter\(s\) \['green'\]"):
-        SelfPlayTrainer(model, tokenizer, PPOConfig(), names=("dem", "green"))
+        SelfPlayTrainer(model, tokenizer, PPOSettings(), names=("dem", "green"))
     with pytest.raises(FileNotFoundError, match="no checkpoint-<round> directory"):
         selfplay_trainer("/nonexistent/rlxf-selfplay").load_checkpoint()
 
@@ -499,7 +512,6 @@ def test_peak_memory_sees_an_allocation():
 
 
 def test_memory_probe_runs_both_shapes(tmp_path):
-    from rlxf.checkpoint import save_adapter
     from rlxf.memory import peak_memory
 
     model, _ = two_bot_model()

@@ -20,12 +20,13 @@ import torch
 from transformers import GenerationConfig
 
 from benchmarks.workers.settings import BenchSettings
+from rlxf.generation import collate
 from rlxf.memory import PhasePeak
 from rlxf.models import load_causal_lm, load_classifier
-from rlxf.ppo import PPOConfig, PPOTrainer, collate
+from rlxf.ppo import PPOSettings, PPOTrainer
 
 # Re-exported to the workers (besides what is defined here): their only way to rlxf.
-__all__ = ["PhasePeak", "PPOConfig", "PPOTrainer", "load_classifier"]
+__all__ = ["PhasePeak", "PPOSettings", "PPOTrainer", "load_classifier"]
 
 REWARD_HEAD_SEED = 1234  # the reward model's linear head: the same in every subprocess
 EVAL_SEED_OFFSET = 10_000  # evaluation sampling uses seed + this, the same for both libraries

@@ -7,7 +7,7 @@ import time
 
 from benchmarks.workers.common import (
     PhasePeak,
-    PPOConfig,
+    PPOSettings,
     PPOTrainer,
     common_record,
     evaluate,
@@ -24,13 +24,13 @@ def run(settings: dict, seed: int) -> dict:
     """rlxf.ppo: generate -> score -> step, `updates` times, each phase timed."""
     settings = start_worker(settings)
     policy, tokenizer, reward_model, prompt_ids = load_task(settings)
-    config = PPOConfig(learning_rate=settings.learning_rate, batch_size=settings.batch_size,
-                       num_minibatches=settings.num_minibatches, ppo_epochs=settings.ppo_epochs,
-                       max_grad_norm=math.inf,  # TRL's PPO loop never clips gradients
-                       kl_estimator="k1", adaptive_kl=False, init_kl_coef=settings.kl_coef,
-                       max_new_tokens=settings.max_new_tokens, temperature=settings.temperature, top_k=0, top_p=1.0,
-                       lora_r=settings.lora_r, lora_alpha=settings.lora_alpha, lora_dropout=0.0,
-                       lora_target_modules=settings.lora_target_modules, seed=seed, progress_bar=False)
+    config = PPOSettings(learning_rate=settings.learning_rate, batch_size=settings.batch_size,
+                         num_minibatches=settings.num_minibatches, ppo_epochs=settings.ppo_epochs,
+                         max_grad_norm=math.inf,  # TRL's PPO loop never clips gradients
+                         kl_estimator="k1", adaptive_kl=False, init_kl_coef=settings.kl_coef,
+                         max_new_tokens=settings.max_new_tokens, temperature=settings.temperature, top_k=0, top_p=1.0,
+                         lora_r=settings.lora_r, lora_alpha=settings.lora_alpha, lora_dropout=0.0,
+                         lora_target_modules=settings.lora_target_modules, seed=seed, progress_bar=False)
     trainer = PPOTrainer(policy, tokenizer, config)
     record = common_record("rlxf", settings, seed, tokenizer, reward_model, prompt_ids)
     record["eos_token_ids"] = sorted(trainer.eos_ids)

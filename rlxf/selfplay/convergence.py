@@ -189,13 +189,13 @@ def snapshot_distances(model, snapshots: dict[int, str | Path], names: Sequence[
     Returns `delta_distance`'s rows with a `round` column; on the `total` rows `moved_a` / `moved_b` hold
     ||ΔW(round) - ΔW(first round)||_F of each adapter (NaN on per-layer rows).
     """
-    from rlxf.checkpoint import load_adapter_weights
+    from rlxf.adapters import load_adapter_weights
 
     names = list(names)
     if len(names) != 2:
         raise ValueError(f"snapshot_distances compares two adapters, got names {names!r}")
     if not snapshots:
-        raise ValueError("no snapshots to compare: the run saved none (SelfPlayConfig.snapshot_every=0?)")
+        raise ValueError("no snapshots to compare: the run saved none (SelfPlaySettings.snapshot_every=0?)")
     first: dict[str, dict[str, torch.Tensor]] = {}
     tables = []
     for round_index, path in sorted(snapshots.items()):

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
+from rlxf.adapters import using_adapter
 from rlxf.generation import chat_prompt, generate
 
 RATING_TEMPLATE = (
@@ -239,31 +239,6 @@ def rating_from_logprobs(model, tokenizer, prompt: str, *, chat: bool = True, us
 
 
 # ------------------------------------------------------------------------------------------------ the rater
-
-
-@contextmanager
-def using_adapter(model, adapter: str | None) -> Iterator[None]:
-    """Run the block with LoRA adapter `adapter` active, then restore the active adapter and every requires_grad.
-
-    `adapter=None` leaves the model as it is. peft's `set_adapter` also changes which parameters train, which
-    would silently freeze the adapter a PPO trainer is updating; this restores them.
-    """
-    if adapter is None:
-        yield
-        return
-    peft_config = getattr(model, "peft_config", None)
-    if not isinstance(peft_config, dict) or adapter not in peft_config:
-        known = sorted(peft_config) if isinstance(peft_config, dict) else "none (not a PeftModel)"
-        raise ValueError(f"adapter {adapter!r} is not on this model; adapters: {known}")
-    previous = model.active_adapter
-    trainable = [(p, p.requires_grad) for p in model.parameters()]
-    model.set_adapter(adapter, inference_mode=True)
-    try:
-        yield
-    finally:
-        model.set_adapter(previous)
-        for param, flag in trainable:
-            param.requires_grad_(flag)
 
 
 @dataclass(frozen=True)

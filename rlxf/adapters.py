@@ -1,0 +1,176 @@
+"""LoRA adapters on one PeftModel: build, attach, copy, switch, save and load them.
+
+Every LoRA adapter in rlxf is made by `lora_config` from settings with the fields `lora_r`, `lora_alpha`,
+`lora_dropout` and `lora_target_modules` (PPOSettings, SFTSettings, TRLSettings), and every switch between adapters
+goes through `using_adapter`, where `None` always means the base model with adapters disabled.
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from torch import nn
+
+LORA_TARGET_MODULES: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
+"""the default modules that get LoRA: the attention projections (settings may pass "all-linear" or other names)"""
+
+
+def lora_config(settings):
+    """The peft LoraConfig of a new causal-LM adapter from settings with lora_r/_alpha/_dropout/_target_modules."""
+    from peft import LoraConfig
+
+    target = settings.lora_target_modules
+    return LoraConfig(r=settings.lora_r, lora_alpha=settings.lora_alpha, lora_dropout=settings.lora_dropout,
+                      target_modules=target if isinstance(target, str) else list(target),
+                      bias="none", task_type="CAUSAL_LM")
+
+
+def check_target_modules(owner: str, target) -> str | tuple[str, ...]:
+    """`lora_target_modules` as "all-linear"-style string or a non-empty tuple of module names."""
+    if isinstance(target, str):
+        if not target:
+            raise ValueError(f"{owner}.lora_target_modules must not be empty")
+        return target
+    target = tuple(target)
+    if not target or not all(isinstance(name, str) and name for name in target):
+        raise ValueError(f"{owner}.lora_target_modules must be non-empty module names, got {target!r}")
+    return target
+
+
+def is_peft(model) -> bool:
+    """Whether `model` is a PeftModel (it has a dict of adapter configs)."""
+    return isinstance(getattr(model, "peft_config", None), dict)
+
+
+@contextmanager
+def using_adapter(model, adapter: str | None) -> Iterator[None]:
+    """Run the block with LoRA adapter `adapter` active, then restore the active adapter and every requires_grad.
+
+    `adapter=None`: the base model with adapters disabled (a model that is not a PeftModel is its own base).
+    peft's `set_adapter` also changes which parameters train, which would silently freeze the adapter a PPO trainer
+    is updating; this restores them.
+    """
+    if not is_peft(model):
+        if adapter is not None:
+            raise ValueError(f"adapter {adapter!r} is not on this model; adapters: none (not a PeftModel)")
+        yield
+        return
+    if adapter is None:
+        with model.disable_adapter():
+            yield
+        return
+    if adapter not in model.peft_config:
+        raise ValueError(f"adapter {adapter!r} is not on this model; adapters: {sorted(model.peft_config)}")
+    previous = model.active_adapter
+    trainable = [(p, p.requires_grad) for p in model.parameters()]
+    model.set_adapter(adapter, inference_mode=True)
+    try:
+        yield
+    finally:
+        model.set_adapter(previous)
+        for param, flag in trainable:
+            param.requires_grad_(flag)
+
+
+def adapter_parameters(model: nn.Module, adapter_name: str) -> list[tuple[str, nn.Parameter]]:
+    """The (name, parameter) pairs of one adapter (its LoRA matrices and modules_to_save copies)."""
+    owned = []
+    for name, param in model.named_parameters():
+        parts = name.split(".")
+        if any(part == adapter_name and (parts[i - 1].startswith("lora_") or parts[i - 1] == "modules_to_save")
+               for i, part in enumerate(parts) if i > 0):
+            owned.append((name, param))
+    return owned
+
+
+def set_lora_dropout(model: nn.Module, adapter_name: str, active: bool) -> None:
+    """Switch only this adapter's LoRA dropout on (updates) or off (rollouts)."""
+    for module in model.modules():
+        dropout = getattr(module, "lora_dropout", None)
+        if isinstance(dropout, nn.ModuleDict) and adapter_name in dropout:
+            dropout[adapter_name].train(active)
+
+
+def copy_adapter(model, source: str, target: str) -> None:
+    """Add adapter `target` to a PeftModel as a frozen copy of adapter `source`."""
+    from peft import get_peft_model_state_dict, set_peft_model_state_dict
+
+    ref_config = copy.deepcopy(model.peft_config[source])
+    ref_config.inference_mode = True
+    model.add_adapter(target, ref_config)
+    weights = get_peft_model_state_dict(model, adapter_name=source, save_embedding_layers=False)  # LoRA only
+    set_peft_model_state_dict(model, weights, adapter_name=target)
+    for _, param in adapter_parameters(model, target):
+        param.requires_grad_(False)
+
+
+def attach_policy(model, adapter_name: str, settings):
+    """Wrap or extend `model` so that it holds adapter `adapter_name` -> (peft_model, started_from_existing)."""
+    from peft import PeftModel, get_peft_model
+
+    if isinstance(model, PeftModel):
+        if adapter_name in model.peft_config:
+            return model, True
+        model.add_adapter(adapter_name, lora_config(settings))
+        return model, False
+    return get_peft_model(model, lora_config(settings), adapter_name=adapter_name), False
+
+
+def attach_reference(model, adapter_name: str, ref_adapter: str | None, started_from_existing: bool) -> str | None:
+    """Set up the frozen reference policy -> its adapter name, or None for "base with adapters disabled"."""
+    if ref_adapter == "auto":
+        ref_adapter = f"{adapter_name}_ref" if started_from_existing else None
+    if ref_adapter is None:
+        if started_from_existing:
+            warnings.warn(f"adapter {adapter_name!r} already has weights but the reference is the bare base model; "
+                          "the KL penalty then pulls towards the base, not the starting policy (trl#495)", stacklevel=3)
+        return None
+    if ref_adapter == adapter_name:
+        raise ValueError(f"ref_adapter must differ from the trained adapter {adapter_name!r}")
+    if ref_adapter not in model.peft_config:
+        copy_adapter(model, adapter_name, ref_adapter)
+    return ref_adapter
+
+
+def save_adapter(model, adapter_name: str, directory: str | Path) -> None:
+    """Write one adapter of a PeftModel in PEFT's format (loadable with `PeftModel.from_pretrained`)."""
+    from peft import get_peft_model_state_dict
+    from safetensors.torch import save_file
+
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    state = get_peft_model_state_dict(model, adapter_name=adapter_name, save_embedding_layers=False)
+    save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, directory / "adapter_model.safetensors")
+    model.peft_config[adapter_name].save_pretrained(str(directory))
+
+
+def save_adapters(model, names, directory: str | Path) -> None:
+    """`save_adapter` for each adapter in `names` (None entries skipped) into `directory/<name>`."""
+    for name in names:
+        if name is not None:
+            save_adapter(model, name, Path(directory) / name)
+
+
+def load_adapters(model, names, directory: str | Path) -> None:
+    """`load_adapter_weights` for each adapter in `names` (None entries skipped) from `directory/<name>`."""
+    for name in names:
+        if name is not None:
+            load_adapter_weights(model, name, Path(directory) / name)
+
+
+def load_adapter_weights(model, adapter_name: str, directory: str | Path) -> None:
+    """Load weights written by `save_adapter` into the existing adapter `adapter_name` of a PeftModel."""
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    path = Path(directory) / "adapter_model.safetensors"
+    if not path.is_file():
+        raise FileNotFoundError(f"adapter weights for {adapter_name!r} not found: expected {path}")
+    result = set_peft_model_state_dict(model, load_file(str(path)), adapter_name=adapter_name)
+    missing = [key for key in result.missing_keys if f".{adapter_name}." in key]
+    if missing:
+        raise ValueError(f"{path} does not match adapter {adapter_name!r}: missing {missing[:3]}")

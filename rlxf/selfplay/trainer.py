@@ -1,0 +1,325 @@
+"""Two-bot PPO: `SelfPlayTrainer` trains both bots of `SelfPlayEnv` at once (one PPO trainer per adapter on one
+shared base model), with transcripts, per-round metrics, adapter snapshots for ΔW trends and resumable checkpoints.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from rlxf.adapters import save_adapters
+from rlxf.checkpoint import (
+    RunStore,
+    append_jsonl,
+    atomic_dir,
+    restore_rng,
+    truncate_jsonl,
+)
+from rlxf.generation import chat_prompt
+from rlxf.ppo import PPOSettings, PPOTrainer
+from rlxf.selfplay.convergence import neutral_streak
+from rlxf.selfplay.env import Bot, Reply, SelfPlayEnv, play_episode
+from rlxf.selfplay.rating import FALLBACK, PARSED, Rater
+
+
+@dataclass
+class SelfPlaySettings:
+    """Settings of two-bot self-play training (the PPO settings of each bot are a `rlxf.ppo.PPOSettings`)."""
+
+    rounds: int = 8
+    """training rounds; each plays `debates_per_round` debates, then gives each bot one PPO step"""
+    debates_per_round: int = 2
+    """debates per round; the bots take turns opening, so each bot's batch is debates x exchanges turns"""
+    max_exchanges: int = 2
+    """exchanges (one reply of each bot) per debate"""
+    leading_prompts: bool = False
+    """append a leading prompt ("Do you have a compromise?", ...) to every reply before the other answers it"""
+    stop_streak: int | None = None
+    """stop training once this many ratings in a row (over all debates, in order) are neutral; None: never"""
+    neutral_low: float = 45.0
+    """lower bound of a neutral rating"""
+    neutral_high: float = 55.0
+    """upper bound of a neutral rating"""
+    rating_max_new_tokens: int = 12
+    """tokens of the rater's reply before it is parsed (logprob fallback if it holds no number)"""
+    snapshot_every: int = 1
+    """save both adapters every this many rounds (and before the first and after the last) for ΔW trends; 0: off"""
+    checkpoint_every: int = 1
+    """write a checkpoint of the whole two-bot state every this many rounds (and at the end); 0: only at the end"""
+    output_dir: str | None = None
+    """transcripts.jsonl, history.jsonl, snapshots/, checkpoint-<round>/ and each bot's PPO directory; None: none"""
+    seed: int = 0
+    """debate d (counted over the whole run) is seeded seed + d: its issue and leading prompts"""
+    progress_bar: bool = True
+    """show a tqdm bar over rounds"""
+
+    def __post_init__(self) -> None:
+        for name in ("rounds", "snapshot_every", "checkpoint_every"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 0:
+                raise ValueError(f"SelfPlaySettings.{name} must be an int >= 0, got {getattr(self, name)!r}")
+        for name in ("debates_per_round", "max_exchanges", "rating_max_new_tokens"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) < 1:
+                raise ValueError(f"SelfPlaySettings.{name} must be an int >= 1, got {getattr(self, name)!r}")
+        if self.stop_streak is not None and (not isinstance(self.stop_streak, int) or self.stop_streak < 1):
+            raise ValueError(f"SelfPlaySettings.stop_streak must be None or an int >= 1, got {self.stop_streak!r}")
+        if not self.neutral_low <= self.neutral_high:
+            raise ValueError(f"SelfPlaySettings.neutral_low ({self.neutral_low}) must not exceed neutral_high "
+                             f"({self.neutral_high})")
+
+
+def _mean(values: Sequence[float]) -> float:
+    return float(sum(values) / len(values)) if values else float("nan")
+
+
+class SelfPlayTrainer:
+    """Two party bots on ONE base model learn by PPO from each other's agreement ratings.
+
+    `model`: a PeftModel holding both bots' adapters (e.g. the party SFT adapters of notebook 02), `names` the
+    two adapter names. Each bot gets its own `rlxf.ppo.PPOTrainer` (own frozen reference copy "<name>_ref", value
+    head and optimizer) on the shared backbone. A round plays `debates_per_round` debates in `SelfPlayEnv` (both
+    bots answer by sampling from their current policy; each rates the other's reply under its own adapter), then
+    every bot does one PPO step on its turns of the round: (prompt, reply tokens, normalised rating by the other).
+
+    Per-round metrics are in `history`, one plain dict per round: `round`, `debates`, `turns`, `parse_rate` and
+    `fallbacks` (of this round's ratings), `neutral_frac`, `longest_neutral_streak` (over all ratings so far),
+    `time/round_s`, and per bot `<bot>/rating_received` (mean rating of its replies by the other),
+    `<bot>/rating_given`, `<bot>/turns` and its PPO step's metrics under their full PPO names (see `rlxf.ppo`):
+    `<bot>/env/reward_mean`, `/env/response_length_mean`, `/objective/kl`, `/objective/kl_k3`, `/objective/kl_coef`,
+    `/objective/entropy`, `/policy/clipfrac`, `/loss/policy`, `/loss/value`. With `output_dir`,
+    transcripts (one turn per line, with `round` and `episode`), history, adapter snapshots and checkpoints of the
+    whole two-bot state are written there, and `train(resume=True)` continues exactly where a checkpoint left off.
+    `rater`: who turns replies into ratings (default: `Rater.from_model` on the shared model, each bot rating under
+    its own adapter).
+    """
+
+    def __init__(self, model, tokenizer, ppo_config, config: SelfPlaySettings | None = None, *,
+                 names: Sequence[str] = ("democrat", "republican"), rater: Rater | None = None):
+        self.config = config = config if config is not None else SelfPlaySettings()
+        names = list(names)
+        if len(names) != 2 or names[0] == names[1] or not all(isinstance(n, str) and n for n in names):
+            raise ValueError(f"names must be two different adapter names, got {names!r}")
+        peft_config = getattr(model, "peft_config", None)
+        missing = [n for n in names if not isinstance(peft_config, dict) or n not in peft_config]
+        if missing:
+            known = sorted(peft_config) if isinstance(peft_config, dict) else "none (not a PeftModel)"
+            raise ValueError(f"the model lacks the adapter(s) {missing}; adapters on it: {known}. Load both bots' "
+                             "adapters onto one base first (rlxf.sft.load_adapter)")
+        if not isinstance(ppo_config, PPOSettings):
+            raise ValueError(f"ppo_config must be a rlxf.ppo.PPOSettings, got {type(ppo_config).__name__}")
+        self.names, self.tokenizer = names, tokenizer
+        self.output_dir = Path(config.output_dir) if config.output_dir is not None else None
+        self.trainers = {}
+        for name in names:
+            bot_config = dataclasses.replace(
+                ppo_config, checkpoint_every=0, progress_bar=False,
+                output_dir=str(self.output_dir / name) if self.output_dir is not None else None)
+            self.trainers[name] = PPOTrainer(model, tokenizer, bot_config, adapter_name=name)
+        self.model = self.trainers[names[0]].model
+        if rater is not None and not isinstance(rater, Rater):
+            raise ValueError(f"rater must be a rlxf.selfplay.rating.Rater or None, got {type(rater).__name__}")
+        self.rater = rater if rater is not None else Rater.from_model(
+            self.model, tokenizer, max_new_tokens=config.rating_max_new_tokens)
+        self.bots = [Bot(name, self._reply_fn(name), adapter=name) for name in names]
+        self.env = SelfPlayEnv(self.bots, self.rater, max_exchanges=config.max_exchanges,
+                               leading_prompts=config.leading_prompts, neutral_low=config.neutral_low,
+                               neutral_high=config.neutral_high)
+        self.round, self.episodes, self.transcript_lines = 0, 0, 0
+        self.history: list[dict] = []
+        self.ratings: list[float] = []  # every rating in order, for the neutral-streak stop
+        self.stopped_at: int | None = None
+        self.store = RunStore(self.output_dir, state_file="selfplay_state.json", kind="self-play", unit="round",
+                              owner="SelfPlaySettings", metrics_file="history.jsonl")
+
+    def _reply_fn(self, name: str) -> Callable[[str], Reply]:
+        trainer = self.trainers[name]
+
+        def reply_fn(prompt: str) -> Reply:
+            queries, responses, texts = trainer.generate([chat_prompt(self.tokenizer, prompt)])
+            return Reply(texts[0].strip(), queries[0], responses[0])
+
+        return reply_fn
+
+    # --- one round --------------------------------------------------------------------------------------------
+
+    def play_round(self) -> tuple[list[list[dict]], dict[str, list]]:
+        """Play one round's debates -> (transcripts, per bot a list of (query ids, response ids, reward))."""
+        cfg, turns = self.config, {name: [] for name in self.names}
+        transcripts = []
+        for _ in range(cfg.debates_per_round):
+            opener = self.names[self.episodes % 2]
+            transcript, replies = play_episode(self.env, self.bots[self.names.index(opener)].reply_fn,
+                                               seed=cfg.seed + self.episodes, options={"agent": opener})
+            for row, reply in zip(transcript, replies, strict=True):
+                if reply.query is None or reply.response is None:
+                    raise RuntimeError(f"episode {self.episodes}: a reply of {row['speaker']!r} has no token ids")
+                turns[row["speaker"]].append((reply.query, reply.response, Rater.normalise(row["rating_by_other"])))
+            transcripts.append([{**row, "round": self.round + 1, "episode": self.episodes} for row in transcript])
+            self.episodes += 1
+        return transcripts, turns
+
+    def train_round(self) -> dict:
+        """Play a round, give each bot one PPO step on its turns, log, snapshot and checkpoint -> its metrics."""
+        start = time.perf_counter()
+        counts_before = self.rater.stats
+        transcripts, turns = self.play_round()
+        counts = self.rater.stats
+        parsed, fallback = counts[PARSED] - counts_before[PARSED], counts[FALLBACK] - counts_before[FALLBACK]
+        rows = [row for transcript in transcripts for row in transcript]
+        self.ratings += [row["rating_by_other"] for row in rows]
+        metrics = {"round": self.round + 1, "debates": len(transcripts), "turns": len(rows),
+                   "parse_rate": parsed / (parsed + fallback) if parsed + fallback else float("nan"),
+                   "fallbacks": fallback,
+                   "neutral_frac": _mean([self.config.neutral_low <= r["rating_by_other"] <= self.config.neutral_high
+                                          for r in rows])}
+        for name in self.names:
+            own = [row for row in rows if row["speaker"] == name]
+            metrics[f"{name}/rating_received"] = _mean([row["rating_by_other"] for row in own])
+            metrics[f"{name}/rating_given"] = _mean([row["rating_by_other"] for row in rows if row["rater"] == name])
+            metrics[f"{name}/turns"] = len(own)
+            if turns[name]:
+                queries, responses, rewards = zip(*turns[name], strict=True)
+                step = self.trainers[name].step(list(queries), list(responses), list(rewards))
+                for key in ("env/reward_mean", "env/response_length_mean", "objective/kl", "objective/kl_k3",
+                            "objective/kl_coef", "objective/entropy", "policy/clipfrac", "loss/policy", "loss/value"):
+                    metrics[f"{name}/{key}"] = step[key]
+        streak = neutral_streak(self.ratings, self.config.neutral_low, self.config.neutral_high,
+                                self.config.stop_streak or 1)
+        metrics["longest_neutral_streak"] = streak["longest"]
+        metrics["time/round_s"] = time.perf_counter() - start
+        self.round += 1
+        if self.config.stop_streak is not None and streak["first_complete"] is not None:
+            self.stopped_at = self.round
+        self.history.append(metrics)
+        self._write_round(transcripts, metrics)
+        return metrics
+
+    # --- the loop ---------------------------------------------------------------------------------------------
+
+    def train(self, rounds: int | None = None, *, resume: bool | str | Path = False) -> list[dict]:
+        """Train until `rounds` rounds are done (default: config.rounds) or the neutral streak stops it -> history.
+
+        `resume`: True continues from the latest checkpoint in output_dir, a path from that checkpoint.
+        """
+        rounds = self.config.rounds if rounds is None else rounds
+        if not isinstance(rounds, int) or rounds < 0:
+            raise ValueError(f"train(): rounds must be an int >= 0, got {rounds!r}")
+        if not self.store.resume(resume, self.round, self.config, self.load_checkpoint) and (
+                self.round == 0 and self.output_dir is not None and self.output_dir.is_dir()):
+            # A new run in a used directory: an earlier run's files would mix with this one's.
+            for stale in ("transcripts.jsonl", "history.jsonl"):
+                (self.output_dir / stale).unlink(missing_ok=True)
+            for stale in [self.output_dir / "snapshots", *self.output_dir.glob("checkpoint-*")]:
+                shutil.rmtree(stale, ignore_errors=True)
+        if self.round == 0:
+            self._snapshot()
+
+        def one_round() -> dict:
+            metrics = self.train_round()
+            every = self.config.snapshot_every
+            if every and self.round % every == 0:
+                self._snapshot()
+            if (self.output_dir is not None and self.config.checkpoint_every
+                    and self.round % self.config.checkpoint_every == 0):
+                self.save_checkpoint()
+            return metrics
+
+        self.store.run(rounds, lambda: self.round, one_round, desc="self-play", progress_bar=self.config.progress_bar,
+                       postfix=lambda m: {name[:3]: f"{m[f'{name}/rating_received']:.0f}" for name in self.names},
+                       save=self.save_checkpoint, stop=lambda: self.stopped_at is not None)
+        if self.output_dir is not None and self.round > 0:
+            self._snapshot()  # the final adapters, whatever snapshot_every is
+        return self.history
+
+    # --- files --------------------------------------------------------------------------------------------------
+
+    def _write_round(self, transcripts: list[list[dict]], metrics: dict) -> None:
+        if self.output_dir is None:
+            return
+        rows = (row for transcript in transcripts for row in transcript)
+        self.transcript_lines += append_jsonl(self.output_dir / "transcripts.jsonl", rows, ensure_ascii=False)
+        self.store.log(metrics, self.round)
+
+    def _snapshot(self) -> Path | None:
+        """Both adapters as they are after `self.round` rounds, in PEFT's format (for ΔW over training)."""
+        if self.output_dir is None or not self.config.snapshot_every:
+            return None
+        path = snapshot_dir(self.output_dir, self.round)
+        if path.exists():
+            return path
+        with atomic_dir(path) as tmp:
+            save_adapters(self.model, self.names, tmp)
+        return path
+
+    def save_checkpoint(self) -> Path:
+        """Both bots' PPO checkpoints, then (atomically) the round, counters, history and RNG state."""
+        if self.output_dir is None:
+            raise ValueError("save_checkpoint(): SelfPlaySettings.output_dir is None")
+        bot_checkpoints = {name: self.trainers[name].save_checkpoint() for name in self.names}
+        return self.store.save(self.round, {
+            "round": self.round, "episodes": self.episodes, "transcript_lines": self.transcript_lines,
+            "names": self.names, "stopped_at": self.stopped_at, "ratings": self.ratings,
+            "rater_counts": {PARSED: self.rater.stats[PARSED], FALLBACK: self.rater.stats[FALLBACK]},
+            "bot_checkpoints": {name: str(p.relative_to(self.output_dir)) for name, p in bot_checkpoints.items()},
+            "config": dataclasses.asdict(self.config), "history": self.history})
+
+    def load_checkpoint(self, path: str | Path | None = None) -> Path:
+        """Restore what `save_checkpoint` wrote (default: the latest checkpoint in output_dir)."""
+        if self.output_dir is None:
+            raise ValueError("load_checkpoint(): SelfPlaySettings.output_dir is None")
+        path, state = self.store.load(path)
+        if state["names"] != self.names:
+            raise ValueError(f"{path} holds the bots {state['names']}, this trainer has {self.names}")
+        for name in self.names:
+            self.trainers[name].load_checkpoint(self.output_dir / state["bot_checkpoints"][name])
+        self.round, self.episodes = state["round"], state["episodes"]
+        self.transcript_lines, self.history = state["transcript_lines"], state["history"]
+        self.ratings, self.stopped_at = state["ratings"], state["stopped_at"]
+        self.rater.restore_stats(state["rater_counts"])
+        restore_rng(path)
+        # Drop what rounds after the checkpoint wrote.
+        truncate_jsonl(self.output_dir / "transcripts.jsonl", self.transcript_lines, path)
+        self.store.rewrite_metrics(self.history)
+        self.store.last_checkpoint = path
+        return path
+
+    @property
+    def last_checkpoint(self) -> Path | None:
+        """The checkpoint last written or loaded."""
+        return self.store.last_checkpoint
+
+
+def snapshot_dir(output_dir: str | Path, round_index: int) -> Path:
+    """Where `SelfPlayTrainer` saves both adapters after `round_index` rounds."""
+    return Path(output_dir) / "snapshots" / f"round-{round_index:04d}"
+
+
+def list_snapshots(output_dir: str | Path) -> dict[int, Path]:
+    """The adapter snapshots of a self-play run -> {round: directory}, in round order."""
+    root = Path(output_dir) / "snapshots"
+    found = {}
+    for path in sorted(root.glob("round-*")) if root.is_dir() else []:
+        suffix = path.name.split("-", 1)[1]
+        if path.is_dir() and suffix.isdigit():
+            found[int(suffix)] = path
+    return found
+
+
+def read_history(output_dir: str | Path) -> list[dict]:
+    """The per-round metrics a self-play run wrote (`history.jsonl`)."""
+    path = Path(output_dir) / "history.jsonl"
+    if not path.is_file():
+        raise FileNotFoundError(f"no self-play history at {path}")
+    rows = []
+    for line_number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        try:
+            rows.append(json.loads(line))
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path}:{line_number}: not valid JSON ({error.msg})") from error
+    return rows
+
+
