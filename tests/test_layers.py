@@ -1,0 +1,107 @@
+"""The package's rooms import downward only (docs/ARCHITECTURE.md, "Layers"), and the import graph has no cycle."""
+
+from __future__ import annotations
+
+import ast
+import functools
+from pathlib import Path
+
+import pytest
+
+from rlxf.paths import REPO_ROOT
+
+# Lowest first; a module may import modules of its own layer or lower ones. Packages name their whole folder.
+LAYERS = [
+    {"rlxf.paths", "rlxf.memory", "rlxf.plotting", "rlxf.textstats"},
+    {"rlxf.models", "rlxf.data", "rlxf.adapters", "rlxf.generation", "rlxf.checkpoint"},
+    {"rlxf.ppo", "rlxf.sft", "rlxf.trl_runs", "rlxf.evaluation", "rlxf.rewards"},
+    {"rlxf.selfplay"},
+    {"rlxf.notebook", "rlxf.run"},
+]
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(REPO_ROOT).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _room(module: str) -> str:
+    for layer in LAYERS:
+        for room in layer:
+            if module == room or module.startswith(room + "."):
+                return room
+    raise AssertionError(f"{module} belongs to no layer: add it to LAYERS in tests/test_layers.py and the docs")
+
+
+@functools.cache
+def import_graph() -> dict[str, set[str]]:
+    """module -> the rlxf modules it imports (at the top or inside functions)."""
+    graph = {}
+    for path in sorted((REPO_ROOT / "rlxf").rglob("*.py")):
+        name, deps = _module_name(path), set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("rlxf"):
+                deps.add(node.module)
+            elif isinstance(node, ast.Import):
+                deps |= {alias.name for alias in node.names if alias.name.startswith("rlxf")}
+        graph[name] = deps - {name}
+    return graph
+
+
+def _layer(module: str) -> int:
+    room = _room(module)
+    return next(i for i, layer in enumerate(LAYERS) if room in layer)
+
+
+@pytest.mark.parametrize("module", sorted(import_graph()))
+def test_no_module_imports_a_higher_layer(module):
+    if module == "rlxf":
+        return
+    upward = sorted(dep for dep in import_graph()[module] if _layer(dep) > _layer(module))
+    assert not upward, f"{module} (layer {_layer(module)}) imports higher layers: {upward}"
+
+
+def test_rooms_import_each_other_without_cycles():
+    rooms: dict[str, set[str]] = {}
+    for module, deps in import_graph().items():
+        if module != "rlxf":
+            rooms.setdefault(_room(module), set()).update(_room(d) for d in deps if _room(d) != _room(module))
+    done, visiting = set(), []
+
+    def visit(room: str) -> None:
+        assert room not in visiting, f"import cycle between rooms: {' -> '.join([*visiting, room])}"
+        if room in done:
+            return
+        visiting.append(room)
+        for dep in sorted(rooms.get(room, ())):
+            visit(dep)
+        visiting.pop()
+        done.add(room)
+
+    for room in sorted(rooms):
+        visit(room)
+
+
+def test_size_limits_of_the_layout():
+    """No module over 600 lines; the fixture builders stay small (their texts are package data files)."""
+    lengths = {p: len(p.read_text().splitlines()) for p in (REPO_ROOT / "rlxf").rglob("*.py")}
+    assert not {str(p): n for p, n in lengths.items() if n > 600}
+    fixtures = [p for p in lengths if p.parent.name == "data" and "fixture" in p.name]
+    assert fixtures and sum(lengths[p] for p in fixtures) <= 250
+    assert lengths[REPO_ROOT / "rlxf" / "ppo.py"] <= 550
+
+
+def test_one_home_for_lora_configs_and_adapter_switches():
+    """`LoraConfig(` and every context manager that switches adapters live in rlxf/adapters.py alone."""
+    for path in (REPO_ROOT / "rlxf").rglob("*.py"):
+        if path.name == "adapters.py":
+            continue
+        tree = ast.parse(path.read_text())
+        calls = {node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+                 for node in ast.walk(tree) if isinstance(node, ast.Call)}
+        assert "LoraConfig" not in calls, f"{path.relative_to(REPO_ROOT)} builds a LoraConfig: use adapters.lora_config"
+        for fn in (n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)):
+            if any("contextmanager" in ast.unparse(d) for d in fn.decorator_list):
+                inner = {c.func.attr for c in ast.walk(fn) if isinstance(c, ast.Call) and isinstance(c.func, ast.Attribute)}
+                assert not inner & {"set_adapter", "disable_adapter"}, (
+                    f"{path.relative_to(REPO_ROOT)}:{fn.lineno} {fn.name} switches adapters: use adapters.using_adapter")
