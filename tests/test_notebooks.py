@@ -67,3 +67,53 @@ def test_parameters_shared_by_notebooks_have_equal_defaults():
                 assert value == default, f"{name}: {first} says {value!r}, {path.name} says {default!r}"
             else:
                 seen[name] = (path.name, default)
+
+
+def _summary_cells(nb) -> list:
+    """The cells from the '## Summary' heading to the next '## ' heading."""
+    start = next(i for i, c in enumerate(nb.cells) if c.cell_type == "markdown" and c.source.startswith("## Summary"))
+    cells = [nb.cells[start]]
+    for cell in nb.cells[start + 1:]:
+        if cell.cell_type == "markdown" and cell.source.startswith("## "):
+            break
+        cells.append(cell)
+    return cells
+
+
+def typed_in_numbers(source: str) -> list[str]:
+    """Numeric literals that stand as a result in summary code: a dict value, a list/tuple element, an assigned
+    value, a printed argument. Rounding digits, indices, unit conversions (`/ 2**20`) and arithmetic are fine."""
+    tree = ast.parse(source)
+    parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+    found = []
+    for node in ast.walk(tree):
+        if not (isinstance(node, ast.Constant) and type(node.value) in (int, float)):
+            continue
+        parent = parents.get(node)
+        if isinstance(parent, ast.UnaryOp):
+            node, parent = parent, parents.get(parent)
+        as_result = (isinstance(parent, ast.Dict) and node in parent.values
+                     or isinstance(parent, ast.List | ast.Tuple | ast.Set)
+                     and not isinstance(parents.get(parent), ast.Subscript)
+                     or isinstance(parent, ast.Assign)
+                     or isinstance(parent, ast.Call) and getattr(parent.func, "id", "") in ("print", "display"))
+        if as_result:
+            found.append(ast.unparse(node))
+    return found
+
+
+def test_typed_in_numbers_are_found():
+    assert typed_in_numbers('summary = {"accuracy": 0.82, "n": len(x)}') == ["0.82"]
+    assert typed_in_numbers("print(12)\nx = [1, -2]") == ["12", "1", "-2"]
+    assert typed_in_numbers('s = {"mb": round(b / 2**20, 2), "first": h.iloc[0], "k": v[-1], "p": t[[0, 1]]}') == []
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_summary_numbers_are_computed_not_typed(path):
+    """A Summary reports what the run measured: no number in its text, no numeric literal as a result in its code."""
+    for cell in _summary_cells(nbformat.read(path, as_version=4)):
+        if cell.cell_type == "markdown":
+            body = cell.source.removeprefix("## Summary")
+            assert not any(ch.isdigit() for ch in body), f"{path.name}: Summary text holds a number: {body!r}"
+        else:
+            assert not typed_in_numbers(cell.source), f"{path.name}: Summary code types in {typed_in_numbers(cell.source)}"

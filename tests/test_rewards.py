@@ -184,7 +184,8 @@ def test_classifier_reward_shape_range_determinism_and_batching(classifier):
     reward = ClassifierReward(model, tokenizer, label="Republican")
     scores = reward(PROMPTS, COMPLETIONS)
     assert len(scores) == len(COMPLETIONS) and all(isinstance(s, float) for s in scores)
-    assert all(0.0 <= s <= 1.0 for s in scores)
+    logits = predict_logits(model, tokenizer, COMPLETIONS)
+    assert np.allclose(scores, np.exp(logits[:, 1]) / np.exp(logits).sum(axis=1), atol=1e-6)  # softmax, by hand
     assert scores == reward(PROMPTS, COMPLETIONS)
     singles = [reward([p], [c])[0] for p, c in zip(PROMPTS, COMPLETIONS, strict=True)]
     assert np.allclose(scores, singles, atol=1e-5)
@@ -201,7 +202,6 @@ def test_classifier_reward_logit_and_neutrality(classifier):
     p = predict_proba(model, tokenizer, COMPLETIONS)
     scores = neutrality(PROMPTS, COMPLETIONS)
     assert np.allclose(scores, 1 - np.abs(p[:, 0] - p[:, 1]), atol=1e-6)
-    assert all(0.0 <= s <= 1.0 for s in scores)
     with_prompt = ClassifierReward(model, tokenizer, include_prompt=True)
     assert with_prompt.texts(["Q: ", "Q: "], ["a", "b"]) == ["Q: a", "Q: b"]
     with pytest.raises(ValueError, match="not one of the model's labels"):
@@ -215,7 +215,7 @@ def test_reward_bad_input(classifier):
     reward = ClassifierReward(model, tokenizer)
     assert reward([], []) == []
     empty = reward(["p"], [""])  # an empty reply is scored as the model scores "[CLS] [SEP]"
-    assert len(empty) == 1 and 0.0 <= empty[0] <= 1.0
+    assert empty == pytest.approx([predict_proba(model, tokenizer, [""])[0, 1]], abs=1e-6)
     with pytest.raises(TypeError, match=r"completions\[1\].*int"):
         reward(["a", "b"], ["fine", 7])
     with pytest.raises(TypeError, match=r"prompts\[0\]"):
@@ -241,7 +241,8 @@ def test_experience_reward_template_metadata_and_range(classifier):
     assert texts[2] == "Country: Greece. Arrangement: EFF. Classification: General government. Condition: "
     scores = from_kwargs(PROMPTS, COMPLETIONS, **META)
     assert scores == pytest.approx(from_mapping(PROMPTS, COMPLETIONS), abs=1e-6)
-    assert all(0.0 <= s <= 1.0 for s in scores) and scores == from_kwargs(PROMPTS, COMPLETIONS, **META)
+    assert scores == pytest.approx(predict_proba(model, tokenizer, texts)[:, 1].tolist(), abs=1e-6)  # P(label 1)
+    assert scores == from_kwargs(PROMPTS, COMPLETIONS, **META)
     singles = [from_mapping([p], [c])[0] for p, c in zip(PROMPTS, COMPLETIONS, strict=True)]
     assert np.allclose(scores, singles, atol=1e-5)
     with pytest.raises(ValueError, match="keyword lists"):
@@ -292,12 +293,19 @@ def test_experience_reward_inside_a_real_grpo_step(classifier, tmp_path):
                       max_completion_length=6, max_steps=1, report_to="none", bf16=False,
                       activation_checkpointing=False, gradient_checkpointing=False, logging_steps=1,
                       save_strategy="no", use_cpu=True, dataloader_pin_memory=False, disable_tqdm=True)
-    trainer = GRPOTrainer(model=policy, reward_funcs=[ExperienceReward(model, tokenizer)], args=args,
+    experience, seen = ExperienceReward(model, tokenizer), []
+
+    def recorded(*args, **kwargs):
+        seen.extend(experience(*args, **kwargs))
+        return seen[-len(kwargs["completions"]):]
+
+    recorded.__name__ = experience.__name__
+    trainer = GRPOTrainer(model=policy, reward_funcs=[recorded], args=args,
                           train_dataset=dataset, processing_class=policy_tokenizer)
     trainer.train()  # the reward raises unless GRPO hands it the country/arr_type/econ_class columns
     logged = [row["rewards/experience_p_met/mean"] for row in trainer.state.log_history
               if "rewards/experience_p_met/mean" in row]
-    assert len(logged) == 1 and 0.0 <= logged[0] <= 1.0
+    assert len(seen) == 2 and logged == pytest.approx([float(np.mean(seen))], abs=1e-5)  # what TRL logs = our P(MET)
 
 
 # ------------------------------------------------------------------------------------------------ preference.py
@@ -321,7 +329,11 @@ def test_train_reward_model_on_an_encoder_without_eos():
                                 PreferenceSettings(max_steps=2, batch_size=2, learning_rate=1e-3, logging_steps=1))
     assert changed_parameters(before, result.model), "no trainable parameter changed in two steps"
     assert [row["step"] for row in result.history] == [1, 2] and all("accuracy" in row for row in result.history)
-    assert result.n_pairs == 4 and 0.0 <= pairwise_accuracy(result.model, tokenizer, PAIRS) <= 1.0
+    accuracy = pairwise_accuracy(result.model, tokenizer, PAIRS)
+    swapped = [{**p, "chosen": p["rejected"], "rejected": p["chosen"]} for p in PAIRS]
+    assert result.n_pairs == 4 and accuracy in (0.0, 0.25, 0.5, 0.75, 1.0)
+    assert accuracy + pairwise_accuracy(result.model, tokenizer, swapped) == pytest.approx(1.0)
+    assert pairwise_accuracy(result.model, tokenizer, [{**PAIRS[0], "rejected": PAIRS[0]["chosen"]}]) == 0.5  # a tie
 
 
 def test_train_reward_model_on_a_decoder_with_eos():
