@@ -40,7 +40,6 @@ import dataclasses
 import inspect
 import math
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,9 +60,14 @@ from rlxf.adapters import (
 )
 from rlxf.checkpoint import (
     RunStore,
-    latest_checkpoint,
+    check_count,
+    load_tensors,
+    model_identity,
     restore_rng,
     set_seed,
+    settings_identity,
+    short_hash,
+    weights_hash,
 )
 from rlxf.generation import collate, eos_ids, padding_id, sample_tokens, token_ids
 
@@ -131,8 +135,11 @@ class PPOSettings:
     """seed of python, numpy and torch (sampling, LoRA init, minibatch order, prompt order)"""
     checkpoint_every: int = 50
     """write a checkpoint every this many steps (and at the end of train()); 0: only at the end"""
+    keep_checkpoints: int | None = 3
+    """keep the newest this many checkpoints (older ones are removed after each save); 0 or None: keep all"""
     output_dir: str | None = None
-    """where metrics.jsonl, checkpoint-<step>/ and tensorboard/ go; None: write nothing"""
+    """where metrics.jsonl, checkpoint-<step>/ and tensorboard/ go; None: write nothing. A new run moves an earlier
+    run found there aside to `<output_dir>.old-<YYYYmmdd-HHMMSS>` (nothing is deleted)"""
     log_with_tensorboard: bool = False
     """also write TensorBoard scalars (needs the tensorboard package)"""
     progress_bar: bool = True
@@ -153,6 +160,10 @@ class PPOSettings:
             raise ValueError("PPOSettings.init_kl_coef, vf_coef, top_k and checkpoint_every must be >= 0")
         if not 0.0 < self.top_p <= 1.0:
             raise ValueError(f"PPOSettings.top_p must be in (0, 1], got {self.top_p!r}")
+        if self.keep_checkpoints is not None and (isinstance(self.keep_checkpoints, bool)
+                                                  or not isinstance(self.keep_checkpoints, int)
+                                                  or self.keep_checkpoints < 0):
+            raise ValueError(f"PPOSettings.keep_checkpoints must be None or an int >= 0, got {self.keep_checkpoints!r}")
         if self.num_minibatches > self.batch_size:
             raise ValueError(f"PPOSettings.num_minibatches ({self.num_minibatches}) > batch_size ({self.batch_size})")
 
@@ -268,6 +279,11 @@ class AdaptiveKLController:
 # ---------------------------------------------------------------------------------------------------- the trainer
 
 
+class RewardFunctionError(RuntimeError):
+    """reward_fn raised; the message names the step, the original error is chained (`__cause__`)."""
+
+
+
 class PPOTrainer:
     """PPO on one LoRA adapter of a causal LM, with a value head on the shared backbone and a frozen reference.
 
@@ -277,6 +293,10 @@ class PPOTrainer:
     a new zero-initialised LoRA), None (always the base with adapters disabled), or an adapter name (used if it
     exists, else created as a frozen copy of the starting adapter). Only this adapter and the value head train.
     Seeds python, numpy and torch from `config.seed`.
+
+    A run is identified by its fingerprint (`fingerprint`: the settings that change results, the base model's name
+    and architecture, the adapter names, a hash of the starting adapter's weights, and in train() the prompts,
+    batch size and reward_fn's name); checkpoints store it and resuming from a checkpoint of another run is an error.
     """
 
     def __init__(self, policy_model, tokenizer, config: PPOSettings | None = None, *, adapter_name: str = "default",
@@ -285,6 +305,9 @@ class PPOTrainer:
         self.tokenizer, self.adapter_name = tokenizer, adapter_name
         set_seed(config.seed)
         self.model, started_from_existing = attach_policy(policy_model, adapter_name, config)
+        # A new adapter is a function of the seed; an existing one (e.g. an SFT adapter) is identified by its weights.
+        start = (weights_hash(adapter_parameters(self.model, adapter_name))
+                 if started_from_existing else "new")
         self.ref_adapter = attach_reference(self.model, adapter_name, ref_adapter, started_from_existing)
         self.model.set_adapter(adapter_name)  # peft: the active adapter trains, all others freeze
         self.model.eval()  # dropout off everywhere: old and new log-probs must agree before the first update
@@ -309,8 +332,11 @@ class PPOTrainer:
         self._logits_to_keep = "logits_to_keep" in inspect.signature(forward).parameters
         self.step_count, self.history = 0, []
         self.store = RunStore(config.output_dir, state_file="trainer_state.json", kind="PPO", unit="step",
-                              owner="PPOSettings", metrics_file="metrics.jsonl",
+                              owner="PPOSettings", metrics_file="metrics.jsonl", keep_checkpoints=config.keep_checkpoints,
                               tensorboard="PPOSettings.log_with_tensorboard" if config.log_with_tensorboard else None)
+        self.fingerprint = self.store.fingerprint = {
+            "kind": "PPO", "settings": settings_identity(config), "model": model_identity(self.model),
+            "adapter": {"name": adapter_name, "reference": self.ref_adapter, "start": start}}
 
     def _forward(self, batch: dict, index: torch.Tensor | None = None, with_entropy: bool = False):
         """One forward of the active adapter -> (logprobs, values, entropy) on the response positions."""
@@ -431,13 +457,21 @@ class PPOTrainer:
         """One PPO step on given queries and responses (token-id tensors/lists or strings) and their rewards.
 
         Rewards are used as given (no missing-EOS penalty); returns the step's metrics (no time/generation_s or
-        time/scoring_s keys).
+        time/scoring_s keys). The first step of a trainer starts a new run (an earlier run in output_dir is moved
+        aside, see `train`).
         """
+        for name, value in (("queries", queries), ("responses", responses)):
+            if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
+                raise ValueError(f"step({name}=...): expected a list (one entry per sample), got {type(value).__name__}")
+        if len(queries) == 0:
+            raise ValueError("step(queries=...): the batch is empty; expected at least one (query, response, reward)")
         if len(queries) != len(responses):
             raise ValueError(f"step(): {len(queries)} queries but {len(responses)} responses")
         queries = [token_ids(self.tokenizer, q, "queries", i, special_tokens=True) for i, q in enumerate(queries)]
         responses = [token_ids(self.tokenizer, r, "responses", i, special_tokens=False) for i, r in enumerate(responses)]
         scores = self._check_rewards(rewards, len(queries), "step(rewards=...)")
+        if self.step_count == 0:
+            self.store.start_fresh()
         return self._ppo_step(queries, responses, scores, timings={})
 
     @torch.no_grad()
@@ -456,27 +490,43 @@ class PPOTrainer:
               steps: int, *, batch_size: int | None = None, resume: bool | str | Path = False) -> list[dict]:
         """Generate, score with `reward_fn(prompts, completions) -> rewards`, step; until `steps` steps are done.
 
-        `resume`: True continues from the latest checkpoint in output_dir, a path from that checkpoint, "auto"
-        continues from the latest checkpoint only if it was written with the same PPOSettings (a re-run notebook
-        picks up where it stopped, and a changed setting starts afresh). Returns the history (one metrics dict
-        per step, including the resumed ones).
+        `resume`: False starts a new run; True continues from the latest valid checkpoint in output_dir (a corrupt
+        one is skipped with a warning naming the file); a path continues from that checkpoint; "auto" continues
+        from the latest valid checkpoint if it has this run's fingerprint, else starts a new run (a re-run notebook
+        picks up where it stopped, and a changed setting starts afresh). A new run never writes into an earlier
+        run's files: that run's directory is moved aside to `<output_dir>.old-<YYYYmmdd-HHMMSS>` with a warning.
+        Resuming (True or a path) from a checkpoint of another run (other settings, seed, model, adapters, prompts,
+        batch size or reward_fn name) raises `rlxf.checkpoint.RunMismatch` saying what differs. Returns the history
+        (one metrics dict per step, including the resumed ones).
         """
-        batch_size = batch_size or self.config.batch_size
+        if isinstance(prompts, (str, bytes)) or not isinstance(prompts, Sequence):
+            raise ValueError(f"train(prompts=...): expected a list of prompt strings, got {type(prompts).__name__}"
+                             + (f" {prompts[:40]!r} (wrap one prompt in a list)" if isinstance(prompts, str) else ""))
         if not prompts or not all(isinstance(p, str) for p in prompts):
-            raise ValueError("train(): prompts must be a non-empty list of strings")
-        if steps < 0 or batch_size < self.config.num_minibatches:
-            raise ValueError(f"train(): need steps >= 0 and batch_size >= num_minibatches, got {steps}, {batch_size}")
-        resumed = self.store.resume(resume, self.step_count, self.config, self.load_checkpoint)
-        if not resumed and self.step_count == 0 and self.config.output_dir and latest_checkpoint(self.config.output_dir):
-            warnings.warn(f"{self.config.output_dir} holds checkpoints of an earlier run; this run starts afresh and "
-                          "overwrites metrics.jsonl (pass resume=True to continue it)", stacklevel=2)
+            raise ValueError("train(prompts=...): expected a non-empty list of strings")
+        if not callable(reward_fn):
+            raise ValueError(f"train(reward_fn=...): expected a callable, got {type(reward_fn).__name__}")
+        steps = check_count(steps, "train(steps=...)")
+        batch_size = self.config.batch_size if batch_size is None else check_count(batch_size, "train(batch_size=...)")
+        if batch_size < max(self.config.num_minibatches, 1):
+            raise ValueError(f"train(batch_size=...): must be >= num_minibatches ({self.config.num_minibatches}), "
+                             f"got {batch_size}")
+        reward_name = getattr(reward_fn, "__name__", type(reward_fn).__name__)
+        self.fingerprint = self.store.fingerprint = {**self.fingerprint, "data": {
+            "prompts": short_hash(list(prompts)), "n_prompts": len(prompts), "batch_size": batch_size,
+            "reward_fn": reward_name}}
+        self.store.begin(resume, self.step_count, self.load_checkpoint)
 
         def one_step() -> dict:
             batch_prompts = self._prompt_batch(prompts, batch_size)
             start = time.perf_counter()
             queries, responses, texts = self.generate(batch_prompts)
             generated = time.perf_counter()
-            raw = reward_fn(list(batch_prompts), texts)
+            try:
+                raw = reward_fn(list(batch_prompts), texts)
+            except Exception as error:
+                raise RewardFunctionError(f"step {self.step_count + 1}: reward_fn {reward_name!r} raised "
+                                          f"{type(error).__name__}: {error}. {self.store.note()}") from error
             scored = time.perf_counter()
             scores = self._check_rewards(raw, len(texts), "reward_fn")
             if self.config.missing_eos_penalty is not None:
@@ -493,31 +543,41 @@ class PPOTrainer:
     # --- checkpoints --------------------------------------------------------------------------------------------
 
     def save_checkpoint(self) -> Path:
-        """Write adapter(s), value head, optimizer, RNG states, KL coefficient, step and history atomically."""
-        def write_extras(tmp: Path) -> None:
-            save_adapters(self.model, (self.adapter_name, self.ref_adapter), tmp / "adapters")
-            torch.save(self.value_head.state_dict(), tmp / "value_head.pt")
-            torch.save(self.optimizer.state_dict(), tmp / "optimizer.pt")
-
-        return self.store.save(self.step_count, {
-            "step": self.step_count, "kl_coef": self.kl_ctl.value, "adapter_name": self.adapter_name,
-            "ref_adapter": self.ref_adapter, "config": dataclasses.asdict(self.config), "history": self.history},
-            write_extras)
+        """Write adapter(s), value head, optimizer, RNG states, KL coefficient, step, history and checksums atomically;
+        then remove checkpoints beyond `keep_checkpoints`."""
+        return self.store.save(self.step_count, self.checkpoint_state(), self.write_checkpoint_files)
 
     def load_checkpoint(self, path: str | Path | None = None) -> Path:
-        """Restore everything `save_checkpoint` wrote (default: the latest checkpoint in output_dir)."""
+        """Restore everything `save_checkpoint` wrote (default: the latest valid checkpoint in output_dir), after
+        checking the checksums (a corrupt file is named) and the run's fingerprint (`RunMismatch`)."""
         path, state = self.store.load(path)
-        if (state["adapter_name"], state["ref_adapter"]) != (self.adapter_name, self.ref_adapter):
-            raise ValueError(f"{path} holds adapter {state['adapter_name']!r} / reference {state['ref_adapter']!r}, "
-                             f"this trainer has {self.adapter_name!r} / {self.ref_adapter!r}")
-        load_adapters(self.model, (self.adapter_name, self.ref_adapter), path / "adapters")
-        self.value_head.load_state_dict(torch.load(path / "value_head.pt", map_location=self.device))
-        self.optimizer.load_state_dict(torch.load(path / "optimizer.pt", map_location=self.device))
+        self.restore_checkpoint(path, state)
         restore_rng(path)
-        self.kl_ctl.value, self.step_count, self.history = state["kl_coef"], state["step"], state["history"]
-        self.store.last_checkpoint = path
-        self.store.rewrite_metrics(self.history)
+        self.store.loaded(path, self.history)
         return path
+
+    def checkpoint_state(self) -> dict:
+        """The JSON part of a checkpoint: step, KL coefficient, adapter names, settings, history."""
+        return {"step": self.step_count, "kl_coef": self.kl_ctl.value, "adapter_name": self.adapter_name,
+                "ref_adapter": self.ref_adapter, "config": dataclasses.asdict(self.config), "history": self.history}
+
+    def write_checkpoint_files(self, directory: Path) -> None:
+        """The tensor part of a checkpoint into `directory`: adapter(s), value head, optimizer."""
+        save_adapters(self.model, (self.adapter_name, self.ref_adapter), directory / "adapters")
+        torch.save(self.value_head.state_dict(), directory / "value_head.pt")
+        torch.save(self.optimizer.state_dict(), directory / "optimizer.pt")
+
+    def restore_checkpoint(self, directory: Path, state: dict) -> None:
+        """Load what `checkpoint_state` and `write_checkpoint_files` wrote into `directory` (RNG states aside)."""
+        if (state["adapter_name"], state["ref_adapter"]) != (self.adapter_name, self.ref_adapter):
+            raise ValueError(f"{directory} holds adapter {state['adapter_name']!r} / reference "
+                             f"{state['ref_adapter']!r}, this trainer has {self.adapter_name!r} / {self.ref_adapter!r}")
+        value_head = load_tensors(directory / "value_head.pt", map_location=self.device)
+        optimizer = load_tensors(directory / "optimizer.pt", map_location=self.device)
+        load_adapters(self.model, (self.adapter_name, self.ref_adapter), directory / "adapters")
+        self.value_head.load_state_dict(value_head)
+        self.optimizer.load_state_dict(optimizer)
+        self.kl_ctl.value, self.step_count, self.history = state["kl_coef"], state["step"], state["history"]
 
     def _prompt_batch(self, prompts: Sequence[str], batch_size: int) -> list[str]:
         """The prompts of the next step: passes over a fresh seeded permutation, a function of the step (resumable)."""
@@ -531,7 +591,14 @@ class PPOTrainer:
     def _check_rewards(self, rewards, n: int, source: str) -> torch.Tensor:
         """Rewards as a float tensor; a wrong count or a NaN/inf stops the run naming the step."""
         step = self.step_count + 1
-        values = rewards.detach().cpu().flatten().tolist() if isinstance(rewards, torch.Tensor) else list(rewards)
+        if rewards is None or isinstance(rewards, (str, bytes, int, float)):
+            raise ValueError(f"step {step}: {source} gave {type(rewards).__name__} {rewards!r}; expected a list of "
+                             f"{n} floats, one per response")
+        try:
+            values = rewards.detach().cpu().flatten().tolist() if isinstance(rewards, torch.Tensor) else list(rewards)
+        except TypeError as error:
+            raise ValueError(f"step {step}: {source} gave a {type(rewards).__name__}; expected a list of {n} floats, "
+                             "one per response") from error
         if len(values) != n:
             raise ValueError(f"step {step}: {source} has {len(values)} rewards for {n} responses")
         try:

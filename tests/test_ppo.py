@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 
+from rlxf.checkpoint import RunMismatch
 from rlxf.generation import collate, truncate_after_eos
 from rlxf.models import load_causal_lm
 from rlxf.ppo import (
@@ -335,11 +336,13 @@ def test_resume_errors_name_what_is_missing(tmp_path):
         trainer.train(PROMPTS, target_fraction(tokenizer), steps=2, resume=True)
     trainer.train(PROMPTS, target_fraction(tokenizer), steps=1)  # writes checkpoint-1 at the end
     other = PPOTrainer(tiny_lm()[0], tokenizer, config(output_dir=str(tmp_path / "run")), adapter_name="bot")
-    with pytest.raises(ValueError, match="holds adapter 'default'"):
+    with pytest.raises(RunMismatch, match=r"belongs to another PPO run: adapter.name: 'default' \(checkpoint\) vs 'bot'"):
         other.load_checkpoint()
-    with pytest.warns(UserWarning, match="holds checkpoints of an earlier run"):
+    with pytest.warns(UserWarning, match=r"held an earlier PPO run; moved it to .*run\.old-\d{8}-\d{6}"):
         PPOTrainer(tiny_lm()[0], tokenizer, config(output_dir=str(tmp_path / "run"))).train(
             PROMPTS, target_fraction(tokenizer), steps=1)
+    (old,) = tmp_path.glob("run.old-*")
+    assert (old / "checkpoint-1" / "trainer_state.json").is_file()  # the earlier run is kept, not overwritten
 
 
 def test_auto_resume_continues_only_a_run_with_the_same_settings(tmp_path):
@@ -349,9 +352,11 @@ def test_auto_resume_continues_only_a_run_with_the_same_settings(tmp_path):
     history = again.train(PROMPTS, target_fraction(tokenizer), steps=3, resume="auto")
     assert [m["step"] for m in history] == [1, 2, 3] and again.store.last_checkpoint.name == "checkpoint-3"
     changed = PPOTrainer(tiny_lm()[0], tokenizer, config(output_dir=str(tmp_path), learning_rate=3e-3))
-    with pytest.warns(UserWarning, match="other PPO settings"):
+    with pytest.warns(UserWarning, match=r"another PPO run \(settings.learning_rate: 0.005 \(checkpoint\) vs 0.003"):
         history = changed.train(PROMPTS, target_fraction(tokenizer), steps=1, resume="auto")
     assert [m["step"] for m in history] == [1]
+    (old,) = tmp_path.parent.glob(f"{tmp_path.name}.old-*")  # the other run moved aside, all its checkpoints kept
+    assert [p.name for p in sorted(old.glob("checkpoint-*"))] == ["checkpoint-2", "checkpoint-3"]
 
 
 def test_tensorboard_logging_or_a_clear_error(tmp_path):

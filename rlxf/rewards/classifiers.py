@@ -299,7 +299,7 @@ def load_saved_classifier(directory: str | Path, *, device: str | torch.device |
     directory = Path(directory)
     if not (directory / "config.json").is_file() or not any(directory.glob("*.safetensors")):
         raise FileNotFoundError(f"{directory}: no saved classifier here (expected config.json and *.safetensors)")
-    model = AutoModelForSequenceClassification.from_pretrained(directory)
+    model = AutoModelForSequenceClassification.from_pretrained(directory, use_safetensors=True)
     tokenizer = AutoTokenizer.from_pretrained(directory)
     model.to(device or "cpu").eval()
     return model, tokenizer

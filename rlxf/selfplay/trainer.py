@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -17,7 +16,11 @@ from rlxf.checkpoint import (
     RunStore,
     append_jsonl,
     atomic_dir,
+    check_count,
+    clean_orphans,
+    read_json,
     restore_rng,
+    settings_identity,
     truncate_jsonl,
 )
 from rlxf.generation import chat_prompt
@@ -51,8 +54,11 @@ class SelfPlaySettings:
     """save both adapters every this many rounds (and before the first and after the last) for ΔW trends; 0: off"""
     checkpoint_every: int = 1
     """write a checkpoint of the whole two-bot state every this many rounds (and at the end); 0: only at the end"""
+    keep_checkpoints: int | None = 3
+    """keep the newest this many checkpoints (older ones are removed after each save); 0 or None: keep all"""
     output_dir: str | None = None
-    """transcripts.jsonl, history.jsonl, snapshots/, checkpoint-<round>/ and each bot's PPO directory; None: none"""
+    """transcripts.jsonl, history.jsonl, snapshots/, checkpoint-<round>/ and each bot's PPO metrics; None: none.
+    A new run moves an earlier run found there aside to `<output_dir>.old-<YYYYmmdd-HHMMSS>` (nothing is deleted)"""
     seed: int = 0
     """debate d (counted over the whole run) is seeded seed + d: its issue and leading prompts"""
     progress_bar: bool = True
@@ -67,6 +73,11 @@ class SelfPlaySettings:
                 raise ValueError(f"SelfPlaySettings.{name} must be an int >= 1, got {getattr(self, name)!r}")
         if self.stop_streak is not None and (not isinstance(self.stop_streak, int) or self.stop_streak < 1):
             raise ValueError(f"SelfPlaySettings.stop_streak must be None or an int >= 1, got {self.stop_streak!r}")
+        if self.keep_checkpoints is not None and (isinstance(self.keep_checkpoints, bool)
+                                                  or not isinstance(self.keep_checkpoints, int)
+                                                  or self.keep_checkpoints < 0):
+            raise ValueError(f"SelfPlaySettings.keep_checkpoints must be None or an int >= 0, "
+                             f"got {self.keep_checkpoints!r}")
         if not self.neutral_low <= self.neutral_high:
             raise ValueError(f"SelfPlaySettings.neutral_low ({self.neutral_low}) must not exceed neutral_high "
                              f"({self.neutral_high})")
@@ -92,7 +103,10 @@ class SelfPlayTrainer:
     `<bot>/env/reward_mean`, `/env/response_length_mean`, `/objective/kl`, `/objective/kl_k3`, `/objective/kl_coef`,
     `/objective/entropy`, `/policy/clipfrac`, `/loss/policy`, `/loss/value`. With `output_dir`,
     transcripts (one turn per line, with `round` and `episode`), history, adapter snapshots and checkpoints of the
-    whole two-bot state are written there, and `train(resume=True)` continues exactly where a checkpoint left off.
+    whole two-bot state (`checkpoint-<round>/` with both bots' PPO state in `<bot>/`, checked by sha256) are written
+    there, and `train(resume=True)` continues exactly where a checkpoint left off. The run's fingerprint (the
+    self-play settings that change results, and per bot its PPO fingerprint: settings, model, adapter) is stored in
+    every checkpoint; see `train` for resuming and for a used output_dir.
     `rater`: who turns replies into ratings (default: `Rater.from_model` on the shared model, each bot rating under
     its own adapter).
     """
@@ -115,8 +129,9 @@ class SelfPlayTrainer:
         self.output_dir = Path(config.output_dir) if config.output_dir is not None else None
         self.trainers = {}
         for name in names:
+            # The bots' PPO state goes into the self-play checkpoints; the bots' own directories hold their metrics.
             bot_config = dataclasses.replace(
-                ppo_config, checkpoint_every=0, progress_bar=False,
+                ppo_config, checkpoint_every=0, keep_checkpoints=None, progress_bar=False,
                 output_dir=str(self.output_dir / name) if self.output_dir is not None else None)
             self.trainers[name] = PPOTrainer(model, tokenizer, bot_config, adapter_name=name)
         self.model = self.trainers[names[0]].model
@@ -133,7 +148,11 @@ class SelfPlayTrainer:
         self.ratings: list[float] = []  # every rating in order, for the neutral-streak stop
         self.stopped_at: int | None = None
         self.store = RunStore(self.output_dir, state_file="selfplay_state.json", kind="self-play", unit="round",
-                              owner="SelfPlaySettings", metrics_file="history.jsonl")
+                              owner="SelfPlaySettings", metrics_file="history.jsonl",
+                              keep_checkpoints=config.keep_checkpoints, run_files=("transcripts.jsonl", "snapshots"))
+        self.fingerprint = self.store.fingerprint = {
+            "kind": "self-play", "settings": settings_identity(config),
+            "bots": {name: {k: v for k, v in self.trainers[name].fingerprint.items() if k != "kind"} for name in names}}
 
     def _reply_fn(self, name: str) -> Callable[[str], Reply]:
         trainer = self.trainers[name]
@@ -203,18 +222,18 @@ class SelfPlayTrainer:
     def train(self, rounds: int | None = None, *, resume: bool | str | Path = False) -> list[dict]:
         """Train until `rounds` rounds are done (default: config.rounds) or the neutral streak stops it -> history.
 
-        `resume`: True continues from the latest checkpoint in output_dir, a path from that checkpoint.
+        `resume`: False starts a new run; True continues from the latest valid checkpoint in output_dir (a corrupt
+        one is skipped with a warning naming the file); a path continues from that checkpoint; "auto" continues
+        from the latest valid checkpoint if it has this run's fingerprint, else starts a new run (how notebook 05
+        re-runs: a stopped run continues, a changed setting starts afresh). A new run never mixes with an earlier
+        run's files: that run's whole directory is moved aside to `<output_dir>.old-<YYYYmmdd-HHMMSS>` with a
+        warning; nothing is deleted. Resuming (True or a path) from a checkpoint of another run (other settings,
+        seeds, model or adapters) raises `rlxf.checkpoint.RunMismatch` saying what differs.
         """
-        rounds = self.config.rounds if rounds is None else rounds
-        if not isinstance(rounds, int) or rounds < 0:
-            raise ValueError(f"train(): rounds must be an int >= 0, got {rounds!r}")
-        if not self.store.resume(resume, self.round, self.config, self.load_checkpoint) and (
-                self.round == 0 and self.output_dir is not None and self.output_dir.is_dir()):
-            # A new run in a used directory: an earlier run's files would mix with this one's.
-            for stale in ("transcripts.jsonl", "history.jsonl"):
-                (self.output_dir / stale).unlink(missing_ok=True)
-            for stale in [self.output_dir / "snapshots", *self.output_dir.glob("checkpoint-*")]:
-                shutil.rmtree(stale, ignore_errors=True)
+        rounds = self.config.rounds if rounds is None else check_count(rounds, "train(rounds=...)")
+        self.store.begin(resume, self.round, self.load_checkpoint)
+        if self.output_dir is not None:
+            clean_orphans(self.output_dir / "snapshots")
         if self.round == 0:
             self._snapshot()
 
@@ -256,26 +275,39 @@ class SelfPlayTrainer:
         return path
 
     def save_checkpoint(self) -> Path:
-        """Both bots' PPO checkpoints, then (atomically) the round, counters, history and RNG state."""
+        """The whole two-bot state as one checkpoint, atomically: each bot's PPO state in `<bot>/`, then the round,
+        counters, history, RNG state and the checksums of all of it."""
         if self.output_dir is None:
             raise ValueError("save_checkpoint(): SelfPlaySettings.output_dir is None")
-        bot_checkpoints = {name: self.trainers[name].save_checkpoint() for name in self.names}
-        return self.store.save(self.round, {
+
+        def write_extras(tmp: Path) -> None:
+            for name, trainer in self.trainers.items():
+                (tmp / name).mkdir()
+                trainer.write_checkpoint_files(tmp / name)
+                (tmp / name / trainer.store.state_file).write_text(json.dumps(trainer.checkpoint_state(), indent=1))
+
+        path = self.store.save(self.round, {
             "round": self.round, "episodes": self.episodes, "transcript_lines": self.transcript_lines,
             "names": self.names, "stopped_at": self.stopped_at, "ratings": self.ratings,
             "rater_counts": {PARSED: self.rater.stats[PARSED], FALLBACK: self.rater.stats[FALLBACK]},
-            "bot_checkpoints": {name: str(p.relative_to(self.output_dir)) for name, p in bot_checkpoints.items()},
-            "config": dataclasses.asdict(self.config), "history": self.history})
+            "config": dataclasses.asdict(self.config), "history": self.history}, write_extras)
+        for trainer in self.trainers.values():
+            trainer.store.last_checkpoint = path
+        return path
 
     def load_checkpoint(self, path: str | Path | None = None) -> Path:
-        """Restore what `save_checkpoint` wrote (default: the latest checkpoint in output_dir)."""
+        """Restore what `save_checkpoint` wrote (default: the latest valid checkpoint in output_dir), after checking
+        the checksums (a corrupt file is named) and the run's fingerprint (`RunMismatch`)."""
         if self.output_dir is None:
             raise ValueError("load_checkpoint(): SelfPlaySettings.output_dir is None")
         path, state = self.store.load(path)
         if state["names"] != self.names:
             raise ValueError(f"{path} holds the bots {state['names']}, this trainer has {self.names}")
-        for name in self.names:
-            self.trainers[name].load_checkpoint(self.output_dir / state["bot_checkpoints"][name])
+        for name, trainer in self.trainers.items():
+            # Checkpoints of rlxf before checksums kept each bot's PPO checkpoint in the bot's own directory.
+            bot_dir = self.output_dir / state["bot_checkpoints"][name] if "bot_checkpoints" in state else path / name
+            trainer.restore_checkpoint(bot_dir, read_json(bot_dir / trainer.store.state_file))
+            trainer.store.loaded(bot_dir, trainer.history)
         self.round, self.episodes = state["round"], state["episodes"]
         self.transcript_lines, self.history = state["transcript_lines"], state["history"]
         self.ratings, self.stopped_at = state["ratings"], state["stopped_at"]
@@ -283,8 +315,7 @@ class SelfPlayTrainer:
         restore_rng(path)
         # Drop what rounds after the checkpoint wrote.
         truncate_jsonl(self.output_dir / "transcripts.jsonl", self.transcript_lines, path)
-        self.store.rewrite_metrics(self.history)
-        self.store.last_checkpoint = path
+        self.store.loaded(path, self.history)
         return path
 
     @property
