@@ -170,9 +170,29 @@ def test_shared_parameters_reach_only_the_notebooks_that_declare_them(tmp_path):
         run.plan(profile, notebooks, None, [])
 
 
+# What each notebook reads from earlier ones (docs/ARCHITECTURE.md, "What notebooks hand to each other").
+NEEDS = {"02": ["01"], "03": ["01", "02"], "04": ["01", "02", "03"], "05": ["01", "02"], "06": ["02", "05"],
+         "07": ["01", "02", "03", "04"]}
+
+
+def _smoke_inputs_for(key: str) -> None:
+    """Run the notebooks `key` reads from unless this smoke profile already ran them: a test can run alone (-k)."""
+    smoke = run.load_profile("smoke")
+    done = {entry["key"] for entry in run.read_summary(smoke.artifacts_dir)["notebooks"] if entry["status"] == "ok"}
+    missing = [k for k in NEEDS.get(key, []) if k not in done]
+    if missing:
+        assert run.main(["--profile", "smoke", "--only", *missing]) == 0
+
+
+def test_every_notebook_has_its_inputs_listed():
+    assert set(NEEDS) == set(run.discover_notebooks()) - {"01"}
+
+
 @pytest.mark.parametrize("key", [k for k in run.discover_notebooks() if k != "01"])
 def test_every_notebook_runs_on_the_smoke_profile(key, capsys):
     """Each later notebook, alone on the smoke profile (tiny models, fixture corpora), writes its figures."""
+    _smoke_inputs_for(key)
+    capsys.readouterr()
     assert run.main(["--profile", "smoke", "--only", key]) == 0
     name = run.discover_notebooks()[key].name
     assert name in capsys.readouterr().out
