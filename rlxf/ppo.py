@@ -436,13 +436,18 @@ class PPOTrainer:
         if len(queries) != len(responses):
             raise ValueError(f"step(): {len(queries)} queries but {len(responses)} responses")
         queries = [token_ids(self.tokenizer, q, "queries", i, special_tokens=True) for i, q in enumerate(queries)]
-        responses = [token_ids(self.tokenizer, r, "responses", i, special_tokens=False) for i, r in enumerate(responses)]
+        responses = [
+            token_ids(self.tokenizer, r, "responses", i, special_tokens=False) for i, r in enumerate(responses)
+        ]
         scores = self._check_rewards(rewards, len(queries), "step(rewards=...)")
         return self._ppo_step(queries, responses, scores, timings={})
 
     @torch.no_grad()
     def generate(self, prompts: Sequence[str]) -> tuple[list[torch.Tensor], list[torch.Tensor], list[str]]:
-        """Sample one reply per prompt (batched, KV cache, left padding, stops at EOS) -> (queries, responses, texts)."""
+        """Sample one reply per prompt -> (queries, responses, texts).
+
+        Batched, with the KV cache and left padding; each reply stops at EOS.
+        """
         cfg = self.config
         queries = [token_ids(self.tokenizer, p, "prompts", i, special_tokens=True) for i, p in enumerate(prompts)]
         self.model.set_adapter(self.adapter_name)
@@ -467,7 +472,8 @@ class PPOTrainer:
         if steps < 0 or batch_size < self.config.num_minibatches:
             raise ValueError(f"train(): need steps >= 0 and batch_size >= num_minibatches, got {steps}, {batch_size}")
         resumed = self.store.resume(resume, self.step_count, self.config, self.load_checkpoint)
-        if not resumed and self.step_count == 0 and self.config.output_dir and latest_checkpoint(self.config.output_dir):
+        if (not resumed and self.step_count == 0 and self.config.output_dir
+                and latest_checkpoint(self.config.output_dir)):
             warnings.warn(f"{self.config.output_dir} holds checkpoints of an earlier run; this run starts afresh and "
                           "overwrites metrics.jsonl (pass resume=True to continue it)", stacklevel=2)
 

@@ -29,7 +29,9 @@ def word_count(texts: Iterable[str]) -> np.ndarray:
     return np.array([len(t.split()) for t in texts])
 
 
-def distinctive_words(texts_a: Iterable[str], texts_b: Iterable[str], top_k: int = 15, min_count: int = 5) -> pd.DataFrame:
+def distinctive_words(
+    texts_a: Iterable[str], texts_b: Iterable[str], top_k: int = 15, min_count: int = 5
+) -> pd.DataFrame:
     """Words most associated with corpus A vs B by the log-odds ratio with an informative Dirichlet prior.
 
     Monroe, Colaresi & Quinn (2008), "Fightin' Words": the z-score of the log-odds difference, with the pooled

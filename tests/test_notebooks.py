@@ -1,4 +1,7 @@
-"""Notebook hygiene (STYLE.md): stored without outputs, one literal parameters cell, a title, a summary."""
+"""Notebook hygiene (the house style, ../shared/STYLE.md).
+
+Stored without outputs, one literal parameters cell, a title, a summary.
+"""
 
 from __future__ import annotations
 
