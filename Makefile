@@ -35,10 +35,10 @@ gpu: $(STAMP)
 	$(BIN)/python -m rlxf.run --profile gpu
 
 lint: $(STAMP)
-	$(BIN)/ruff check rlxf tests benchmarks
+	$(BIN)/ruff check rlxf tests benchmarks notebooks
 
 test: $(STAMP)
-	$(BIN)/ruff check rlxf tests benchmarks
+	$(BIN)/ruff check rlxf tests benchmarks notebooks
 	$(OFFLINE) $(BIN)/python -m pytest -q
 
 clean-artifacts:

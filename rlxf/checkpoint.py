@@ -50,7 +50,10 @@ class CorruptCheckpoint(CheckpointError):
 
 
 class RunMismatch(CheckpointError):
-    """A checkpoint written by another run (other settings, seed, model, adapters or data); the message says what differs."""
+    """A checkpoint written by another run (other settings, seed, model, adapters or data).
+
+    The message says what differs.
+    """
 
 
 def checkpoint_dir(output_dir: str | Path, step: int) -> Path:

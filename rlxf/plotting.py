@@ -1,4 +1,5 @@
-"""One way to save figures: `figures/NN_what.png`, fixed size and dpi, no timestamps in the file."""
+"""Figure conventions shared by the notebooks: one way to save figures (`figures/NN_what.png`, fixed dpi, no
+timestamps in the file), one colour per party, one way to draw the neutral rating band."""
 
 from __future__ import annotations
 
@@ -13,6 +14,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 DPI = 110
 _FIGURE_NAME = re.compile(r"^\d\d_[a-z0-9_]+$")
 
+PARTY_COLOURS = {"Democrat": "#3b6fb6", "Republican": "#c0392b"}
+"""one colour per party in every figure, keyed as `rlxf.data.political.PARTIES` spells them"""
+NEUTRAL_BAND_COLOUR = "grey"
+
 
 def save_figure(fig: plt.Figure, figures_dir: str | Path, name: str) -> Path:
     """Save `fig` as `<figures_dir>/<name>.png`; `name` must look like `01_class_balance`."""
@@ -23,3 +28,18 @@ def save_figure(fig: plt.Figure, figures_dir: str | Path, name: str) -> Path:
     # metadata={"Software": None} drops the matplotlib version stamp so re-runs give identical files.
     fig.savefig(out, dpi=DPI, bbox_inches="tight", metadata={"Software": None})
     return out
+
+
+def party_colour(party: str) -> str:
+    """The colour of `party`, spelled as in the data ("Democrat") or as a bot's name ("democrat")."""
+    for name, colour in PARTY_COLOURS.items():
+        if party.lower() == name.lower():
+            return colour
+    raise KeyError(f"no colour for party {party!r}; expected one of {sorted(PARTY_COLOURS)} (any case)")
+
+
+def draw_neutral_band(ax: plt.Axes, low: float, high: float):
+    """Shade the ratings in [low, high] that count as neutral (e.g. `SelfPlaySettings.neutral_low/high`)."""
+    if not low <= high:
+        raise ValueError(f"neutral band: low ({low}) must not exceed high ({high})")
+    return ax.axhspan(low, high, color=NEUTRAL_BAND_COLOUR, alpha=0.15, label=f"neutral band {low:g}-{high:g}")

@@ -332,7 +332,8 @@ class PPOTrainer:
         self._logits_to_keep = "logits_to_keep" in inspect.signature(forward).parameters
         self.step_count, self.history = 0, []
         self.store = RunStore(config.output_dir, state_file="trainer_state.json", kind="PPO", unit="step",
-                              owner="PPOSettings", metrics_file="metrics.jsonl", keep_checkpoints=config.keep_checkpoints,
+                              owner="PPOSettings", metrics_file="metrics.jsonl",
+                              keep_checkpoints=config.keep_checkpoints,
                               tensorboard="PPOSettings.log_with_tensorboard" if config.log_with_tensorboard else None)
         self.fingerprint = self.store.fingerprint = {
             "kind": "PPO", "settings": settings_identity(config), "model": model_identity(self.model),
@@ -462,13 +463,16 @@ class PPOTrainer:
         """
         for name, value in (("queries", queries), ("responses", responses)):
             if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
-                raise ValueError(f"step({name}=...): expected a list (one entry per sample), got {type(value).__name__}")
+                raise ValueError(f"step({name}=...): expected a list (one entry per sample), "
+                                 f"got {type(value).__name__}")
         if len(queries) == 0:
             raise ValueError("step(queries=...): the batch is empty; expected at least one (query, response, reward)")
         if len(queries) != len(responses):
             raise ValueError(f"step(): {len(queries)} queries but {len(responses)} responses")
         queries = [token_ids(self.tokenizer, q, "queries", i, special_tokens=True) for i, q in enumerate(queries)]
-        responses = [token_ids(self.tokenizer, r, "responses", i, special_tokens=False) for i, r in enumerate(responses)]
+        responses = [
+            token_ids(self.tokenizer, r, "responses", i, special_tokens=False) for i, r in enumerate(responses)
+        ]
         scores = self._check_rewards(rewards, len(queries), "step(rewards=...)")
         if self.step_count == 0:
             self.store.start_fresh()
@@ -476,7 +480,10 @@ class PPOTrainer:
 
     @torch.no_grad()
     def generate(self, prompts: Sequence[str]) -> tuple[list[torch.Tensor], list[torch.Tensor], list[str]]:
-        """Sample one reply per prompt (batched, KV cache, left padding, stops at EOS) -> (queries, responses, texts)."""
+        """Sample one reply per prompt -> (queries, responses, texts).
+
+        Batched, with the KV cache and left padding; each reply stops at EOS.
+        """
         cfg = self.config
         queries = [token_ids(self.tokenizer, p, "prompts", i, special_tokens=True) for i, p in enumerate(prompts)]
         self.model.set_adapter(self.adapter_name)

@@ -29,7 +29,8 @@ from rlxf.paths import REPO_ROOT
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
 CONFIGS_DIR = REPO_ROOT / "configs"
 PROFILES = ("smoke", "demo", "gpu")
-# Parameters the runner passes to every notebook; STYLE.md asks every notebook to declare them.
+# Parameters the runner passes to every notebook; the house style (../shared/STYLE.md) asks every notebook to
+# declare them.
 COMMON_PARAMS = ("profile", "seed", "data_dir", "artifacts_dir", "figures_dir")
 _NOTEBOOK_NAME = re.compile(r"^(\d\d)_[a-z0-9_]+\.ipynb$")
 
@@ -71,7 +72,9 @@ def discover_notebooks(notebooks_dir: Path = NOTEBOOKS_DIR) -> dict[str, Path]:
         if match is None:
             continue
         if match.group(1) in found:
-            raise RunnerError(f"two notebooks share the number {match.group(1)}: {found[match.group(1)].name}, {path.name}")
+            raise RunnerError(
+                f"two notebooks share the number {match.group(1)}: {found[match.group(1)].name}, {path.name}"
+            )
         found[match.group(1)] = path
     return found
 
@@ -256,7 +259,9 @@ def _figures_since(figures_dir: Path, key: str, since: float) -> list[str]:
     return sorted(p.name for p in figures_dir.glob(f"{key}_*.png") if p.stat().st_mtime >= since)
 
 
-def execute(profile: Profile, steps: list[tuple[str, Path, dict[str, Any]]], *, log_output: bool = False) -> list[NotebookRun]:
+def execute(
+    profile: Profile, steps: list[tuple[str, Path, dict[str, Any]]], *, log_output: bool = False
+) -> list[NotebookRun]:
     """Run the planned notebooks in order; stop at the first failure with the notebook and cell named.
 
     A notebook executes into `NN_name.running.ipynb`, which becomes `NN_name.ipynb` only when it succeeds (a failed
@@ -285,13 +290,15 @@ def execute(profile: Profile, steps: list[tuple[str, Path, dict[str, Any]]], *, 
             runs.append(NotebookRun(key, path.name, seconds, [], str(failed), status="failed"))
             _write_summary(profile, runs)
             raise RunnerError(
-                f"{path.name} failed at cell {err.cell_index} (execution count {err.exec_count}) after {seconds:.0f} s: "
+                f"{path.name} failed at cell {err.cell_index} (execution count {err.exec_count}) "
+                f"after {seconds:.0f} s: "
                 f"{err.ename}: {err.evalue}\nexecuted copy with the traceback: {failed}"
             ) from None
         running.replace(output)
         (out_dir / f"{path.stem}.failed.ipynb").unlink(missing_ok=True)
         seconds = time.time() - started
-        runs.append(NotebookRun(key, path.name, seconds, _figures_since(profile.figures_dir, key, started), str(output)))
+        figures = _figures_since(profile.figures_dir, key, started)
+        runs.append(NotebookRun(key, path.name, seconds, figures, str(output)))
         _write_summary(profile, runs)
     return runs
 

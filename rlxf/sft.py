@@ -344,7 +344,7 @@ def _history(log_history: list[dict]) -> list[dict[str, float]]:
 
 
 def write_model_card(adapter_dir: str | Path, fields: dict[str, Any], *, title: str | None = None) -> Path:
-    """Write README.md (YAML front matter for the hub, then a field/value table) into `adapter_dir`; returns its path."""
+    """Write README.md into `adapter_dir` (YAML front matter for the hub, then a field/value table); return its path."""
     adapter_dir = Path(adapter_dir)
     if not adapter_dir.is_dir():
         raise FileNotFoundError(f"adapter_dir {str(adapter_dir)!r} is not a directory")
@@ -473,7 +473,8 @@ def _mean_nll(model, examples: list[dict], *, pad_token_id: int, batch_size: int
                 length = len(example["input_ids"])
                 input_ids[row, width - length :] = torch.tensor(example["input_ids"])
                 labels[row, width - length :] = torch.tensor(example["labels"])
-                labels[row, width - length] = IGNORE_INDEX  # a first token has no prefix (it would be "predicted" by a pad)
+                # a first token has no prefix (it would be "predicted" by a pad)
+                labels[row, width - length] = IGNORE_INDEX
                 mask[row, width - length :] = 1
             # Positions count real tokens only, so a left-padded sequence is scored as if it stood alone.
             position_ids = (mask.cumsum(-1) - 1).clamp(min=0)

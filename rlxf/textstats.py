@@ -29,7 +29,9 @@ def word_count(texts: Iterable[str]) -> np.ndarray:
     return np.array([len(t.split()) for t in texts])
 
 
-def distinctive_words(texts_a: Iterable[str], texts_b: Iterable[str], top_k: int = 15, min_count: int = 5) -> pd.DataFrame:
+def distinctive_words(
+    texts_a: Iterable[str], texts_b: Iterable[str], top_k: int = 15, min_count: int = 5
+) -> pd.DataFrame:
     """Words most associated with corpus A vs B by the log-odds ratio with an informative Dirichlet prior.
 
     Monroe, Colaresi & Quinn (2008), "Fightin' Words": the z-score of the log-odds difference, with the pooled
@@ -41,7 +43,8 @@ def distinctive_words(texts_a: Iterable[str], texts_b: Iterable[str], top_k: int
         count_a.update(words(t))
     for t in texts_b:
         count_b.update(words(t))
-    vocab = [w for w in set(count_a) | set(count_b) if count_a[w] + count_b[w] >= min_count]
+    # sorted: ties in z must break the same way whatever PYTHONHASHSEED is (a set's order is not)
+    vocab = sorted(w for w in set(count_a) | set(count_b) if count_a[w] + count_b[w] >= min_count)
     if not vocab:
         raise ValueError(f"no word occurs at least min_count={min_count} times in the two corpora")
     ya = np.array([count_a[w] for w in vocab], dtype=float)

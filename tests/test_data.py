@@ -130,7 +130,9 @@ def test_plato_turn_table_on_fixtures(hydrated):
     crito = turns[turns["dialogue"] == "Crito"].reset_index(drop=True)
     assert crito.loc[0, ["speaker", "utterance", "previous", "previous_speaker"]].tolist() == [
         "SOCRATES", "Why have you come at this hour, Crito? it must be quite early.", "", ""]
-    assert crito.loc[5, "utterance"] == "He knows me because I often come, Socrates; moreover. I have done him a kindness."
+    assert crito.loc[5, "utterance"] == (
+        "He knows me because I often come, Socrates; moreover. I have done him a kindness."
+    )
     for _, dialogue in turns.groupby("dialogue"):
         assert dialogue["turn_index"].tolist() == list(range(len(dialogue)))
         assert dialogue["previous"].iloc[1:].tolist() == dialogue["utterance"].iloc[:-1].tolist()

@@ -39,7 +39,7 @@ def settings(output_dir, **overrides) -> PPOSettings:
 
 
 def toy_reward(tokenizer, delay_s: float = 0.0):
-    """The fraction of reply tokens with an id divisible by 8 (`delay_s`: a slow reward, so that a kill lands mid-run)."""
+    """The fraction of reply tokens with an id divisible by 8 (`delay_s`: a slow reward, so a kill lands mid-run)."""
     def reward_fn(prompts, completions):
         time.sleep(delay_s)
         ids = [tokenizer(c, add_special_tokens=False)["input_ids"] for c in completions]

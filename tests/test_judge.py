@@ -67,7 +67,10 @@ class FakeOpenAI(BaseHTTPRequestHandler):
         if server.mode == "garbage":
             self._send(200, b"<html>not json</html>")
             return
-        content = "I cannot decide." if server.mode == "no_verdict" else scripted_answer(body["messages"][-1]["content"])
+        if server.mode == "no_verdict":
+            content = "I cannot decide."
+        else:
+            content = scripted_answer(body["messages"][-1]["content"])
         payload = {"choices": [{"index": 0, "message": {"role": "assistant", "content": content}}]}
         self._send(200, json.dumps(payload).encode())
 

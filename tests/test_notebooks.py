@@ -1,4 +1,7 @@
-"""Notebook hygiene (STYLE.md): stored without outputs, one literal parameters cell, a title, a summary."""
+"""Notebook hygiene (the house style, ../shared/STYLE.md).
+
+Stored without outputs, one literal parameters cell, a title, a summary.
+"""
 
 from __future__ import annotations
 
@@ -116,4 +119,5 @@ def test_summary_numbers_are_computed_not_typed(path):
             body = cell.source.removeprefix("## Summary")
             assert not any(ch.isdigit() for ch in body), f"{path.name}: Summary text holds a number: {body!r}"
         else:
-            assert not typed_in_numbers(cell.source), f"{path.name}: Summary code types in {typed_in_numbers(cell.source)}"
+            typed = typed_in_numbers(cell.source)
+            assert not typed, f"{path.name}: Summary code types in {typed}"

@@ -336,7 +336,8 @@ def test_resume_errors_name_what_is_missing(tmp_path):
         trainer.train(PROMPTS, target_fraction(tokenizer), steps=2, resume=True)
     trainer.train(PROMPTS, target_fraction(tokenizer), steps=1)  # writes checkpoint-1 at the end
     other = PPOTrainer(tiny_lm()[0], tokenizer, config(output_dir=str(tmp_path / "run")), adapter_name="bot")
-    with pytest.raises(RunMismatch, match=r"belongs to another PPO run: adapter.name: 'default' \(checkpoint\) vs 'bot'"):
+    mismatch = r"belongs to another PPO run: adapter.name: 'default' \(checkpoint\) vs 'bot'"
+    with pytest.raises(RunMismatch, match=mismatch):
         other.load_checkpoint()
     with pytest.warns(UserWarning, match=r"held an earlier PPO run; moved it to .*run\.old-\d{8}-\d{6}"):
         PPOTrainer(tiny_lm()[0], tokenizer, config(output_dir=str(tmp_path / "run"))).train(

@@ -130,8 +130,10 @@ def test_classification_report_hand_checked():
     report = classification_report(y, p1, labels=["Non-MET", "MET"])
     assert report["accuracy"] == pytest.approx(3 / 5)
     assert report["confusion_matrix"] == [[2, 1], [1, 1]]
-    assert report["per_class"]["Non-MET"] == pytest.approx({"precision": 2 / 3, "recall": 2 / 3, "f1": 2 / 3, "support": 3})
-    assert report["per_class"]["MET"] == pytest.approx({"precision": 1 / 2, "recall": 1 / 2, "f1": 1 / 2, "support": 2})
+    non_met = {"precision": 2 / 3, "recall": 2 / 3, "f1": 2 / 3, "support": 3}
+    met = {"precision": 1 / 2, "recall": 1 / 2, "f1": 1 / 2, "support": 2}
+    assert report["per_class"]["Non-MET"] == pytest.approx(non_met)
+    assert report["per_class"]["MET"] == pytest.approx(met)
     assert report["macro_f1"] == pytest.approx(7 / 12)
     assert report["roc_auc"] == pytest.approx(5 / 6)  # 0.9 beats all 3 negatives, 0.4 beats 2 of them
     two_column = classification_report(y, np.stack([1 - np.array(p1), p1], axis=1), labels=["Non-MET", "MET"])
@@ -168,10 +170,11 @@ def test_save_and_load_classifier(tmp_path, classifier):
     directory = save_classifier(model, tokenizer, tmp_path / "party")
     assert (directory / "model.safetensors").is_file()
     loaded, loaded_tokenizer = load_saved_classifier(directory)
-    assert np.allclose(predict_proba(loaded, loaded_tokenizer, COMPLETIONS), predict_proba(model, tokenizer, COMPLETIONS),
-                       atol=1e-6)
+    assert np.allclose(predict_proba(loaded, loaded_tokenizer, COMPLETIONS),
+                       predict_proba(model, tokenizer, COMPLETIONS), atol=1e-6)
     reward = ClassifierReward.from_saved(directory, label=1, name="p_rep")
-    assert reward(PROMPTS, COMPLETIONS) == pytest.approx(ClassifierReward(model, tokenizer)(PROMPTS, COMPLETIONS), abs=1e-6)
+    in_memory = ClassifierReward(model, tokenizer)(PROMPTS, COMPLETIONS)
+    assert reward(PROMPTS, COMPLETIONS) == pytest.approx(in_memory, abs=1e-6)
     with pytest.raises(FileNotFoundError, match="no saved classifier"):
         load_saved_classifier(tmp_path / "missing")
 

@@ -78,9 +78,11 @@ def test_only_selects_and_rejects_unknown_numbers(tmp_path):
 
 def test_first_failure_stops_the_run_and_names_notebook_and_cell(tmp_path):
     notebooks = {
-        "01": _notebook(tmp_path / "01_ok.ipynb", "from pathlib import Path\nPath(artifacts_dir, 'ran01').write_text('y')"),
+        "01": _notebook(tmp_path / "01_ok.ipynb",
+                        "from pathlib import Path\nPath(artifacts_dir, 'ran01').write_text('y')"),
         "02": _notebook(tmp_path / "02_bad.ipynb", "raise ValueError('boom in 02')"),
-        "03": _notebook(tmp_path / "03_never.ipynb", "from pathlib import Path\nPath(artifacts_dir, 'ran03').write_text('y')"),
+        "03": _notebook(tmp_path / "03_never.ipynb",
+                        "from pathlib import Path\nPath(artifacts_dir, 'ran03').write_text('y')"),
     }
     profile = _profile(tmp_path)
     steps = run.plan(profile, notebooks, None, [])
@@ -215,7 +217,8 @@ def test_smoke_run_writes_the_committed_names():
 def test_overriding_the_output_directories_moves_the_runners_outputs_too(tmp_path):
     notebooks = {"01": _notebook(tmp_path / "01_a.ipynb", "pass")}
     profile = _profile(tmp_path)
-    steps = run.plan(profile, notebooks, None, [f"artifacts_dir={tmp_path / 'elsewhere'}", f"figures_dir={tmp_path / 'figs'}"])
+    overrides = [f"artifacts_dir={tmp_path / 'elsewhere'}", f"figures_dir={tmp_path / 'figs'}"]
+    steps = run.plan(profile, notebooks, None, overrides)
     assert steps[0][2]["artifacts_dir"] == str(tmp_path / "elsewhere") == str(profile.artifacts_dir)
     assert steps[0][2]["figures_dir"] == str(tmp_path / "figs") == str(profile.figures_dir)
     run.execute(profile, steps)
@@ -229,4 +232,5 @@ def test_require_inputs_names_the_missing_input_and_the_notebook_that_writes_it(
     (tmp_path / "present").mkdir()
     require_inputs({"present": (tmp_path / "present", "02")}, "smoke")
     with pytest.raises(FileNotFoundError, match=r"party classifier not found at .*absent: run notebook 03 .*--only 03"):
-        require_inputs({"present": (tmp_path / "present", "02"), "party classifier": (tmp_path / "absent", "03")}, "smoke")
+        inputs = {"present": (tmp_path / "present", "02"), "party classifier": (tmp_path / "absent", "03")}
+        require_inputs(inputs, "smoke")

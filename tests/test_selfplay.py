@@ -501,7 +501,8 @@ def test_selfplay_rejects_bad_settings():
 def test_peak_memory_sees_an_allocation():
     from rlxf.memory import peak_memory
 
-    small, large = peak_memory("rlxf.memory:hold", {"megabytes": 0}), peak_memory("rlxf.memory:hold", {"megabytes": 300})
+    small = peak_memory("rlxf.memory:hold", {"megabytes": 0})
+    large = peak_memory("rlxf.memory:hold", {"megabytes": 300})
     assert large["result"] == 300 and small["measure"] == large["measure"]
     if large["measure"] in ("VmHWM", "ru_maxrss"):  # pytest's own big process must not leak into the child's peak
         assert 250 * 2**20 < large["peak_bytes"] - small["peak_bytes"] < 400 * 2**20

@@ -105,7 +105,10 @@ _CLASS_NUMBER = re.compile(r"^\s*\d+(?:\.\d+)*\.?\s*")
 
 
 def policy_prompt(country: str, arr_type: str, econ_class: str, template: str = POLICY_PROMPT_TEMPLATE) -> str:
-    """The policy's prompt for one programme; the classification loses its MONA number ("1.8. Budget ..." -> "budget ...")."""
+    """The policy's prompt for one programme.
+
+    The classification loses its MONA number ("1.8. Budget ..." -> "budget ...").
+    """
     goal = _CLASS_NUMBER.sub("", econ_class).rstrip(". ")
     goal = goal[:1].lower() + goal[1:] if goal[:2] != goal[:2].upper() else goal  # keep acronyms ("VAT ...")
     return template.format(country=country.title(), arr_type=f"{arr_type} arrangement", econ_class=goal)

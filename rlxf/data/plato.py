@@ -187,7 +187,9 @@ def build_plato(plato_dir: Path, seed: int = 0) -> tuple[pd.DataFrame, dict]:
         raise FileNotFoundError(f"{plato_dir}: expected Project Gutenberg Plato texts (*.txt), found none")
     dialogues = [parse_dialogue(path) for path in files]
     if all(dialogue.skip_reason is not None for dialogue in dialogues):
-        reasons = "; ".join(f"{path.name}: {dialogue.skip_reason}" for path, dialogue in zip(files, dialogues, strict=True))
+        reasons = "; ".join(
+            f"{path.name}: {dialogue.skip_reason}" for path, dialogue in zip(files, dialogues, strict=True)
+        )
         raise DataError(
             f"{plato_dir}: no speaker-labelled turns: all {len(files)} file(s) are narrated dialogues, speeches or "
             f"monologues ({reasons}); expected at least one dialogue whose speakers are labelled 'NAME:  text' "

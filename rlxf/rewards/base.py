@@ -1,4 +1,6 @@
-"""The reward_fn protocol: every reward source behind one signature, `reward_fn(prompts, completions, **kwargs) -> list[float]`.
+"""The reward_fn protocol: every reward source behind one signature.
+
+`reward_fn(prompts, completions, **kwargs) -> list[float]`.
 
 The same object serves `rlxf.ppo` (positional `reward_fn(prompts, completions)`) and TRL's GRPO/RLOO trainers,
 which call `f(prompts=..., completions=..., completion_ids=..., trainer_state=..., <extra dataset columns>...)`
@@ -50,7 +52,8 @@ def check_batch(prompts: Sequence, completions: Sequence) -> tuple[list[str], li
     prompts, completions = list(prompts), list(completions)
     if len(prompts) != len(completions):
         raise ValueError(
-            f"prompts and completions differ in length ({len(prompts)} vs {len(completions)}): one prompt per completion"
+            f"prompts and completions differ in length ({len(prompts)} vs {len(completions)}): "
+            "one prompt per completion"
         )
     return (
         [_as_text(p, i, "prompts") for i, p in enumerate(prompts)],
@@ -115,5 +118,7 @@ class CombinedReward(RewardFunction):
         return self.weights @ table / self.weights.sum()
 
     def __repr__(self) -> str:
-        parts = ", ".join(f"{getattr(r, '__name__', '?')}*{w:g}" for r, w in zip(self.rewards, self.weights, strict=True))
+        parts = ", ".join(
+            f"{getattr(r, '__name__', '?')}*{w:g}" for r, w in zip(self.rewards, self.weights, strict=True)
+        )
         return f"CombinedReward(name={self.__name__!r}, {parts})"

@@ -172,7 +172,9 @@ def train_classifier(
         raise ValueError("the tokenizer has no pad token: set tokenizer.pad_token before training")
     low_precision = {str(p.dtype) for p in model.parameters() if p.dtype != torch.float32}
     if low_precision and not torch.cuda.is_available():
-        raise ValueError(f"the model has {sorted(low_precision)} weights: train in fp32 on CPU (load it with dtype='fp32')")
+        raise ValueError(
+            f"the model has {sorted(low_precision)} weights: train in fp32 on CPU (load it with dtype='fp32')"
+        )
 
     counts = np.bincount(labels, minlength=num_labels)
     if isinstance(class_weights, str):

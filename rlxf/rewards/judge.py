@@ -249,7 +249,9 @@ class VerdictSentiment:
 
     def __init__(self, model, tokenizer, *, positive_label: int = 1, batch_size: int = 32, max_length: int = 128):
         if not 0 <= positive_label < int(model.config.num_labels):
-            raise ValueError(f"positive_label {positive_label} is not a class of this {model.config.num_labels}-way model")
+            raise ValueError(
+                f"positive_label {positive_label} is not a class of this {model.config.num_labels}-way model"
+            )
         self.model, self.tokenizer = model, tokenizer
         self.positive_label, self.batch_size, self.max_length = positive_label, batch_size, max_length
 
@@ -396,7 +398,10 @@ class Evaluator(RewardFunction):
         return table @ self.weights / self.weights.sum()
 
     def __repr__(self) -> str:
-        return f"Evaluator(name={self.__name__!r}, judge={self.judge!r}, criteria={list(self.criteria)}, combine={self.combine!r})"
+        return (
+            f"Evaluator(name={self.__name__!r}, judge={self.judge!r}, criteria={list(self.criteria)}, "
+            f"combine={self.combine!r})"
+        )
 
 
 def ranking_accuracy(scores_genuine: Sequence[float], scores_other: Sequence[float]) -> float:

@@ -124,7 +124,9 @@ def train_reward_model(model, tokenizer, pairs, settings: PreferenceSettings) ->
     if not pairs:
         raise ValueError("pairs is empty: expected at least one preference pair")
     if int(model.config.num_labels) != 1:
-        raise ValueError(f"a reward model needs num_labels=1 (one scalar per text); this model has {model.config.num_labels}")
+        raise ValueError(
+            f"a reward model needs num_labels=1 (one scalar per text); this model has {model.config.num_labels}"
+        )
     if tokenizer.pad_token is None:
         raise ValueError("the tokenizer has no pad token: set tokenizer.pad_token before training")
     dataset = Dataset.from_dict({
@@ -268,7 +270,9 @@ class RewardEnsemble(RewardFunction):
             score_texts(model, tokenizer, texts, self.batch_size, self.max_length) for model, tokenizer in self.members
         ]).reshape(len(self.members), len(texts))
 
-    def score_with_uncertainty(self, prompts: Sequence, completions: Sequence, **kwargs) -> tuple[np.ndarray, np.ndarray]:
+    def score_with_uncertainty(
+        self, prompts: Sequence, completions: Sequence, **kwargs
+    ) -> tuple[np.ndarray, np.ndarray]:
         """(mean, std) over the members, each shape (n,)."""
         table = self.member_scores(prompts, completions, **kwargs)
         return table.mean(axis=0), table.std(axis=0)

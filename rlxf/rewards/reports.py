@@ -80,7 +80,7 @@ def baselines(
     class_weight: str | None = "balanced",
     seed: int = 0,
 ) -> dict:
-    """Reports (as `classification_report`) of a majority-class baseline and of TF-IDF (1-2 grams) + logistic regression.
+    """Reports (as `classification_report`): a majority-class baseline, TF-IDF (1-2 grams) + logistic regression.
 
     The majority baseline predicts the training class frequencies for every text, so its ROC-AUC is 0.5.
     """

@@ -117,7 +117,7 @@ class FittedClassifier:
 
 def fit_classifier(task: ClassifierTask, model_name: str, settings: ClassifierSettings, directory: str | Path, *,
                    class_weights: str | None = "balanced", device=None) -> FittedClassifier:
-    """Train `model_name` with a fresh head on `task` and save it to `directory`, or load it if already trained there."""
+    """Train `model_name` with a fresh head on `task` and save it to `directory`; load it if already trained there."""
     directory = Path(directory)
     key = {"task": task.fingerprint(), "model": model_name, "class_weights": class_weights,
            "settings": {k: v for k, v in asdict(settings).items() if k != "output_dir"}}

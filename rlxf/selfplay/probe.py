@@ -45,7 +45,8 @@ def memory_probe(bots: int, policy_model: str, adapter_dirs: Sequence[str], ppo:
     turns = config.debates_per_round * config.max_exchanges  # one bot's batch in a self-play round
     queries, responses, rewards = [], [], []
     for index in range(turns):
-        query, response, text = trainer.generate([chat_prompt(tokenizer, POLITICAL_ISSUES[index % len(POLITICAL_ISSUES)])])
+        issue = POLITICAL_ISSUES[index % len(POLITICAL_ISSUES)]
+        query, response, text = trainer.generate([chat_prompt(tokenizer, issue)])
         queries += query
         responses += response
         rewards.append(Rater.normalise(rater.rate(text[0], adapter=names[0]).value))

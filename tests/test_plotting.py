@@ -1,0 +1,37 @@
+"""The shared figure conventions: party colours, the neutral band, figure names."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import pytest
+
+from rlxf.data.political import PARTIES
+from rlxf.plotting import PARTY_COLOURS, draw_neutral_band, party_colour, save_figure
+from rlxf.selfplay import SelfPlaySettings
+
+
+def test_one_colour_per_party_in_either_spelling():
+    assert set(PARTY_COLOURS) == set(PARTIES)
+    assert party_colour("Democrat") == party_colour("democrat") == PARTY_COLOURS["Democrat"]
+    assert party_colour("republican") == PARTY_COLOURS["Republican"] != PARTY_COLOURS["Democrat"]
+    with pytest.raises(KeyError, match="no colour for party 'green'"):
+        party_colour("green")
+
+
+def test_neutral_band_comes_from_the_settings():
+    settings = SelfPlaySettings(neutral_low=40.0, neutral_high=60.0)
+    fig, ax = plt.subplots()
+    band = draw_neutral_band(ax, settings.neutral_low, settings.neutral_high)
+    assert (band.get_y(), band.get_y() + band.get_height()) == (40.0, 60.0)
+    assert band.get_label() == "neutral band 40-60"
+    with pytest.raises(ValueError, match="low"):
+        draw_neutral_band(ax, 60, 40)
+    plt.close(fig)
+
+
+def test_save_figure_checks_the_name(tmp_path):
+    fig, _ = plt.subplots()
+    assert save_figure(fig, tmp_path, "05_band").name == "05_band.png"
+    with pytest.raises(ValueError, match="NN_lowercase_words"):
+        save_figure(fig, tmp_path, "band.png")
+    plt.close(fig)
