@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import time
 from types import SimpleNamespace
 
 import gymnasium
@@ -133,6 +134,13 @@ def test_parse_rating_rejects_non_text():
 ])
 def test_parse_rating_gives_no_free_reward(reply, expected):
     assert parse_rating(reply) == (None if expected is None else pytest.approx(expected))
+
+
+def test_parse_rating_is_linear_in_the_reply_length():
+    long_reply = "In 2024, COVID-19 and one of 300 people. I cannot rate it. " * 2000 + "Rating: 40"  # 120k chars
+    started = time.perf_counter()
+    assert parse_rating(long_reply) == 40.0
+    assert time.perf_counter() - started < 5.0  # about 0.3 s; a quadratic parser took minutes
 
 
 # Property tests: generated replies embed one rating among distractors (hypothesis; derandomized so CI is stable).

@@ -8,6 +8,7 @@ the numbers 1..100. `Rater` does both, clamps to 1-100, and counts which path ea
 
 from __future__ import annotations
 
+import bisect
 import math
 import re
 import unicodedata
@@ -95,6 +96,10 @@ _RATING = re.compile(
 _YEAR = re.compile(r"(?:19|20)\d\d")
 _DENOMINATOR_BEFORE = re.compile(r"(?:/|\bout\s+of)[ \t]*\Z")
 _FRACTION_AFTER = re.compile(r"[ \t]*(?:/|out\s+of\b)")
+# The words before a number that can make it a cue, a label or a denominator fit in this many characters (it keeps
+# the parser linear in the length of the reply).
+_LOOK_BACK = 40
+_NOTHING = re.compile(r"[^\w-]*")
 _KINDS = ("date", "time", "thousands", "lo", "lo2", "num", "pct", "plain")
 _PLAIN = re.compile(rf"(?P<neg>-)?(?P<plain>{_N})")
 
@@ -117,7 +122,7 @@ def _words_to_digits(text: str) -> str:
     whole = re.sub(r"[^\w\s-]", "", text).strip()
     pieces, last = [], 0
     for match in _WORD_NUMBER.finditer(text):
-        if match["small"] and not (whole == match[0] or _CUE_BEFORE.search(text[: match.start()])
+        if match["small"] and not (whole == match[0] or _CUE_BEFORE.search(text, max(0, match.start() - _LOOK_BACK), match.start())
                                    or _CUE_AFTER.match(text[match.end():])):
             continue
         pieces += [text[last: match.start()], str(_word_value(match))]
@@ -137,13 +142,14 @@ def _strip_list_items(text: str) -> str:
     return _LIST_MARKER.sub("", text)
 
 
-def _refusal_spans(text: str) -> list[tuple[int, int]]:
-    """Where the reply declines to rate: each refusal phrase to the end of its clause."""
-    spans = []
+def _refusal_spans(text: str) -> tuple[list[int], list[int]]:
+    """Where the reply declines to rate: each refusal phrase to the end of its clause, as (starts, ends)."""
+    starts, ends = [], []
     for refusal in _REFUSAL.finditer(text):
         end = _CLAUSE_END.search(text, refusal.end())
-        spans.append((refusal.start(), end.start() if end else len(text)))
-    return spans
+        starts.append(refusal.start())
+        ends.append(max(end.start() if end else len(text), ends[-1] if ends else 0))
+    return starts, ends
 
 
 def _is_identifier(text: str, start: int, end: int) -> bool:
@@ -156,7 +162,7 @@ def _is_identifier(text: str, start: int, end: int) -> bool:
         return True
     if after == "-" and text[end + 1: end + 2].isalpha():
         return True
-    return bool(_LABEL_BEFORE.search(text[:start]))
+    return bool(_LABEL_BEFORE.search(text, max(0, start - _LOOK_BACK), start))
 
 
 def parse_rating(text: str) -> float | None:
@@ -218,19 +224,23 @@ def parse_rating(text: str) -> float | None:
 
 
 def _match_value(text: str, first: str, match: re.Match, scale_top: float,
-                 refusals: list[tuple[int, int]]) -> float | None:
+                 refusals: tuple[list[int], list[int]]) -> float | None:
     """The rating one candidate expression (of kind `first`) gives, unclamped; None when it is not a rating."""
     if first in ("date", "time", "thousands"):
         return None
     start = match.start("neg") if match["neg"] else match.start(first)
     if _is_identifier(text, start, match.end()):
         return None
-    if any(low <= start < high for low, high in refusals) or _DENOMINATOR_BEFORE.search(text[:start]):
+    # Refusal spans start in order and their clause ends never decrease: bisect finds the one before `start`.
+    inside = bisect.bisect_right(refusals[0], start) - 1
+    if (inside >= 0 and start < refusals[1][inside]) or _DENOMINATOR_BEFORE.search(text, max(0, start - _LOOK_BACK),
+                                                                                      start):
         return None  # inside a refusal; a denominator whose numerator is not a number ("?/100", "out of 100")
-    before = text[max((high for _, high in refusals if high <= start), default=0): start]
-    cued = bool(_CUE_BEFORE.search(before))
+    ended = bisect.bisect_right(refusals[1], start) - 1
+    clause = refusals[1][ended] if ended >= 0 else 0
+    cued = bool(_CUE_BEFORE.search(text, max(clause, start - _LOOK_BACK), start))
     explicit = cued or first in ("lo", "num")
-    if refusals and not explicit:
+    if refusals[0] and not explicit:
         return None
     if first in ("lo", "lo2"):
         low, high = float(match["lo"] or match["lo2"]), float(match["hi"] or match["hi2"])
@@ -249,7 +259,8 @@ def _match_value(text: str, first: str, match: re.Match, scale_top: float,
     if _YEAR.fullmatch(match["plain"]):
         return None
     value = float(match["plain"])
-    if value > scale_top and not (cued or re.fullmatch(r"[^\w-]*", text[:start] + text[match.end():])):
+    alone = _NOTHING.fullmatch(text, 0, start) and _NOTHING.fullmatch(text, match.end())
+    if value > scale_top and not (cued or alone):
         return None
     return value * (-1.0 if match["neg"] else 1.0) * 100.0 / scale_top
 
