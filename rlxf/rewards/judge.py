@@ -248,7 +248,10 @@ class HTTPJudge:
 
     def _fail(self, reason: str, detail: str, key: str | None) -> JudgeReply:
         detail = redact_secret(f"{self.url}: {detail}", key)
-        logger.warning("judge call failed (%s): %s", reason, detail)
+        # A refused redirect or key, or an answer that is not a chat completion, is worth a warning on its own;
+        # transient failures are counted by the Evaluator, which warns once per batch.
+        level = logging.WARNING if reason in ("redirect", "insecure_url", "bad_response") else logging.INFO
+        logger.log(level, "judge call failed (%s): %s", reason, detail)
         return JudgeReply(None, reason, detail)
 
     def _body_text(self, payload: bytes, key: str | None) -> str:
