@@ -23,6 +23,7 @@ from rlxf.rewards.judge import (
     VerdictSentiment,
     parse_verdict,
     ranking_accuracy,
+    redact_secret,
     verdict_score,
 )
 
@@ -233,7 +234,8 @@ def test_malformed_response_and_refused_connection(server):
     assert replies[0].text is None and replies[0].error == "connection"
 
 
-def test_http_judge_url_and_repr():
+def test_http_judge_url_and_repr(monkeypatch):
+    monkeypatch.delenv("RLXF_JUDGE_API_KEY", raising=False)
     assert HTTPJudge("http://h:1", "m").url == "http://h:1/v1/chat/completions"
     assert HTTPJudge("http://h:1/v1/", "m").url == "http://h:1/v1/chat/completions"
     assert HTTPJudge("https://h/v1/chat/completions", "m").url == "https://h/v1/chat/completions"
@@ -242,6 +244,22 @@ def test_http_judge_url_and_repr():
     with pytest.raises(ValueError, match="timeout_s"):
         HTTPJudge("http://h:1", "m", timeout_s=0)
     assert "RLXF_JUDGE_API_KEY" in repr(HTTPJudge("http://h:1", "m"))
+    with pytest.raises(ValueError, match="credentials"):
+        HTTPJudge("https://user:pw@h/v1", "m")
+    # With a key, plain http:// only to a loopback host.
+    monkeypatch.setenv("RLXF_JUDGE_API_KEY", SECRET)
+    with pytest.raises(ValueError, match=r"https://.*RLXF_JUDGE_API_KEY"):
+        HTTPJudge("http://judge.example:8000", "m")
+    for url in ("https://judge.example", "http://localhost:8000", "http://127.0.0.1:8000", "http://[::1]:8000"):
+        HTTPJudge(url, "m")
+
+
+def test_redact_secret_everywhere_and_cut_short_echoes():
+    assert redact_secret(f"a{SECRET}b{SECRET}", SECRET) == "a***b***"
+    assert redact_secret("x" * 5000 + SECRET, SECRET) == "x" * 5000 + "***"
+    assert redact_secret(f"Bearer {SECRET[:20]}", SECRET) == "Bearer ***"  # a server's cut-short echo
+    assert redact_secret(f"{SECRET[5:]}!", SECRET) == "***!"
+    assert redact_secret("nothing here", SECRET) == "nothing here" and redact_secret("text", None) == "text"
 
 
 def test_evaluator_bad_input(server):

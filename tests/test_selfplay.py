@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 import math
+import re
+import time
 from types import SimpleNamespace
 
 import gymnasium
 import pytest
 import torch
 from gymnasium.utils.env_checker import check_env
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 from peft import LoraConfig, get_peft_model
 from torch import nn
 
@@ -83,6 +87,119 @@ def test_parse_rating_without_a_number_is_none(reply):
 def test_parse_rating_rejects_non_text():
     with pytest.raises(ValueError, match="expects the rater's reply as a str"):
         parse_rating(70)
+
+
+# Replies measured to hand out free reward before the parser learned refusals, years, identifiers and dashes.
+@pytest.mark.parametrize("reply, expected", [
+    ("I cannot rate this out of 100.", None),
+    ("N/A/100", None),
+    ("?/100", None),
+    ("X/100", None),
+    ("I can't.", None),
+    ("I can't give one.", None),
+    ("As an AI, I have no opinions on a scale of 1-100.", None),
+    ("I'm sorry, but I am unable to provide a rating.", None),
+    ("I don't have personal opinions. 70", None),  # a refusal, then a bare number: not an explicit rating
+    ("As an AI I have no opinion, but I'd say 60", 60.0),  # ... an explicit one after the refusal counts
+    ("I can't agree more: 100", 100.0),  # "can't agree" is not a refusal to rate
+    ("In 2024 I would say 40", 40.0),
+    ("From 2020-2024, 40", 40.0),
+    ("In 2024 - 70", 70.0),
+    ("COVID-19 policies: 30", 30.0),
+    ("COVID 19 policies: 30", 30.0),
+    ("H1N1 vaccines, 55", 55.0),
+    ("Section 230 reform: 25", 25.0),
+    ("Title IX", None),
+    ("The 1990s were different. 35", 35.0),
+    ("The 2nd Amendment. 70", 70.0),
+    ("A 5-star idea", None),
+    ("A $15 minimum wage? 65", 65.0),
+    ("After 9/11 things changed; 45", 45.0),
+    ("24/7 news: 20", 20.0),
+    ("50/50", None),
+    ("the #1 issue, 22", 22.0),
+    ("1,000", None),  # thousands separators mark a count, never a rating on a 1-100 scale (nor 1)
+    ("1,000 people marched. 30", 30.0),
+    ("Over 300 people marched. 40", 40.0),  # above the scale and neither the whole reply nor cued: not a rating
+    ("I'd say 150", 100.0),
+    ("−40", 1.0),  # U+2212 minus
+    ("–40", 1.0),  # en dash as minus
+    ("40–60", 50.0),
+    ("Agree—70", 70.0),  # em dash: punctuation
+    ("100-percent", 100.0),
+    ("Two points: 1) vague 2) biased. 30", 30.0),
+    ("1. I agree.\n2. 70", 70.0),
+    ("70. Mostly agree", 70.0),
+    ("12/05/2023: rating 44", 44.0),
+])
+def test_parse_rating_gives_no_free_reward(reply, expected):
+    assert parse_rating(reply) == (None if expected is None else pytest.approx(expected))
+
+
+def test_parse_rating_is_linear_in_the_reply_length():
+    long_reply = "In 2024, COVID-19 and one of 300 people. I cannot rate it. " * 2000 + "Rating: 40"  # 120k chars
+    started = time.perf_counter()
+    assert parse_rating(long_reply) == 40.0
+    assert time.perf_counter() - started < 5.0  # about 0.3 s; a quadratic parser took minutes
+
+
+# Property tests: generated replies embed one rating among distractors (hypothesis; derandomized so CI is stable).
+RATING_PHRASES = ["{r}", "{r}.", "{r}%", "I'd say {r}", "Rating: {r}", "My rating is {r}.", "I rate it {r}",
+                  "{r}/100", "{r} out of 100", "I would give it a {r}", "On a scale of 1-100, I'd say {r}"]
+DISTRACTORS = ["In 2024", "since 1999", "From 2020-2024", "COVID-19 policies", "H1N1", "Section 230", "Title IX",
+               "F-35 jets", "the 1990s", "the 2nd Amendment", "5-star hotels", "a $15 minimum wage", "after 9/11",
+               "24/7 news", "1,000 people", "Article 5", "the #1 issue", "the top 10 issues", "GPT-4", "Prop 8",
+               "Route 66", "on 12/05/2023", "at 10:30", "?/100", "out of 100", "It's 50/50"]
+REFUSALS = ["I cannot rate this.", "I can't.", "As an AI, I have no opinions.", "N/A", "Unable to rate",
+            "I'm unable to give a rating out of 100.", "I'm sorry, but I cannot provide a rating on a scale of 1-100",
+            "As an AI language model I don't have personal opinions", "I won't rate that", "N/A/100"]
+SEPARATORS = [". ", "; ", ", ", "\n", " - ", " — ", ": ", "! "]
+PROPERTY_SETTINGS = settings(max_examples=400, deadline=None, derandomize=True, database=None)
+
+
+@st.composite
+def replies_with_a_rating(draw, refusals: bool):
+    rating = draw(st.integers(1, 100))
+    pieces = draw(st.lists(st.sampled_from(DISTRACTORS + (REFUSALS if refusals else [])), max_size=4))
+    if refusals:
+        pieces.append(draw(st.sampled_from(REFUSALS)))
+    pieces = draw(st.permutations(pieces))
+    at = draw(st.integers(0, len(pieces)))
+    pieces.insert(at, draw(st.sampled_from(RATING_PHRASES)).format(r=rating))
+    reply = "".join(piece + draw(st.sampled_from(SEPARATORS)) for piece in pieces[:-1]) + pieces[-1]
+    if draw(st.booleans()):
+        reply = draw(st.sampled_from(["1. ", "1) "])) + reply
+    # A line that opens with the rating as "1. ..." (or "2. ..." after "1.") reads as a numbered list by rule.
+    assume(not re.search(rf"(?m)^{rating}[.)]\s+\S", reply))
+    return reply, float(rating)
+
+
+@PROPERTY_SETTINGS
+@given(replies_with_a_rating(refusals=False))
+def test_parse_rating_finds_the_rating_among_distractors(case):
+    reply, rating = case
+    assert parse_rating(reply) == rating, reply
+
+
+@PROPERTY_SETTINGS
+@given(replies_with_a_rating(refusals=True))
+def test_parse_rating_with_a_refusal_gives_the_rating_or_none(case):
+    reply, rating = case
+    assert parse_rating(reply) in (rating, None), reply
+
+
+@PROPERTY_SETTINGS
+@given(st.lists(st.sampled_from(REFUSALS + ["Title IX", "I really can't say", "No rating."]), min_size=1, max_size=4),
+       st.sampled_from(SEPARATORS))
+def test_parse_rating_of_a_refusal_without_a_number_is_none(pieces, separator):
+    assert parse_rating(separator.join(pieces)) is None
+
+
+@PROPERTY_SETTINGS
+@given(st.text(alphabet=st.sampled_from(list("0123456789 -−–—/.,:%$#()\nabcnoutfyersp")), max_size=40))
+def test_parse_rating_is_none_or_on_the_scale(reply):
+    rating = parse_rating(reply)
+    assert rating is None or 1.0 <= rating <= 100.0
 
 
 # ------------------------------------------------------------------------------------------------ logprob fallback

@@ -8,25 +8,27 @@ into one reward in [-1, 1] with the reward signature of `rlxf.rewards.base`.
 
 Failures are never a silent 0: a reply without a verdict, a timeout, an HTTP error or a malformed response
 scores `fallback_score` (0.0, neutral) and is counted by reason in `Evaluator.stats`, or raises `JudgeError`
-when `on_error="raise"`. `HTTPJudge` reads its API key from the environment at request time and keeps it out
-of every repr, error and statistic (a server that echoes it back is redacted).
+when `on_error="raise"`. `HTTPJudge` reads its API key from the environment at request time, sends it only over
+https:// (or to localhost) and never across a redirect, cuts every attempt off at a wall-clock deadline, and keeps
+the key out of every repr, reply, error, statistic and log line (a server that echoes it back is redacted).
 """
 
 from __future__ import annotations
 
+import asyncio
 import copy
+import ipaddress
 import json
 import logging
 import os
 import re
-import time
-import urllib.error
-import urllib.request
+import urllib.parse
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
+import httpx2
 import numpy as np
 
 from rlxf.generation import chat_prompt, generate
@@ -135,29 +137,79 @@ class LocalJudge:
         return f"LocalJudge(model={type(self.model).__name__}, max_new_tokens={self.max_new_tokens})"
 
 
+_LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
+# A judge's reply is a few hundred tokens; a server that sends more is not answering the question.
+_MAX_RESPONSE_BYTES = 4 << 20
+_DETAIL_CHARS = 300
+# A run of this many characters of the key counts as the key (a server may echo it cut short).
+_KEY_RUN = 12
+
+
+def redact_secret(text: str, secret: str | None) -> str:
+    """`text` with every occurrence of `secret` (and of any run of 12+ of its characters) replaced by '***'."""
+    if not secret or not text:
+        return text
+    text = text.replace(secret, "***")
+    if len(secret) <= _KEY_RUN:
+        return text
+    pieces = {secret[i: i + _KEY_RUN] for i in range(len(secret) - _KEY_RUN + 1)}
+    out, position = [], 0
+    for found in re.finditer("|".join(map(re.escape, sorted(pieces))), text):
+        if found.start() < position:
+            continue
+        # Grow the hit to the longest stretch of the key it belongs to.
+        offset = secret.find(found[0])
+        start, end = found.start(), found.end()
+        while start > position and offset > 0 and text[start - 1] == secret[offset - 1]:
+            start, offset = start - 1, offset - 1
+        while end < len(text) and offset + (end - start) < len(secret) and text[end] == secret[offset + end - start]:
+            end += 1
+        out += [text[position:start], "***"]
+        position = end
+    return "".join(out) + text[position:]
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() in _LOOPBACK_HOSTS:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def _chat_completions_url(url: str) -> str:
     if not isinstance(url, str) or not url.startswith(("http://", "https://")):
         raise ValueError(f"judge url must start with http:// or https://, got {url!r}")
+    parts = urllib.parse.urlsplit(url)
+    if not parts.hostname:
+        raise ValueError(f"judge url {url!r} names no host")
+    if parts.username is not None or parts.password is not None:
+        raise ValueError("judge url must not carry credentials (user:password@); put the key in the environment "
+                         "variable named by api_key_env")
     url = url.rstrip("/")
     if url.endswith("/chat/completions"):
         return url
     return url + ("/chat/completions" if url.endswith("/v1") else "/v1/chat/completions")
 
 
-def _error_body(error: urllib.error.HTTPError) -> str:
-    try:
-        return error.read()[:200].decode("utf-8", "replace")
-    except OSError:
-        return ""
-
-
 class HTTPJudge:
-    """Any OpenAI-compatible `/v1/chat/completions` endpoint as judge, through the standard library (urllib).
+    """Any OpenAI-compatible `/v1/chat/completions` endpoint as judge, through `httpx2` (the HTTP client that
+    `huggingface_hub` ships on).
 
-    `url` is the server (`http://host:port`), its `/v1`, or the full endpoint. The key is read from the
-    environment variable `api_key_env` at each request (no key: no Authorization header, for local servers).
-    A timeout, a connection error, HTTP 429 or 5xx is retried `retries` times with a doubling back-off; what still
-    fails comes back as a `JudgeReply` with the reason, never as an exception.
+    `url` is the server (`https://host`), its `/v1`, or the full endpoint. The key is read from the environment
+    variable `api_key_env` at each request (no key: no Authorization header, for local servers) and is sent only
+    over `https://`, or plain `http://` to a loopback host (localhost, 127.0.0.1, ::1). Redirects are never
+    followed: a 3xx answer is an error, so the key never travels to another host. `timeout_s` is a wall-clock
+    deadline for one attempt (connect, send, wait, read: a server that drips bytes is cut off at it); a timeout, a
+    connection error, HTTP 429 or 5xx is retried `retries` times with a doubling back-off, so one message takes at
+    most (retries + 1) * timeout_s plus the back-offs. What still fails comes back as a `JudgeReply` with the
+    reason (`timeout`, `connection`, `http_NNN`, `redirect`, `insecure_url`, `bad_response`), never as an
+    exception; the key is redacted from every reply, detail and log line.
+
+    Why not `huggingface_hub.InferenceClient(base_url=...)`: it sends through the process-wide hub session, which
+    follows redirects, has per-read timeouts only, and without an explicit key attaches the locally saved
+    Hugging Face token. `openai` is not a dependency here.
     """
 
     def __init__(
@@ -183,58 +235,101 @@ class HTTPJudge:
         self.timeout_s, self.retries, self.backoff_s = timeout_s, retries, backoff_s
         self.max_tokens, self.temperature = max_tokens, temperature
         self.system_prompt, self.max_workers = system_prompt, max_workers
+        parts = urllib.parse.urlsplit(self.url)
+        self._host, self._loopback = parts.hostname, _is_loopback(parts.hostname)
+        self._secure = parts.scheme == "https" or self._loopback
+        if os.environ.get(self.api_key_env) and not self._secure:
+            raise ValueError(self._insecure_message())
 
-    def _redact(self, text: str) -> str:
+    def _insecure_message(self) -> str:
+        return (f"judge url {self.url} is plain http:// to {self._host}, not a loopback host: the key in "
+                f"{self.api_key_env} is sent only over https:// (or to localhost); use https:// or unset "
+                f"{self.api_key_env}")
+
+    def _fail(self, reason: str, detail: str, key: str | None) -> JudgeReply:
+        detail = redact_secret(f"{self.url}: {detail}", key)
+        # A refused redirect or key, or an answer that is not a chat completion, is worth a warning on its own;
+        # transient failures are counted by the Evaluator, which warns once per batch.
+        level = logging.WARNING if reason in ("redirect", "insecure_url", "bad_response") else logging.INFO
+        logger.log(level, "judge call failed (%s): %s", reason, detail)
+        return JudgeReply(None, reason, detail)
+
+    def _body_text(self, payload: bytes, key: str | None) -> str:
+        """The server's answer as text for a detail: redacted as a whole, then cut short."""
+        return redact_secret(payload.decode("utf-8", "replace"), key)[:_DETAIL_CHARS]
+
+    async def _attempt(self, client, body: bytes, headers: dict) -> tuple[int, dict, bytes]:
+        """One POST: status, headers and the body (at most _MAX_RESPONSE_BYTES; more is a ValueError)."""
+        async with client.stream("POST", self.url, content=body, headers=headers) as response:
+            payload = bytearray()
+            async for chunk in response.aiter_bytes():
+                payload += chunk
+                if len(payload) > _MAX_RESPONSE_BYTES:
+                    raise ValueError(f"the answer is larger than {_MAX_RESPONSE_BYTES} bytes")
+            return response.status_code, dict(response.headers), bytes(payload)
+
+    async def _request(self, client, slots: asyncio.Semaphore, message: str) -> JudgeReply:
         key = os.environ.get(self.api_key_env)
-        return text.replace(key, "***") if key else text
-
-    def _request(self, message: str) -> JudgeReply:
+        if key and not self._secure:
+            return self._fail("insecure_url", self._insecure_message(), key)
         body = json.dumps({
             "model": self.model_name,
             "messages": [{"role": "system", "content": self.system_prompt}, {"role": "user", "content": message}],
             "max_tokens": self.max_tokens,
             "temperature": self.temperature,
         }).encode()
-        headers = {"Content-Type": "application/json"}
-        key = os.environ.get(self.api_key_env)
-        if key:
-            headers["Authorization"] = f"Bearer {key}"
+        headers = {"Content-Type": "application/json"} | ({"Authorization": f"Bearer {key}"} if key else {})
         reason, detail = "connection", ""
-        for attempt in range(self.retries + 1):
-            if attempt:
-                time.sleep(self.backoff_s * 2 ** (attempt - 1))
-            request = urllib.request.Request(self.url, data=body, headers=headers, method="POST")
-            try:
-                with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
-                    payload = response.read()
-            except urllib.error.HTTPError as error:
-                reason, detail = f"http_{error.code}", _error_body(error)
-                if error.code != 429 and error.code < 500:
-                    break  # a client error does not go away by asking again
-                continue
-            except TimeoutError as error:
-                reason, detail = "timeout", f"no answer within {self.timeout_s} s ({error})"
-                continue
-            except urllib.error.URLError as error:
-                is_timeout = isinstance(error.reason, TimeoutError)
-                reason, detail = ("timeout" if is_timeout else "connection"), str(error.reason)
-                continue
-            except OSError as error:  # e.g. a connection reset while reading
-                reason, detail = "connection", str(error)
-                continue
-            try:
-                content = json.loads(payload)["choices"][0]["message"]["content"]
-            except (ValueError, KeyError, IndexError, TypeError):
-                return JudgeReply(None, "bad_response", self._redact(payload[:200].decode("utf-8", "replace")))
-            if not isinstance(content, str):
-                return JudgeReply(None, "bad_response", f"message content is {type(content).__name__}, not str")
-            return JudgeReply(self._redact(content))
-        return JudgeReply(None, reason, self._redact(f"{self.url}: {detail}"))
+        async with slots:
+            for attempt in range(self.retries + 1):
+                if attempt:
+                    await asyncio.sleep(self.backoff_s * 2 ** (attempt - 1))
+                try:
+                    status, response_headers, payload = await asyncio.wait_for(
+                        self._attempt(client, body, headers), timeout=self.timeout_s)
+                except (asyncio.TimeoutError, httpx2.TimeoutException):
+                    reason, detail = "timeout", f"no complete answer within {self.timeout_s} s"
+                    continue
+                except httpx2.HTTPError as error:  # connection refused or reset, protocol errors
+                    reason, detail = "connection", f"{type(error).__name__}: {error}"
+                    continue
+                except ValueError as error:
+                    return self._fail("bad_response", str(error), key)
+                if 300 <= status < 400:
+                    where = response_headers.get("location", "?")
+                    return self._fail("redirect", f"HTTP {status} redirect to {where} not followed: a judge endpoint "
+                                                  "must answer itself (the key is never sent on)", key)
+                if status >= 400:
+                    reason, detail = f"http_{status}", self._body_text(payload, key)
+                    if status != 429 and status < 500:
+                        break  # a client error does not go away by asking again
+                    continue
+                try:
+                    content = json.loads(payload)["choices"][0]["message"]["content"]
+                except (ValueError, KeyError, IndexError, TypeError):
+                    return self._fail("bad_response", self._body_text(payload, key), key)
+                if not isinstance(content, str):
+                    return self._fail("bad_response", f"message content is {type(content).__name__}, not str", key)
+                return JudgeReply(redact_secret(content, key))
+        return self._fail(reason, detail, key)
+
+    async def _generate(self, messages: list[str]) -> list[JudgeReply]:
+        # No redirects; the overall deadline is asyncio.wait_for in _request, these per-phase timeouts only back it.
+        # A loopback endpoint ignores proxy settings in the environment: the request stays on this machine.
+        async with httpx2.AsyncClient(follow_redirects=False, timeout=httpx2.Timeout(self.timeout_s),
+                                      limits=httpx2.Limits(max_connections=self.max_workers),
+                                      trust_env=not self._loopback) as client:
+            slots = asyncio.Semaphore(self.max_workers)
+            return list(await asyncio.gather(*(self._request(client, slots, m) for m in messages)))
 
     def generate(self, messages: Sequence[str]) -> list[JudgeReply]:
-        """One reply per user message, in order (requests run `max_workers` at a time)."""
-        with ThreadPoolExecutor(max_workers=self.max_workers) as pool:
-            return list(pool.map(self._request, list(messages)))
+        """One reply per user message, in order (`max_workers` requests at a time)."""
+        messages = list(messages)
+        if not messages:
+            return []
+        # Its own event loop in its own thread: works the same inside Jupyter, whose thread already runs one.
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            return pool.submit(asyncio.run, self._generate(messages)).result()
 
     def __repr__(self) -> str:
         # The key's value never appears here: only the name of the variable it is read from.
