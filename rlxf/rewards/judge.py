@@ -287,7 +287,7 @@ class HTTPJudge:
                 try:
                     status, response_headers, payload = await asyncio.wait_for(
                         self._attempt(client, body, headers), timeout=self.timeout_s)
-                except (asyncio.TimeoutError, httpx2.TimeoutException):
+                except (TimeoutError, httpx2.TimeoutException):
                     reason, detail = "timeout", f"no complete answer within {self.timeout_s} s"
                     continue
                 except httpx2.HTTPError as error:  # connection refused or reset, protocol errors

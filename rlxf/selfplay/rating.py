@@ -54,7 +54,9 @@ _DASHES = str.maketrans({c: "-" for c in "\u2010\u2011\u2012\u2013\u2212\ufe58\u
                         | {c: " - " for c in "\u2014\u2015"} | {c: "'" for c in "\u2018\u2019\u02bc"})
 _N = r"\d+(?:\.\d+)?"
 # The echo of the question's scale ("on a scale of 1-100", "(1 to 10)"): not an answer; remembered as the scale.
-_SCALE_ECHO = re.compile(r"(?:(?:on\s+)?(?:a\s+)?scale\s+(?:of|from)\s+|\(\s*)?\b[01]\s*(?:-|to)\s*(?P<top>10|100)\b\s*\)?")
+_SCALE_ECHO = re.compile(
+    r"(?:(?:on\s+)?(?:a\s+)?scale\s+(?:of|from)\s+|\(\s*)?\b[01]\s*(?:-|to)\s*(?P<top>10|100)\b\s*\)?"
+)
 # The same echo cut off by the token budget ("... on a scale of 1-"): its "1" is not a rating either.
 _TRUNCATED_ECHO = re.compile(r"(?:on\s+)?(?:a\s+)?scale\s+(?:of|from)\s+[01]\s*(?:(?:-|to)\s*\d{0,2})?\s*$")
 # A reply that opens a numbered list ("1. 100", "1. The minimum wage ...") has an enumeration "1.", not a rating.
@@ -122,7 +124,8 @@ def _words_to_digits(text: str) -> str:
     whole = re.sub(r"[^\w\s-]", "", text).strip()
     pieces, last = [], 0
     for match in _WORD_NUMBER.finditer(text):
-        if match["small"] and not (whole == match[0] or _CUE_BEFORE.search(text, max(0, match.start() - _LOOK_BACK), match.start())
+        cue_before = _CUE_BEFORE.search(text, max(0, match.start() - _LOOK_BACK), match.start())
+        if match["small"] and not (whole == match[0] or cue_before
                                    or _CUE_AFTER.match(text[match.end():])):
             continue
         pieces += [text[last: match.start()], str(_word_value(match))]
@@ -131,7 +134,7 @@ def _words_to_digits(text: str) -> str:
 
 
 def _strip_list_items(text: str) -> str:
-    """Remove the enumeration of a numbered list: items "1.", "2.", "3)" ... in sequence, and a repeated opening "1."."""
+    """Remove a numbered list's enumeration: items "1.", "2.", "3)" ... in sequence, and a repeated opening "1."."""
     expected, cuts = 1, []
     for item in _LIST_ITEM.finditer(text):
         if int(item["line"] or item["inline"]) == expected:
