@@ -37,7 +37,6 @@ Metrics of every step (keys of the dicts in `history`, lines of `output_dir/metr
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import math
 import time
 import warnings
@@ -65,7 +64,8 @@ from rlxf.checkpoint import (
     restore_rng,
     set_seed,
 )
-from rlxf.generation import collate, eos_ids, padding_id, sample_tokens, token_ids
+from rlxf.device import check_dtype, precision
+from rlxf.generation import collate, eos_ids, keeps_logits, padding_id, sample_tokens, token_ids
 
 
 @dataclass
@@ -126,6 +126,10 @@ class PPOSettings:
     """dropout on the LoRA input during updates only (base-model dropout stays off so that ratios start at 1)"""
     lora_target_modules: str | tuple[str, ...] = LORA_TARGET_MODULES
     """modules that get LoRA: names such as ("q_proj", "v_proj"), or "all-linear" """
+    # --- numerics ---
+    dtype: str = "auto"
+    """compute precision of rollouts, updates and sampling: "auto" (bf16 autocast where the hardware has native
+    bf16, else fp32; see rlxf.device), "fp32" or "bf16". Weights, LoRA, value head and optimizer stay fp32"""
     # --- run ---
     seed: int = 0
     """seed of python, numpy and torch (sampling, LoRA init, minibatch order, prompt order)"""
@@ -153,6 +157,7 @@ class PPOSettings:
             raise ValueError("PPOSettings.init_kl_coef, vf_coef, top_k and checkpoint_every must be >= 0")
         if not 0.0 < self.top_p <= 1.0:
             raise ValueError(f"PPOSettings.top_p must be in (0, 1], got {self.top_p!r}")
+        check_dtype(self.dtype, "PPOSettings.dtype")
         if self.num_minibatches > self.batch_size:
             raise ValueError(f"PPOSettings.num_minibatches ({self.num_minibatches}) > batch_size ({self.batch_size})")
 
@@ -289,6 +294,8 @@ class PPOTrainer:
         self.model.set_adapter(adapter_name)  # peft: the active adapter trains, all others freeze
         self.model.eval()  # dropout off everywhere: old and new log-probs must agree before the first update
         self.device = next(self.model.parameters()).device
+        # One precision for sampling, rollout and update forwards: the ratio is exactly 1 before the first update.
+        self.precision = precision(config.dtype, self.device)
 
         self.pad_id, self.eos_ids = padding_id(tokenizer), eos_ids(self.model, tokenizer)
         if self.pad_id is None or not self.eos_ids:
@@ -305,8 +312,7 @@ class PPOTrainer:
                                            lr=config.learning_rate, eps=1e-5, weight_decay=0.0)
         self.kl_ctl = (AdaptiveKLController(config.init_kl_coef, config.target_kl, config.horizon)
                        if config.adaptive_kl else FixedKLController(config.init_kl_coef))
-        forward = self.model.get_base_model().forward
-        self._logits_to_keep = "logits_to_keep" in inspect.signature(forward).parameters
+        self._logits_to_keep = keeps_logits(self.model)
         self.step_count, self.history = 0, []
         self.store = RunStore(config.output_dir, state_file="trainer_state.json", kind="PPO", unit="step",
                               owner="PPOSettings", metrics_file="metrics.jsonl",
@@ -318,9 +324,10 @@ class PPOTrainer:
         input_ids = batch["input_ids"][rows]
         r_len = batch["response_mask"].shape[1]
         extra = {"logits_to_keep": r_len + 1} if self._logits_to_keep else {}
-        out = self.model(input_ids=input_ids, attention_mask=batch["attention_mask"][rows],
-                         position_ids=batch["position_ids"][rows], output_hidden_states=True, use_cache=False,
-                         **extra)
+        with self.precision.autocast():  # matmuls in the compute dtype; everything after in fp32
+            out = self.model(input_ids=input_ids, attention_mask=batch["attention_mask"][rows],
+                             position_ids=batch["position_ids"][rows], output_hidden_states=True, use_cache=False,
+                             **extra)
         # Position t predicts token t+1: the response is predicted by the r_len positions before its end.
         logits = out.logits[:, -(r_len + 1):-1].float() / self.config.temperature
         hidden = out.hidden_states[-1][:, -(r_len + 1):-1].float()
@@ -449,7 +456,8 @@ class PPOTrainer:
         self.model.eval()
         set_lora_dropout(self.model, self.adapter_name, False)
         responses = sample_tokens(self.model, queries, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
-                                  top_k=cfg.top_k, top_p=cfg.top_p, pad_id=self.pad_id, eos_ids=self.eos_ids)
+                                  top_k=cfg.top_k, top_p=cfg.top_p, pad_id=self.pad_id, eos_ids=self.eos_ids,
+                                  dtype=self.precision)
         return queries, responses, self.tokenizer.batch_decode(responses, skip_special_tokens=True)
 
     def train(self, prompts: Sequence[str], reward_fn: Callable[[list[str], list[str]], Sequence[float]],
