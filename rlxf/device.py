@@ -77,7 +77,7 @@ def cpu_bf16_flags(cpuinfo: str = "/proc/cpuinfo") -> frozenset[str] | None:
 def cpu_bf16_speedup(size: int = 512, repeats: int = 5) -> float:
     """How many times faster a bf16 matmul is than an fp32 one on this CPU (best of `repeats`; ~20 ms, once)."""
     def best(dtype: torch.dtype) -> float:
-        a = torch.randn(size, size).to(dtype)
+        a = torch.randn(size, size, generator=torch.Generator().manual_seed(0)).to(dtype)  # global RNG untouched
         times = []
         for _ in range(repeats):
             start = time.perf_counter()
@@ -142,3 +142,14 @@ def precision(dtype: str | Precision = "auto", device: torch.device | str | None
 def model_device(model: torch.nn.Module) -> torch.device:
     """The device of a model's first parameter (cpu for a model without parameters)."""
     return next((p.device for p in model.parameters()), torch.device("cpu"))
+
+
+def training_precision(dtype: str | Precision = "auto") -> Precision:
+    """The precision of a transformers/TRL Trainer run: on the GPU when there is one (the Trainer moves there), else CPU."""
+    return precision(dtype, "cuda" if torch.cuda.is_available() else "cpu")
+
+
+def trainer_precision_kwargs(chosen: Precision) -> dict:
+    """TrainingArguments (and TRL config) fields for a precision: bf16 mixed precision (autocast over fp32 master
+    weights; transformers 5.23 supports it on CPU) or plain fp32."""
+    return {"bf16": chosen.dtype == torch.bfloat16, "fp16": False}
