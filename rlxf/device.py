@@ -153,3 +153,11 @@ def trainer_precision_kwargs(chosen: Precision) -> dict:
     """TrainingArguments (and TRL config) fields for a precision: bf16 mixed precision (autocast over fp32 master
     weights; transformers 5.23 supports it on CPU) or plain fp32."""
     return {"bf16": chosen.dtype == torch.bfloat16, "fp16": False}
+
+
+def without_autocast_wrapper(model: torch.nn.Module) -> torch.nn.Module:
+    """`model` with the autocast wrapper that accelerate puts on `forward` during bf16 mixed-precision training
+    removed, so that a trained model's later forwards follow the caller's precision (and match a reloaded copy)."""
+    from accelerate.utils import extract_model_from_parallel
+
+    return extract_model_from_parallel(model, keep_fp32_wrapper=False)

@@ -23,7 +23,7 @@ from peft import PeftModel, get_peft_model
 from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
 
 from rlxf.adapters import LORA_TARGET_MODULES, check_target_modules, lora_config
-from rlxf.device import check_dtype, trainer_precision_kwargs, training_precision
+from rlxf.device import check_dtype, trainer_precision_kwargs, training_precision, without_autocast_wrapper
 
 METHODS = ("trainer", "sft_trainer")
 IGNORE_INDEX = -100  # label value the loss skips (PyTorch's cross_entropy default)
@@ -410,6 +410,7 @@ def train_lora_sft(
     start = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - start
+    peft_model = without_autocast_wrapper(peft_model)
     peft_model.eval()
 
     adapter_dir = Path(settings.output_dir)

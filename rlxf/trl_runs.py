@@ -17,7 +17,7 @@ import pandas as pd
 from transformers import PrinterCallback, TrainerCallback
 
 from rlxf.adapters import LORA_TARGET_MODULES, lora_config
-from rlxf.device import check_dtype, trainer_precision_kwargs, training_precision
+from rlxf.device import check_dtype, trainer_precision_kwargs, training_precision, without_autocast_wrapper
 
 METHODS = ("grpo", "rloo")
 
@@ -125,4 +125,4 @@ def train_trl(method: str, model, tokenizer, dataset, reward_fn: Callable, setti
     history = pd.DataFrame([{"step": row["step"], "seconds": row["seconds"], "reward": row["reward"],
                              "reward_std": row.get("reward_std"), "kl": row.get("kl"),
                              "length": row.get("completions/mean_length")} for row in rows])
-    return trainer.model, history
+    return without_autocast_wrapper(trainer.model), history

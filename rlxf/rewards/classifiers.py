@@ -21,7 +21,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, Trai
 from transformers.data.data_collator import DataCollatorWithPadding
 
 from rlxf.checkpoint import atomic_dir
-from rlxf.device import check_dtype, trainer_precision_kwargs, training_precision
+from rlxf.device import check_dtype, trainer_precision_kwargs, training_precision, without_autocast_wrapper
 from rlxf.rewards.base import RewardFunction, check_batch, check_texts
 
 
@@ -233,7 +233,7 @@ def train_classifier(
         for row in trainer.state.log_history
         if "loss" in row or "eval_loss" in row
     ]
-    trained = trainer.model
+    trained = without_autocast_wrapper(trainer.model)
     trained.eval()
     return ClassifierResult(
         model=trained,

@@ -20,7 +20,7 @@ import torch
 from datasets import Dataset
 from trl import RewardConfig, RewardTrainer
 
-from rlxf.device import check_dtype, trainer_precision_kwargs, training_precision
+from rlxf.device import check_dtype, trainer_precision_kwargs, training_precision, without_autocast_wrapper
 from rlxf.rewards.base import RewardFunction, check_batch, check_texts
 
 
@@ -165,7 +165,7 @@ def train_reward_model(model, tokenizer, pairs, settings: PreferenceSettings) ->
         for row in trainer.state.log_history
         if "loss" in row
     ]
-    trained = trainer.model
+    trained = without_autocast_wrapper(trainer.model)
     trained.eval()
     return PreferenceResult(trained, tokenizer, history, seconds, len(pairs), settings)
 
