@@ -151,8 +151,9 @@ def training_precision(dtype: str | Precision = "auto") -> Precision:
 
 def trainer_precision_kwargs(chosen: Precision) -> dict:
     """TrainingArguments (and TRL config) fields for a precision: bf16 mixed precision (autocast over fp32 master
-    weights; transformers 5.23 supports it on CPU) or plain fp32."""
-    return {"bf16": chosen.dtype == torch.bfloat16, "fp16": False}
+    weights; transformers 5.23 runs it on CPU only with use_cpu=True) or plain fp32; use_cpu when there is no GPU."""
+    return {"bf16": chosen.dtype == torch.bfloat16, "fp16": False, **({"use_cpu": True} if chosen.device_type == "cpu"
+                                                                        else {})}
 
 
 def without_autocast_wrapper(model: torch.nn.Module) -> torch.nn.Module:

@@ -213,8 +213,7 @@ def _split_off_eval(items: list, fraction: float, seed: int) -> tuple[list, list
 # ---------------------------------------------------------------------------------------------------------- training
 def _device_kwargs(dtype: str) -> dict[str, Any]:
     """The GPU when there is one, else the CPU; bf16 mixed precision where `rlxf.device` picks it, else fp32."""
-    chosen = training_precision(dtype)
-    return {**({} if chosen.device_type == "cuda" else {"use_cpu": True}), **trainer_precision_kwargs(chosen)}
+    return trainer_precision_kwargs(training_precision(dtype))
 
 
 def _training_kwargs(settings: SFTSettings, has_eval: bool) -> dict[str, Any]:

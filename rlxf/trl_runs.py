@@ -96,7 +96,7 @@ def trl_config(method: str, settings: TRLSettings):
         temperature=settings.temperature, learning_rate=settings.learning_rate, beta=settings.beta,
         lr_scheduler_type="constant", warmup_steps=0, logging_steps=1, save_strategy="no", report_to="none",
         **trainer_precision_kwargs(chosen), gradient_checkpointing=False, activation_checkpointing=False,
-        use_cpu=chosen.device_type == "cpu", dataloader_pin_memory=False, disable_tqdm=True, seed=settings.seed,
+        dataloader_pin_memory=False, disable_tqdm=True, seed=settings.seed,
     )
 
 

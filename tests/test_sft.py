@@ -298,7 +298,7 @@ def test_generate_batched_greedy_equals_one_prompt_at_a_time(tiny, lively):
 
 def test_generate_returns_only_the_new_text(tiny, lively):
     _, tokenizer, _ = tiny
-    (reply,) = generate(lively, tokenizer, ["What is justice?"], max_new_tokens=12)
+    (reply,) = generate(lively, tokenizer, ["What is justice?"], max_new_tokens=12, dtype="fp32")  # as the plain call
     batch = tokenizer([chat_prompt(tokenizer, "What is justice?")], return_tensors="pt")
     with torch.no_grad():
         full = lively.generate(**batch, max_new_tokens=12, do_sample=False, pad_token_id=tokenizer.pad_token_id)
