@@ -29,15 +29,17 @@ def timed(fn) -> float:
     return time.perf_counter() - start
 
 
-def alternate(cases: dict, repeats: int) -> dict:
-    """Median seconds per case, the cases run in turn `repeats` times after one warm-up each."""
+def alternate(what: str, cases: dict, repeats: int) -> dict:
+    """Median seconds per case, the cases run in turn `repeats` times after one warm-up each; printed as it goes."""
     for fn in cases.values():
         fn()
     times = {name: [] for name in cases}
     for _ in range(repeats):
         for name, fn in cases.items():
             times[name].append(timed(fn))
-    return {name: statistics.median(ts) for name, ts in times.items()}
+    medians = {name: statistics.median(ts) for name, ts in times.items()}
+    print(what, {name: round(t, 3) for name, t in medians.items()}, flush=True)
+    return medians
 
 
 def main() -> None:
@@ -75,9 +77,9 @@ def main() -> None:
         loss.backward()
         model.zero_grad(set_to_none=True)
 
-    results["forward_s"] = alternate({"fp32": lambda: forward(fp32), chosen.name: lambda: forward(chosen)},
+    results["forward_s"] = alternate("forward 8x96 s", {"fp32": lambda: forward(fp32), chosen.name: lambda: forward(chosen)},
                                      args.repeats)
-    results["forward_backward_s"] = alternate({"fp32": lambda: forward_backward(fp32),
+    results["forward_backward_s"] = alternate("forward+backward 8x96 s", {"fp32": lambda: forward_backward(fp32),
                                                chosen.name: lambda: forward_backward(chosen)}, args.repeats)
     model.eval()
 
@@ -93,7 +95,7 @@ def main() -> None:
         with p.autocast():
             generate_responses(model, queries, config, pad, eos)
 
-    results["generate_8x32_s"] = alternate({"fp32": lambda: generate(fp32), chosen.name: lambda: generate(chosen)},
+    results["generate_8x32_s"] = alternate("generate 8x32 s", {"fp32": lambda: generate(fp32), chosen.name: lambda: generate(chosen)},
                                            args.repeats)
 
     if not args.skip_ppo:  # one PPO step of notebook 04's size: 8 replies x 32 tokens, 4 epochs
@@ -110,6 +112,7 @@ def main() -> None:
                 trainer.step(q, r, rewards)
                 steps[name].append({"generation_s": generated - start, "update_s": time.perf_counter() - generated,
                                     "response_tokens": sum(len(x) for x in r)})
+                print("ppo step", name, steps[name][-1], flush=True)
         results["ppo_step"] = {name: {key: statistics.median(row[key] for row in rows) for key in rows[0]}
                                for name, rows in steps.items()}
     print(json.dumps(results, indent=2))
