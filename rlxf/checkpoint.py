@@ -361,13 +361,6 @@ def check_resume(resume) -> None:
         raise ValueError(f"train(resume=...): expected False, True, 'auto' or a checkpoint path, got {resume!r}")
 
 
-def check_count(value, parameter: str) -> int:
-    """An int >= 0 (not a bool, not 2.5) for a count such as `steps` or `rounds`; the error names `parameter`."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-        raise ValueError(f"{parameter}: expected an int >= 0, got {value!r}")
-    return int(value)
-
-
 class RunStore:
     """One training run's directory: `checkpoint-<step>/` (extras, `<state_file>`, RNG states, checksums) written
     atomically, the run's fingerprint, a metrics file.

@@ -10,9 +10,12 @@ response ids cut after the first EOS, `collate` -> [left-padded query | right-pa
 from __future__ import annotations
 
 import copy
+import inspect
 from collections.abc import Sequence
 
 import torch
+
+from rlxf.device import Precision, model_device, precision
 
 # The political-bot study's fixed questions (one topic each): asked of every party bot and the base model (02),
 # and the starters of the two-bot debates (rlxf.selfplay).
@@ -40,14 +43,26 @@ SOCRATES_PROMPTS: tuple[str, ...] = (
 
 
 def chat_prompt(tokenizer, user_text: str, system: str | None = None) -> str:
-    """The text a chat model sees before its reply: the chat template when the tokenizer has one, else plain text."""
+    """The text a chat model sees before its reply: the chat template when the tokenizer has one, else plain text.
+
+    `system=None` means no system prompt: some templates (SmolLM2's) inject a default one (~30 tokens that every
+    forward pays for) when the first message is not a system message; for those an empty system message renders
+    shorter, and the shorter of the two renderings is used. A template that inserts its own text even then forces it.
+    """
     if not isinstance(user_text, str):
         raise ValueError(f"user_text must be a str, got {type(user_text).__name__}")
     if getattr(tokenizer, "chat_template", None):
-        messages = ([{"role": "system", "content": system}] if system else []) + [
-            {"role": "user", "content": user_text}
-        ]
-        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        user = [{"role": "user", "content": user_text}]
+        if system:
+            return tokenizer.apply_chat_template([{"role": "system", "content": system}, *user], tokenize=False,
+                                                 add_generation_prompt=True)
+        plain = tokenizer.apply_chat_template(user, tokenize=False, add_generation_prompt=True)
+        try:
+            empty_system = tokenizer.apply_chat_template([{"role": "system", "content": ""}, *user], tokenize=False,
+                                                         add_generation_prompt=True)
+        except Exception:  # noqa: BLE001  (templates without a system role raise their own errors)
+            return plain
+        return empty_system if len(empty_system) < len(plain) else plain
     return f"{system}\n\n{user_text}\n" if system else f"{user_text}\n"
 
 
@@ -96,11 +111,13 @@ def generate(
     seed: int = 0,
     batch_size: int = 8,
     chat: bool = True,
+    dtype: str | Precision = "auto",
 ) -> list[str]:
     """One reply per prompt: only the new text, special tokens dropped, stripped.
 
     With `chat=True` each prompt is wrapped by `chat_prompt` first. Sampling draws from a generator seeded with
     `seed` (the global RNG state is restored afterwards), so a call is reproducible for a fixed batch size.
+    Prompts are batched in order of length (less padding); `dtype` is the compute precision (`rlxf.device`).
     """
     prompts = _check_prompts(prompts)
     if max_new_tokens < 1:
@@ -115,27 +132,42 @@ def generate(
     config = _generation_config(
         model, tokenizer, max_new_tokens=max_new_tokens, do_sample=do_sample, temperature=temperature, top_p=top_p
     )
-    device = next(model.parameters()).device
+    device = model_device(model)
+    compute = precision(dtype, device)
+    order = by_length([len(text) for text in texts])
     was_training = model.training
     model.eval()
-    replies: list[str] = []
+    replies: list[str] = [""] * len(texts)
     try:
         # manual_seed seeds every GPU too, so every GPU's state is saved and restored.
-        with torch.random.fork_rng(devices=range(torch.cuda.device_count())):
+        with torch.random.fork_rng(devices=range(torch.cuda.device_count())), compute.autocast():
             torch.manual_seed(seed)
             for start in range(0, len(texts), batch_size):
                 # Left padding keeps every prompt's last token at the end, where generation continues.
-                chunk = texts[start : start + batch_size]
-                batch = tokenizer(chunk, return_tensors="pt", padding=True, padding_side="left").to(device)
+                rows = order[start : start + batch_size]
+                batch = tokenizer([texts[i] for i in rows], return_tensors="pt", padding=True,
+                                  padding_side="left").to(device)
                 output = model.generate(**batch, generation_config=config)
                 new_tokens = output[:, batch["input_ids"].shape[1] :]
-                replies += [text.strip() for text in tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
+                for i, text in zip(rows, tokenizer.batch_decode(new_tokens, skip_special_tokens=True), strict=True):
+                    replies[i] = text.strip()
     finally:
         model.train(was_training)
     return replies
 
 
 # ------------------------------------------------------------------------------------------------ token level
+
+
+def keeps_logits(model) -> bool:
+    """Whether the model's forward takes `logits_to_keep` (compute the LM head only on the positions scored)."""
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "logits_to_keep" in inspect.signature(base.forward).parameters
+
+
+def by_length(lengths: Sequence[int]) -> list[int]:
+    """Indices that sort items by length (stable): batches of similar lengths waste less compute on padding."""
+    return sorted(range(len(lengths)), key=lambda i: lengths[i])
 
 
 def padding_id(tokenizer) -> int | None:
@@ -210,7 +242,7 @@ def generate_responses(model, queries: Sequence[torch.Tensor], generation, pad_i
                        ) -> list[torch.Tensor]:
     """One sampled response per query (one left-padded batch, KV cache), each cut after its first EOS."""
     batch = collate(queries, [q[:0] for q in queries], pad_id)
-    device = next(model.parameters()).device
+    device = model_device(model)
     output = model.generate(input_ids=batch["input_ids"].to(device), attention_mask=batch["attention_mask"].to(device),
                             generation_config=generation)
     generated = output[:, batch["input_ids"].shape[1]:].cpu()
@@ -219,14 +251,23 @@ def generate_responses(model, queries: Sequence[torch.Tensor], generation, pad_i
 
 @torch.no_grad()
 def sample_tokens(model, queries: Sequence[torch.Tensor], *, max_new_tokens: int, temperature: float, top_k: int = 0,
-                  top_p: float = 1.0, pad_id: int, eos_ids: set[int], batch_size: int | None = None
-                  ) -> list[torch.Tensor]:
+                  top_p: float = 1.0, pad_id: int, eos_ids: set[int], batch_size: int | None = None,
+                  dtype: str | Precision = "auto") -> list[torch.Tensor]:
     """One response per query sampled from the model's own distribution (`sampling_config`), `batch_size` queries
-    at a time (None: all at once), each cut after its first EOS."""
+    at a time (None: all at once; batches grouped by query length), each cut after its first EOS.
+
+    `dtype`: the compute precision (`rlxf.device.precision`), the same as the forwards that score the responses.
+    """
     config = sampling_config(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
                              pad_id=pad_id, eos_ids=eos_ids)
+    compute = precision(dtype, model_device(model))
     size = batch_size or len(queries)
-    responses: list[torch.Tensor] = []
-    for start in range(0, len(queries), size):
-        responses += generate_responses(model, queries[start:start + size], config, pad_id, eos_ids)
+    order = by_length([len(q) for q in queries]) if size < len(queries) else list(range(len(queries)))
+    responses: list[torch.Tensor | None] = [None] * len(queries)
+    with compute.autocast():
+        for start in range(0, len(queries), size):
+            rows = order[start:start + size]
+            for i, response in zip(rows, generate_responses(model, [queries[i] for i in rows], config, pad_id,
+                                                            eos_ids), strict=True):
+                responses[i] = response
     return responses

@@ -36,6 +36,7 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
+from rlxf.device import pick_device
 from rlxf.paths import model_cache_dir
 
 SMOLLM2 = "smollm2-135m-instruct"
@@ -60,22 +61,17 @@ def list_models() -> list[str]:
     return list(OFFLINE_DEFAULTS)
 
 
-def pick_device() -> torch.device:
-    """The best available device: cuda > mps > cpu."""
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
-
-
 def pick_dtype(device: torch.device | str) -> torch.dtype:
-    """Weights dtype for a device: bf16 on CUDA GPUs with native bf16, fp16 on older ones, fp32 elsewhere."""
+    """Weights dtype for loading on a device: bf16 on CUDA GPUs with native bf16, fp16 on older ones, fp32 elsewhere.
+
+    The compute precision of training and sampling is `rlxf.device.precision` (bf16 autocast over fp32 weights).
+    """
     device = torch.device(device)
     if device.type == "cuda":
         # including_emulation=False: pre-Ampere GPUs "support" bf16 only by slow emulation.
         return torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16
-    # CPU: no fast bf16 here (~100x slower than fp32). MPS: fp16 training has no loss scaler, so fp32 is the safe pick.
+    # CPU: fp32 weights, trainable; rlxf.device adds bf16 autocast where the CPU has native bf16. MPS: fp16 training
+    # has no loss scaler, so fp32 is the safe pick.
     return torch.float32
 
 

@@ -9,6 +9,7 @@ import torch
 
 from rlxf.data import hydrate as hydrate_tables
 from rlxf.data.source import locate_data
+from rlxf.device import Precision, precision
 
 
 @dataclass(frozen=True)
@@ -23,18 +24,25 @@ class NotebookSetup:
     """"shared", "fixtures" or the data folder's path, as in the manifest's `data_source`."""
     tables: Path
     """The hydrated tables, `<artifacts>/data` (read them with `rlxf.data.read_table`)."""
+    precision: Precision
+    """The compute precision chosen for this machine from the `dtype` parameter (`rlxf.device.precision`)."""
 
 
-def setup(*, seed: int, data_dir: str | Path | None, artifacts_dir: str | Path, hydrate: bool = True) -> NotebookSetup:
-    """Seed torch, print which corpora are used, and hydrate the tables (a no-op when notebook 01 already did).
+def setup(*, seed: int, data_dir: str | Path | None, artifacts_dir: str | Path, hydrate: bool = True,
+          dtype: str = "auto") -> NotebookSetup:
+    """Seed torch, print which corpora are used and the compute precision chosen from `dtype` (and why), and hydrate
+    the tables (a no-op when notebook 01 already did).
 
     `data_dir` is the notebooks' parameter: "" for the real data else the fixtures, "fixtures", or a folder
     (see `rlxf.data.source.locate_data`). `hydrate=False` leaves the tables to the caller (notebook 01).
     """
+    chosen = precision(dtype)
+    print(chosen)
     torch.manual_seed(seed)
     artifacts = Path(artifacts_dir)
     data_path, data_source = locate_data(data_dir, artifacts)
     tables = artifacts / "data"
     if hydrate:
         hydrate_tables(data_path, tables, seed=seed)
-    return NotebookSetup(artifacts=artifacts, data_path=data_path, data_source=data_source, tables=tables)
+    return NotebookSetup(artifacts=artifacts, data_path=data_path, data_source=data_source, tables=tables,
+                         precision=chosen)

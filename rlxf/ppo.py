@@ -37,8 +37,6 @@ Metrics of every step (keys of the dicts in `history`, lines of `output_dir/metr
 from __future__ import annotations
 
 import dataclasses
-import inspect
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -60,7 +58,6 @@ from rlxf.adapters import (
 )
 from rlxf.checkpoint import (
     RunStore,
-    check_count,
     load_tensors,
     model_identity,
     restore_rng,
@@ -69,7 +66,9 @@ from rlxf.checkpoint import (
     short_hash,
     weights_hash,
 )
-from rlxf.generation import collate, eos_ids, padding_id, sample_tokens, token_ids
+from rlxf.checks import check_count, check_list, check_optional_count, check_prompts, check_rewards
+from rlxf.device import check_dtype, precision
+from rlxf.generation import collate, eos_ids, keeps_logits, padding_id, sample_tokens, token_ids
 
 
 @dataclass
@@ -130,6 +129,10 @@ class PPOSettings:
     """dropout on the LoRA input during updates only (base-model dropout stays off so that ratios start at 1)"""
     lora_target_modules: str | tuple[str, ...] = LORA_TARGET_MODULES
     """modules that get LoRA: names such as ("q_proj", "v_proj"), or "all-linear" """
+    # --- numerics ---
+    dtype: str = "auto"
+    """compute precision of rollouts, updates and sampling: "auto" (bf16 autocast where the hardware has native
+    bf16, else fp32; see rlxf.device), "fp32" or "bf16". Weights, LoRA, value head and optimizer stay fp32"""
     # --- run ---
     seed: int = 0
     """seed of python, numpy and torch (sampling, LoRA init, minibatch order, prompt order)"""
@@ -160,10 +163,8 @@ class PPOSettings:
             raise ValueError("PPOSettings.init_kl_coef, vf_coef, top_k and checkpoint_every must be >= 0")
         if not 0.0 < self.top_p <= 1.0:
             raise ValueError(f"PPOSettings.top_p must be in (0, 1], got {self.top_p!r}")
-        if self.keep_checkpoints is not None and (isinstance(self.keep_checkpoints, bool)
-                                                  or not isinstance(self.keep_checkpoints, int)
-                                                  or self.keep_checkpoints < 0):
-            raise ValueError(f"PPOSettings.keep_checkpoints must be None or an int >= 0, got {self.keep_checkpoints!r}")
+        check_optional_count(self.keep_checkpoints, "PPOSettings.keep_checkpoints")
+        check_dtype(self.dtype, "PPOSettings.dtype")
         if self.num_minibatches > self.batch_size:
             raise ValueError(f"PPOSettings.num_minibatches ({self.num_minibatches}) > batch_size ({self.batch_size})")
 
@@ -312,6 +313,8 @@ class PPOTrainer:
         self.model.set_adapter(adapter_name)  # peft: the active adapter trains, all others freeze
         self.model.eval()  # dropout off everywhere: old and new log-probs must agree before the first update
         self.device = next(self.model.parameters()).device
+        # One precision for sampling, rollout and update forwards: the ratio is exactly 1 before the first update.
+        self.precision = precision(config.dtype, self.device)
 
         self.pad_id, self.eos_ids = padding_id(tokenizer), eos_ids(self.model, tokenizer)
         if self.pad_id is None or not self.eos_ids:
@@ -328,8 +331,7 @@ class PPOTrainer:
                                            lr=config.learning_rate, eps=1e-5, weight_decay=0.0)
         self.kl_ctl = (AdaptiveKLController(config.init_kl_coef, config.target_kl, config.horizon)
                        if config.adaptive_kl else FixedKLController(config.init_kl_coef))
-        forward = self.model.get_base_model().forward
-        self._logits_to_keep = "logits_to_keep" in inspect.signature(forward).parameters
+        self._logits_to_keep = keeps_logits(self.model)
         self.step_count, self.history = 0, []
         self.store = RunStore(config.output_dir, state_file="trainer_state.json", kind="PPO", unit="step",
                               owner="PPOSettings", metrics_file="metrics.jsonl",
@@ -345,9 +347,10 @@ class PPOTrainer:
         input_ids = batch["input_ids"][rows]
         r_len = batch["response_mask"].shape[1]
         extra = {"logits_to_keep": r_len + 1} if self._logits_to_keep else {}
-        out = self.model(input_ids=input_ids, attention_mask=batch["attention_mask"][rows],
-                         position_ids=batch["position_ids"][rows], output_hidden_states=True, use_cache=False,
-                         **extra)
+        with self.precision.autocast():  # matmuls in the compute dtype; everything after in fp32
+            out = self.model(input_ids=input_ids, attention_mask=batch["attention_mask"][rows],
+                             position_ids=batch["position_ids"][rows], output_hidden_states=True, use_cache=False,
+                             **extra)
         # Position t predicts token t+1: the response is predicted by the r_len positions before its end.
         logits = out.logits[:, -(r_len + 1):-1].float() / self.config.temperature
         hidden = out.hidden_states[-1][:, -(r_len + 1):-1].float()
@@ -461,11 +464,8 @@ class PPOTrainer:
         time/scoring_s keys). The first step of a trainer starts a new run (an earlier run in output_dir is moved
         aside, see `train`).
         """
-        for name, value in (("queries", queries), ("responses", responses)):
-            if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
-                raise ValueError(f"step({name}=...): expected a list (one entry per sample), "
-                                 f"got {type(value).__name__}")
-        if len(queries) == 0:
+        queries, responses = check_list(queries, "step(queries=...)"), check_list(responses, "step(responses=...)")
+        if not queries:
             raise ValueError("step(queries=...): the batch is empty; expected at least one (query, response, reward)")
         if len(queries) != len(responses):
             raise ValueError(f"step(): {len(queries)} queries but {len(responses)} responses")
@@ -473,7 +473,7 @@ class PPOTrainer:
         responses = [
             token_ids(self.tokenizer, r, "responses", i, special_tokens=False) for i, r in enumerate(responses)
         ]
-        scores = self._check_rewards(rewards, len(queries), "step(rewards=...)")
+        scores = check_rewards(rewards, len(queries), "step(rewards=...)", self.step_count + 1, self.store.note())
         if self.step_count == 0:
             self.store.start_fresh()
         return self._ppo_step(queries, responses, scores, timings={})
@@ -490,7 +490,8 @@ class PPOTrainer:
         self.model.eval()
         set_lora_dropout(self.model, self.adapter_name, False)
         responses = sample_tokens(self.model, queries, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
-                                  top_k=cfg.top_k, top_p=cfg.top_p, pad_id=self.pad_id, eos_ids=self.eos_ids)
+                                  top_k=cfg.top_k, top_p=cfg.top_p, pad_id=self.pad_id, eos_ids=self.eos_ids,
+                                  dtype=self.precision)
         return queries, responses, self.tokenizer.batch_decode(responses, skip_special_tokens=True)
 
     def train(self, prompts: Sequence[str], reward_fn: Callable[[list[str], list[str]], Sequence[float]],
@@ -506,11 +507,7 @@ class PPOTrainer:
         batch size or reward_fn name) raises `rlxf.checkpoint.RunMismatch` saying what differs. Returns the history
         (one metrics dict per step, including the resumed ones).
         """
-        if isinstance(prompts, (str, bytes)) or not isinstance(prompts, Sequence):
-            raise ValueError(f"train(prompts=...): expected a list of prompt strings, got {type(prompts).__name__}"
-                             + (f" {prompts[:40]!r} (wrap one prompt in a list)" if isinstance(prompts, str) else ""))
-        if not prompts or not all(isinstance(p, str) for p in prompts):
-            raise ValueError("train(prompts=...): expected a non-empty list of strings")
+        prompts = check_prompts(prompts, "train(prompts=...)")
         if not callable(reward_fn):
             raise ValueError(f"train(reward_fn=...): expected a callable, got {type(reward_fn).__name__}")
         steps = check_count(steps, "train(steps=...)")
@@ -535,7 +532,7 @@ class PPOTrainer:
                 raise RewardFunctionError(f"step {self.step_count + 1}: reward_fn {reward_name!r} raised "
                                           f"{type(error).__name__}: {error}. {self.store.note()}") from error
             scored = time.perf_counter()
-            scores = self._check_rewards(raw, len(texts), "reward_fn")
+            scores = check_rewards(raw, len(texts), "reward_fn", self.step_count + 1, self.store.note())
             if self.config.missing_eos_penalty is not None:
                 no_eos = torch.tensor([not self._has_eos(r) for r in responses])
                 scores = scores - self.config.missing_eos_penalty * no_eos.float()
@@ -594,29 +591,6 @@ class PPOTrainer:
             order = torch.randperm(n, generator=torch.Generator().manual_seed(self.config.seed + k // n))
             picked.append(prompts[int(order[k % n])])
         return picked
-
-    def _check_rewards(self, rewards, n: int, source: str) -> torch.Tensor:
-        """Rewards as a float tensor; a wrong count or a NaN/inf stops the run naming the step."""
-        step = self.step_count + 1
-        if rewards is None or isinstance(rewards, (str, bytes, int, float)):
-            raise ValueError(f"step {step}: {source} gave {type(rewards).__name__} {rewards!r}; expected a list of "
-                             f"{n} floats, one per response")
-        try:
-            values = rewards.detach().cpu().flatten().tolist() if isinstance(rewards, torch.Tensor) else list(rewards)
-        except TypeError as error:
-            raise ValueError(f"step {step}: {source} gave a {type(rewards).__name__}; expected a list of {n} floats, "
-                             "one per response") from error
-        if len(values) != n:
-            raise ValueError(f"step {step}: {source} has {len(values)} rewards for {n} responses")
-        try:
-            values = [float(v) for v in values]
-        except (TypeError, ValueError) as error:
-            raise ValueError(f"step {step}: {source} has a reward that is not a number: {error}") from error
-        bad = [i for i, v in enumerate(values) if not math.isfinite(v)]
-        if bad:
-            raise ValueError(f"step {step}: non-finite reward {values[bad[0]]} for sample {bad[0]} from {source} "
-                             f"({len(bad)} of {n}); stopped. {self.store.note()}")
-        return torch.tensor(values, dtype=torch.float32)
 
     def _has_eos(self, response: torch.Tensor) -> bool:
         return any(int(t) in self.eos_ids for t in response)

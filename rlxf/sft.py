@@ -23,6 +23,7 @@ from peft import PeftModel, get_peft_model
 from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
 
 from rlxf.adapters import LORA_TARGET_MODULES, check_target_modules, lora_config
+from rlxf.device import check_dtype, trainer_precision_kwargs, training_precision, without_autocast_wrapper
 
 METHODS = ("trainer", "sft_trainer")
 IGNORE_INDEX = -100  # label value the loss skips (PyTorch's cross_entropy default)
@@ -60,6 +61,9 @@ class SFTSettings:
     """Where the adapter, tokenizer and model card README.md are written."""
     eval_fraction: float = 0.0
     """Share of the training data held out for the eval loss when no eval data is passed (0: none)."""
+    dtype: str = "auto"
+    """compute precision: "auto" (bf16 mixed precision where the hardware has native bf16, else fp32; rlxf.device),
+    "fp32" or "bf16"; master weights and optimizer states stay fp32"""
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -75,6 +79,7 @@ class SFTSettings:
             raise ValueError(f"SFTSettings.learning_rate must be > 0, got {self.learning_rate!r}")
         if not 0.0 <= self.eval_fraction < 1.0:
             raise ValueError(f"SFTSettings.eval_fraction must be in [0, 1), got {self.eval_fraction!r}")
+        check_dtype(self.dtype, "SFTSettings.dtype")
         if not str(self.output_dir):
             raise ValueError("SFTSettings.output_dir must be a directory path, got an empty string")
 
@@ -206,12 +211,9 @@ def _split_off_eval(items: list, fraction: float, seed: int) -> tuple[list, list
 
 
 # ---------------------------------------------------------------------------------------------------------- training
-def _device_kwargs() -> dict[str, Any]:
-    """fp32 on CPU (no fast bf16 there); bf16 autocast on GPUs with native bf16, fp16 autocast on older ones."""
-    if torch.cuda.is_available():
-        bf16 = torch.cuda.is_bf16_supported(including_emulation=False)  # emulated bf16 is slow (as rlxf.models)
-        return {"bf16": bf16, "fp16": not bf16}
-    return {"use_cpu": True, "bf16": False, "fp16": False}
+def _device_kwargs(dtype: str) -> dict[str, Any]:
+    """The GPU when there is one, else the CPU; bf16 mixed precision where `rlxf.device` picks it, else fp32."""
+    return trainer_precision_kwargs(training_precision(dtype))
 
 
 def _training_kwargs(settings: SFTSettings, has_eval: bool) -> dict[str, Any]:
@@ -237,7 +239,7 @@ def _training_kwargs(settings: SFTSettings, has_eval: bool) -> dict[str, Any]:
         # needs no memory savings, and on CPU it only costs time.
         "activation_checkpointing": False,
         "label_names": ["labels"],
-        **_device_kwargs(),
+        **_device_kwargs(settings.dtype),
     }
 
 
@@ -407,6 +409,7 @@ def train_lora_sft(
     start = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - start
+    peft_model = without_autocast_wrapper(peft_model)
     peft_model.eval()
 
     adapter_dir = Path(settings.output_dir)

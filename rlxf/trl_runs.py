@@ -1,4 +1,4 @@
-"""The same reward with TRL 1.16's GRPOTrainer and RLOOTrainer: LoRA via `peft_config`, fp32 on CPU, timed per step.
+"""The same reward with TRL 1.16's GRPOTrainer and RLOOTrainer: LoRA via `peft_config`, rlxf.device's precision, timed.
 
 `train_trl("grpo" | "rloo", model, tokenizer, dataset, reward_fn, TRLSettings(...))` trains a new LoRA adapter
 (named "default") on `model` and returns `(peft_model, history)`; `history` has one row per optimizer step with
@@ -14,10 +14,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import pandas as pd
-import torch
 from transformers import PrinterCallback, TrainerCallback
 
 from rlxf.adapters import LORA_TARGET_MODULES, lora_config
+from rlxf.device import check_dtype, trainer_precision_kwargs, training_precision, without_autocast_wrapper
 
 METHODS = ("grpo", "rloo")
 
@@ -52,6 +52,9 @@ class TRLSettings:
     """seed of sampling, LoRA init and data order"""
     output_dir: str = "artifacts/trl"
     """TRL's output directory (nothing is saved but its logs)"""
+    dtype: str = "auto"
+    """compute precision: "auto" (bf16 mixed precision where the hardware has native bf16, else fp32; rlxf.device),
+    "fp32" or "bf16"; master weights and optimizer states stay fp32"""
 
     def __post_init__(self) -> None:
         for name in ("steps", "prompts_per_step", "num_generations", "max_new_tokens", "lora_r", "lora_alpha"):
@@ -61,6 +64,7 @@ class TRLSettings:
             raise ValueError("TRLSettings.num_generations must be >= 2 (GRPO and RLOO compare completions)")
         if not self.learning_rate > 0 or not self.temperature > 0 or self.beta < 0:
             raise ValueError("TRLSettings needs learning_rate > 0, temperature > 0 and beta >= 0")
+        check_dtype(self.dtype, "TRLSettings.dtype")
 
 
 class _Clock(TrainerCallback):
@@ -78,21 +82,21 @@ class _Clock(TrainerCallback):
 
 
 def trl_config(method: str, settings: TRLSettings):
-    """The GRPOConfig / RLOOConfig of a run: fp32 (no bf16), no gradient checkpointing, CPU when no GPU."""
+    """The GRPOConfig / RLOOConfig of a run: precision from `settings.dtype`, no gradient checkpointing; CPU: no GPU."""
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     from trl import GRPOConfig, RLOOConfig
 
     config_class = GRPOConfig if method == "grpo" else RLOOConfig
     batch = settings.prompts_per_step * settings.num_generations
-    on_gpu = torch.cuda.is_available()
+    chosen = training_precision(settings.dtype)
     return config_class(
         output_dir=settings.output_dir, max_steps=settings.steps, per_device_train_batch_size=batch,
         num_generations=settings.num_generations, max_completion_length=settings.max_new_tokens,
         temperature=settings.temperature, learning_rate=settings.learning_rate, beta=settings.beta,
         lr_scheduler_type="constant", warmup_steps=0, logging_steps=1, save_strategy="no", report_to="none",
-        bf16=on_gpu and torch.cuda.is_bf16_supported(), gradient_checkpointing=False, activation_checkpointing=False,
-        use_cpu=not on_gpu, dataloader_pin_memory=False, disable_tqdm=True, seed=settings.seed,
+        **trainer_precision_kwargs(chosen), gradient_checkpointing=False, activation_checkpointing=False,
+        dataloader_pin_memory=False, disable_tqdm=True, seed=settings.seed,
     )
 
 
@@ -121,4 +125,4 @@ def train_trl(method: str, model, tokenizer, dataset, reward_fn: Callable, setti
     history = pd.DataFrame([{"step": row["step"], "seconds": row["seconds"], "reward": row["reward"],
                              "reward_std": row.get("reward_std"), "kl": row.get("kl"),
                              "length": row.get("completions/mean_length")} for row in rows])
-    return trainer.model, history
+    return without_autocast_wrapper(trainer.model), history

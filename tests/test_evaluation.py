@@ -38,7 +38,7 @@ def test_token_logprobs_match_a_plain_forward(two_adapters):
     model, tokenizer = two_adapters
     query = torch.tensor(tokenizer("Hello there")["input_ids"])
     response = torch.tensor(tokenizer("general kenobi", add_special_tokens=False)["input_ids"])
-    (logp,) = token_logprobs(model, tokenizer, [query], [response], adapter="policy")
+    (logp,) = token_logprobs(model, tokenizer, [query], [response], adapter="policy", dtype="fp32")
     with torch.no_grad():
         logits = model(input_ids=torch.cat([query, response])[None]).logits[0]
     expected = torch.log_softmax(logits[len(query) - 1:-1], -1).gather(-1, response[:, None]).squeeze(-1)

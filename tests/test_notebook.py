@@ -30,7 +30,9 @@ def test_setup_seeds_locates_and_hydrates(tmp_path, capsys):
 
 
 def test_setup_without_hydration(tmp_path, capsys):
-    nb = setup(seed=0, data_dir="fixtures", artifacts_dir=tmp_path, hydrate=False)
+    nb = setup(seed=0, data_dir="fixtures", artifacts_dir=tmp_path, hydrate=False, dtype="fp32")
     assert nb.data_source == "fixtures"
     assert not nb.tables.exists()
-    assert "hydrate:" not in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "hydrate:" not in out
+    assert nb.precision.name == "fp32" and "precision fp32 on " in out  # what was chosen and why, one line

@@ -287,17 +287,18 @@ def lively(tiny):
 def test_generate_batched_greedy_equals_one_prompt_at_a_time(tiny, lively):
     _, tokenizer, _ = tiny
     prompts = [*SOCRATES_PROMPTS, "Tell me, Meno, can virtue be taught or is it acquired by practice?"]
+    # fp32: the padding logic is what is tested; bf16 rounding differs with the padded shape and can flip a greedy tie.
     for chat in (True, False):
-        batched = generate(lively, tokenizer, prompts, max_new_tokens=12, batch_size=4, chat=chat)
+        batched = generate(lively, tokenizer, prompts, max_new_tokens=12, batch_size=4, chat=chat, dtype="fp32")
         assert len(batched) == len(prompts) and all(isinstance(reply, str) for reply in batched)
         assert len(set(batched)) == len(prompts), "distinct prompts should get distinct replies here"
-        singles = [generate(lively, tokenizer, [p], max_new_tokens=12, chat=chat)[0] for p in prompts]
+        singles = [generate(lively, tokenizer, [p], max_new_tokens=12, chat=chat, dtype="fp32")[0] for p in prompts]
         assert batched == singles
 
 
 def test_generate_returns_only_the_new_text(tiny, lively):
     _, tokenizer, _ = tiny
-    (reply,) = generate(lively, tokenizer, ["What is justice?"], max_new_tokens=12)
+    (reply,) = generate(lively, tokenizer, ["What is justice?"], max_new_tokens=12, dtype="fp32")  # as the plain call
     batch = tokenizer([chat_prompt(tokenizer, "What is justice?")], return_tensors="pt")
     with torch.no_grad():
         full = lively.generate(**batch, max_new_tokens=12, do_sample=False, pad_token_id=tokenizer.pad_token_id)

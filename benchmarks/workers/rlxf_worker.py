@@ -30,7 +30,8 @@ def run(settings: dict, seed: int) -> dict:
                          kl_estimator="k1", adaptive_kl=False, init_kl_coef=settings.kl_coef,
                          max_new_tokens=settings.max_new_tokens, temperature=settings.temperature, top_k=0, top_p=1.0,
                          lora_r=settings.lora_r, lora_alpha=settings.lora_alpha, lora_dropout=0.0,
-                         lora_target_modules=settings.lora_target_modules, seed=seed, progress_bar=False)
+                         lora_target_modules=settings.lora_target_modules, seed=seed, progress_bar=False,
+                         dtype="fp32")  # TRL's run is fp32: like for like (benchmarks/precision.py measures bf16)
     trainer = PPOTrainer(policy, tokenizer, config)
     record = common_record("rlxf", settings, seed, tokenizer, reward_model, prompt_ids)
     record["eos_token_ids"] = sorted(trainer.eos_ids)

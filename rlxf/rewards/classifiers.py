@@ -21,6 +21,7 @@ from transformers import AutoModelForSequenceClassification, AutoTokenizer, Trai
 from transformers.data.data_collator import DataCollatorWithPadding
 
 from rlxf.checkpoint import atomic_dir
+from rlxf.device import check_dtype, trainer_precision_kwargs, training_precision, without_autocast_wrapper
 from rlxf.rewards.base import RewardFunction, check_batch, check_texts
 
 
@@ -52,6 +53,9 @@ class ClassifierSettings:
     """seed for the head initialisation order, shuffling and dropout"""
     output_dir: str | None = None
     """Trainer's scratch directory (no checkpoints are written); None: a temporary directory"""
+    dtype: str = "auto"
+    """compute precision: "auto" (bf16 mixed precision where the hardware has native bf16, else fp32; rlxf.device),
+    "fp32" or "bf16"; master weights and optimizer states stay fp32"""
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "gradient_accumulation_steps", "eval_batch_size", "max_length", "logging_steps"):
@@ -63,6 +67,7 @@ class ClassifierSettings:
             raise ValueError(f"ClassifierSettings.epochs must be > 0, got {self.epochs}")
         if not self.learning_rate > 0:
             raise ValueError(f"ClassifierSettings.learning_rate must be > 0, got {self.learning_rate}")
+        check_dtype(self.dtype, "ClassifierSettings.dtype")
 
 
 @dataclass
@@ -149,7 +154,7 @@ def train_classifier(
     settings: ClassifierSettings,
     class_weights: str | Sequence[float] | None = "balanced",
 ) -> ClassifierResult:
-    """Fine-tune a sequence classifier (all its parameters) with transformers' Trainer; fp32 unless the model is not.
+    """Fine-tune a sequence classifier (all its parameters) with transformers' Trainer in `settings.dtype`.
 
     `class_weights`: "balanced" (see the module docstring), None (plain cross-entropy) or one weight per class.
     The eval texts, when given, are scored at the end of every epoch and once more at the end of training.
@@ -204,8 +209,7 @@ def train_classifier(
             eval_strategy="epoch" if eval_set is not None else "no",
             save_strategy="no",
             report_to="none",
-            bf16=False,  # mixed precision off: CPUs have no fast bf16 and the study's classifiers are small
-            fp16=False,
+            **trainer_precision_kwargs(training_precision(settings.dtype)),
             seed=settings.seed,
             dataloader_num_workers=0,
             dataloader_pin_memory=torch.cuda.is_available(),
@@ -231,7 +235,7 @@ def train_classifier(
         for row in trainer.state.log_history
         if "loss" in row or "eval_loss" in row
     ]
-    trained = trainer.model
+    trained = without_autocast_wrapper(trainer.model)
     trained.eval()
     return ClassifierResult(
         model=trained,

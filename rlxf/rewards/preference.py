@@ -20,6 +20,7 @@ import torch
 from datasets import Dataset
 from trl import RewardConfig, RewardTrainer
 
+from rlxf.device import check_dtype, trainer_precision_kwargs, training_precision, without_autocast_wrapper
 from rlxf.rewards.base import RewardFunction, check_batch, check_texts
 
 
@@ -45,8 +46,9 @@ class PreferenceSettings:
     """record loss and pairwise training accuracy every this many steps"""
     seed: int = 0
     """seed for shuffling and dropout"""
-    bf16: bool = False
-    """bf16 mixed precision; only on a GPU that supports it (CPUs have no fast bf16: forced off there)"""
+    dtype: str = "auto"
+    """compute precision: "auto" (bf16 mixed precision where the hardware has native bf16, else fp32; rlxf.device),
+    "fp32" or "bf16"; master weights and optimizer states stay fp32"""
     output_dir: str | None = None
     """TRL's scratch directory (no checkpoints are written); None: a temporary directory"""
 
@@ -60,6 +62,7 @@ class PreferenceSettings:
             raise ValueError(f"PreferenceSettings.max_steps must be -1 (use epochs) or >= 1, got {self.max_steps}")
         if not self.epochs > 0 or not self.learning_rate > 0:
             raise ValueError("PreferenceSettings.epochs and .learning_rate must be > 0")
+        check_dtype(self.dtype, "PreferenceSettings.dtype")
 
 
 @dataclass
@@ -133,8 +136,6 @@ def train_reward_model(model, tokenizer, pairs, settings: PreferenceSettings) ->
         "chosen_ids": encode_texts(tokenizer, [p["prompt"] + p["chosen"] for p in pairs], settings.max_length),
         "rejected_ids": encode_texts(tokenizer, [p["prompt"] + p["rejected"] for p in pairs], settings.max_length),
     })
-    # Trainer moves the model to the GPU when there is one; bf16 only where that GPU has it.
-    use_bf16 = settings.bf16 and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
     with tempfile.TemporaryDirectory(prefix="rlxf-reward-") as scratch:
         args = RewardConfig(
             output_dir=settings.output_dir or scratch,
@@ -147,8 +148,7 @@ def train_reward_model(model, tokenizer, pairs, settings: PreferenceSettings) ->
             center_rewards_coefficient=settings.center_rewards_coefficient,
             logging_steps=settings.logging_steps,
             logging_first_step=True,
-            bf16=use_bf16,
-            fp16=False,
+            **trainer_precision_kwargs(training_precision(settings.dtype)),  # the Trainer moves to a GPU if any
             # TRL's default is True (transformers' new name: activation_checkpointing); it only costs time here.
             activation_checkpointing=False,
             gradient_checkpointing=False,
@@ -167,7 +167,7 @@ def train_reward_model(model, tokenizer, pairs, settings: PreferenceSettings) ->
         for row in trainer.state.log_history
         if "loss" in row
     ]
-    trained = trainer.model
+    trained = without_autocast_wrapper(trainer.model)
     trained.eval()
     return PreferenceResult(trained, tokenizer, history, seconds, len(pairs), settings)
 

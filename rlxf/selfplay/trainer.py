@@ -16,13 +16,13 @@ from rlxf.checkpoint import (
     RunStore,
     append_jsonl,
     atomic_dir,
-    check_count,
     clean_orphans,
     read_json,
     restore_rng,
     settings_identity,
     truncate_jsonl,
 )
+from rlxf.checks import check_count, check_optional_count
 from rlxf.generation import chat_prompt
 from rlxf.ppo import PPOSettings, PPOTrainer
 from rlxf.selfplay.convergence import neutral_streak
@@ -73,11 +73,7 @@ class SelfPlaySettings:
                 raise ValueError(f"SelfPlaySettings.{name} must be an int >= 1, got {getattr(self, name)!r}")
         if self.stop_streak is not None and (not isinstance(self.stop_streak, int) or self.stop_streak < 1):
             raise ValueError(f"SelfPlaySettings.stop_streak must be None or an int >= 1, got {self.stop_streak!r}")
-        if self.keep_checkpoints is not None and (isinstance(self.keep_checkpoints, bool)
-                                                  or not isinstance(self.keep_checkpoints, int)
-                                                  or self.keep_checkpoints < 0):
-            raise ValueError(f"SelfPlaySettings.keep_checkpoints must be None or an int >= 0, "
-                             f"got {self.keep_checkpoints!r}")
+        check_optional_count(self.keep_checkpoints, "SelfPlaySettings.keep_checkpoints")
         if not self.neutral_low <= self.neutral_high:
             raise ValueError(f"SelfPlaySettings.neutral_low ({self.neutral_low}) must not exceed neutral_high "
                              f"({self.neutral_high})")

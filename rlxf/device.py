@@ -1,0 +1,165 @@
+"""Where the model runs and in which precision: decided once per machine from what the hardware has, never assumed.
+
+`precision("auto" | "fp32" | "bf16", device)` -> a `Precision`: the compute dtype, a one-line reason a notebook prints,
+and `autocast()`, the context every forward and `generate` runs under. Master weights, LoRA parameters, value heads
+and optimizer states stay fp32; only matmuls run in bf16, and callers take log-probabilities, KL and losses in fp32
+from the autocast logits.
+
+CPUs differ: with AVX512-BF16 or AMX-BF16 (e.g. AMD Zen 4, Intel Sapphire Rapids) bf16 matmuls are ~4x faster than
+fp32; without them PyTorch emulates bf16 and it is ~100x slower. "auto" reads the CPU flags in /proc/cpuinfo (Linux)
+or, where there is no /proc/cpuinfo, times a small bf16 and fp32 matmul once per process.
+"""
+
+from __future__ import annotations
+
+import functools
+import time
+import warnings
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+DTYPES = ("auto", "fp32", "bf16")
+CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # /proc/cpuinfo flags of native bf16 matmuls
+SLOW_BF16 = "expect ~100x slowdown"
+
+
+@dataclass(frozen=True)
+class Precision:
+    """The compute dtype of one device and why it was chosen."""
+
+    dtype: torch.dtype
+    """torch.bfloat16 (matmuls under bf16 autocast) or torch.float32 (no autocast)"""
+    device_type: str
+    """"cpu", "cuda" or "mps": the autocast device"""
+    reason: str
+    """one line for humans, e.g. "cpu has avx512_bf16: bf16 autocast" """
+
+    @property
+    def name(self) -> str:
+        return "bf16" if self.dtype == torch.bfloat16 else "fp32"
+
+    def autocast(self):
+        """The context forwards run under: bf16 autocast, or nothing (plain fp32)."""
+        if self.dtype == torch.float32:
+            return nullcontext()
+        return torch.autocast(device_type=self.device_type, dtype=self.dtype)
+
+    def __str__(self) -> str:
+        return f"precision {self.name} on {self.device_type}: {self.reason}"
+
+
+def pick_device() -> torch.device:
+    """The best available device: cuda > mps > cpu."""
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+@functools.cache
+def cpu_bf16_flags(cpuinfo: str = "/proc/cpuinfo") -> frozenset[str] | None:
+    """The native-bf16 flags this CPU lists in /proc/cpuinfo; None where there is no such file (not Linux)."""
+    try:
+        text = Path(cpuinfo).read_text()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return frozenset(CPU_BF16_FLAGS) & set(line.split(":", 1)[-1].split())
+    return None
+
+
+@functools.cache
+def cpu_bf16_speedup(size: int = 512, repeats: int = 5) -> float:
+    """How many times faster a bf16 matmul is than an fp32 one on this CPU (best of `repeats`; ~20 ms, once)."""
+    def best(dtype: torch.dtype) -> float:
+        a = torch.randn(size, size, generator=torch.Generator().manual_seed(0)).to(dtype)  # global RNG untouched
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            a @ a
+            times.append(time.perf_counter() - start)
+        return min(times)
+
+    return best(torch.float32) / max(best(torch.bfloat16), 1e-9)
+
+
+def cpu_has_fast_bf16() -> tuple[bool, str]:
+    """(fast bf16 matmuls on this CPU?, what says so): the /proc/cpuinfo flags, else a timed matmul."""
+    flags = cpu_bf16_flags()
+    if flags is not None:
+        return (True, f"cpu has {', '.join(sorted(flags))}") if flags else (False, "no bf16 instructions on this CPU")
+    speedup = cpu_bf16_speedup()
+    return speedup > 1.2, f"bf16 matmul {speedup:.1f}x the speed of fp32 on this CPU"
+
+
+def cuda_has_bf16() -> bool:
+    """Native bf16 on the current GPU (Ampere or newer); emulated bf16 on older GPUs is slow and does not count."""
+    return torch.cuda.is_bf16_supported(including_emulation=False)
+
+
+def check_dtype(dtype: str, owner: str = "dtype") -> str:
+    """`dtype` if it is one of DTYPES; an error naming `owner` (e.g. "PPOSettings.dtype") otherwise."""
+    if dtype not in DTYPES:
+        raise ValueError(f"{owner} must be one of {', '.join(map(repr, DTYPES))}, got {dtype!r}")
+    return dtype
+
+
+def precision(dtype: str | Precision = "auto", device: torch.device | str | None = None, *,
+              fast_bf16: tuple[bool, str] | None = None) -> Precision:
+    """The compute precision for `device` (default: `pick_device()`): "auto" picks bf16 where the hardware runs it
+    natively and fp32 elsewhere; "fp32" and "bf16" are obeyed, with a warning when bf16 would be emulated.
+
+    `fast_bf16`: (has native bf16, why) instead of asking the hardware (tests fake it). A `Precision` is returned as is.
+    """
+    if isinstance(dtype, Precision):
+        return dtype
+    check_dtype(dtype)
+    device_type = torch.device(device if device is not None else pick_device()).type
+    if device_type == "cuda":
+        native, why = fast_bf16 or ((True, "gpu has native bf16") if cuda_has_bf16()
+                                    else (False, "gpu has no native bf16"))
+    elif device_type == "cpu":
+        native, why = fast_bf16 or cpu_has_fast_bf16()
+    else:  # mps and others: bf16 autocast support varies; fp32 unless asked
+        native, why = fast_bf16 or (False, f"{device_type}: bf16 autocast not used by default")
+    if dtype == "fp32":
+        return Precision(torch.float32, device_type, "fp32 as asked")
+    if dtype == "bf16" and not native:
+        reason = f"bf16 asked for on a {device_type} without native bf16 ({why}): {SLOW_BF16}"
+        warnings.warn(reason + "; use dtype='auto' or 'fp32'", UserWarning, stacklevel=2)
+        return Precision(torch.bfloat16, device_type, reason)
+    if dtype == "bf16":
+        return Precision(torch.bfloat16, device_type, f"{why}: bf16 autocast as asked")
+    if native:
+        return Precision(torch.bfloat16, device_type, f"{why}: bf16 autocast")
+    return Precision(torch.float32, device_type, f"fp32: {why}")
+
+
+def model_device(model: torch.nn.Module) -> torch.device:
+    """The device of a model's first parameter (cpu for a model without parameters)."""
+    return next((p.device for p in model.parameters()), torch.device("cpu"))
+
+
+def training_precision(dtype: str | Precision = "auto") -> Precision:
+    """The precision of a transformers/TRL Trainer run: the GPU if there is one (the Trainer goes there), else CPU."""
+    return precision(dtype, "cuda" if torch.cuda.is_available() else "cpu")
+
+
+def trainer_precision_kwargs(chosen: Precision) -> dict:
+    """TrainingArguments (and TRL config) fields for a precision: bf16 mixed precision (autocast over fp32 master
+    weights; transformers 5.23 runs it on CPU only with use_cpu=True) or plain fp32; use_cpu when there is no GPU."""
+    return {"bf16": chosen.dtype == torch.bfloat16, "fp16": False, **({"use_cpu": True} if chosen.device_type == "cpu"
+                                                                        else {})}
+
+
+def without_autocast_wrapper(model: torch.nn.Module) -> torch.nn.Module:
+    """`model` with the autocast wrapper that accelerate puts on `forward` during bf16 mixed-precision training
+    removed, so that a trained model's later forwards follow the caller's precision (and match a reloaded copy)."""
+    from accelerate.utils import extract_model_from_parallel
+
+    return extract_model_from_parallel(model, keep_fp32_wrapper=False)

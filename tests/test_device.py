@@ -1,0 +1,160 @@
+"""Compute precision: the decision with faked hardware, bf16 vs fp32 numerics, PPO in both, no default system prompt."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+from rlxf import device as rlxf_device
+from rlxf.device import Precision, cpu_bf16_flags, precision
+from rlxf.evaluation import token_logprobs
+from rlxf.generation import chat_prompt, encode_text
+from rlxf.models import load_causal_lm
+from rlxf.ppo import PPOSettings, PPOTrainer
+
+pytestmark = pytest.mark.filterwarnings("ignore:Model has `tie_word_embeddings=True`:UserWarning")
+PROMPTS = ["What is justice?", "How are you today?", "The movie was", "I think the government"]
+NATIVE, ABSENT = (True, "cpu has avx512_bf16"), (False, "no bf16 instructions on this CPU")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+# --- the decision, with the hardware faked ------------------------------------------------------------------
+
+
+def test_auto_picks_bf16_only_where_the_cpu_has_it():
+    on = precision("auto", "cpu", fast_bf16=NATIVE)
+    assert on.dtype == torch.bfloat16 and on.reason == "cpu has avx512_bf16: bf16 autocast"
+    off = precision("auto", "cpu", fast_bf16=ABSENT)
+    assert off.dtype == torch.float32 and off.reason == "fp32: no bf16 instructions on this CPU"
+    assert precision("fp32", "cpu", fast_bf16=NATIVE).dtype == torch.float32
+    assert precision(on) is on  # a decided Precision passes through
+
+
+def test_bf16_on_a_cpu_without_it_warns_of_the_slowdown():
+    with pytest.warns(UserWarning, match=r"bf16 asked for on a cpu without native bf16.*~100x slowdown"):
+        chosen = precision("bf16", "cpu", fast_bf16=ABSENT)
+    assert chosen.dtype == torch.bfloat16 and "~100x slowdown" in chosen.reason
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert precision("bf16", "cpu", fast_bf16=NATIVE).dtype == torch.bfloat16  # no warning where it is native
+
+
+def test_cuda_uses_bf16_where_the_gpu_supports_it(monkeypatch):
+    monkeypatch.setattr(rlxf_device, "cuda_has_bf16", lambda: True)
+    assert precision("auto", "cuda").dtype == torch.bfloat16
+    monkeypatch.setattr(rlxf_device, "cuda_has_bf16", lambda: False)
+    chosen = precision("auto", "cuda")
+    assert chosen.dtype == torch.float32 and chosen.reason == "fp32: gpu has no native bf16"
+    with pytest.warns(UserWarning, match="~100x slowdown"):
+        precision("bf16", "cuda")
+
+
+def test_unknown_dtype_is_refused_naming_the_setting():
+    with pytest.raises(ValueError, match="PPOSettings.dtype must be one of 'auto', 'fp32', 'bf16', got 'fp16'"):
+        PPOSettings(dtype="fp16")
+    with pytest.raises(ValueError, match="dtype must be one of"):
+        precision("float32", "cpu")
+
+
+def test_cpu_flags_are_read_from_cpuinfo(tmp_path):
+    with_bf16, without = tmp_path / "with", tmp_path / "without"
+    with_bf16.write_text("processor\t: 0\nflags\t\t: fpu sse avx512f avx512_bf16 amx_bf16\n")
+    without.write_text("processor\t: 0\nflags\t\t: fpu sse avx2 avx512f\n")
+    assert cpu_bf16_flags(str(with_bf16)) == {"avx512_bf16", "amx_bf16"}
+    assert cpu_bf16_flags(str(without)) == frozenset()
+    assert cpu_bf16_flags(str(tmp_path / "missing")) is None  # not Linux: rlxf.device times a matmul instead
+
+
+# --- numerics on tiny-llama -----------------------------------------------------------------------------------
+
+BF16 = Precision(torch.bfloat16, "cpu", "test")  # runs everywhere (slowly where bf16 is emulated; tiny model)
+FP32 = Precision(torch.float32, "cpu", "test")
+
+
+def test_bf16_log_probs_are_close_to_fp32():
+    model, tokenizer = load_causal_lm("tiny-llama", device="cpu")
+    queries = [encode_text(tokenizer, chat_prompt(tokenizer, p)) for p in PROMPTS]
+    responses = [encode_text(tokenizer, text, special_tokens=False) for text in
+                 ("Justice is the advantage of the stronger.", "Fine, thanks.", "long and dull", "should act")]
+    exact = token_logprobs(model, tokenizer, queries, responses, adapter=None, dtype=FP32)
+    approx = token_logprobs(model, tokenizer, queries, responses, adapter=None, dtype=BF16)
+    # bf16 keeps 8 bits of mantissa (relative error ~4e-3 per matmul); ~6-nat log-probs agree to 0.05 nats.
+    for a, b in zip(exact, approx, strict=True):
+        np.testing.assert_allclose(b, a, atol=0.05)
+    assert any(not np.array_equal(a, b) for a, b in zip(exact, approx, strict=True))  # bf16 really ran
+
+
+def ppo_settings(dtype: str, **overrides) -> PPOSettings:
+    settings = dict(learning_rate=5e-3, batch_size=4, max_new_tokens=6, lora_target_modules=("q_proj", "v_proj",
+                    "lm_head"), adaptive_kl=False, init_kl_coef=0.01, progress_bar=False, dtype=dtype)
+    return PPOSettings(**{**settings, **overrides})
+
+
+@pytest.mark.parametrize("dtype", ["fp32", "bf16"])
+def test_ppo_ratio_is_exactly_one_before_the_first_update(dtype, monkeypatch):
+    import rlxf.ppo
+
+    log_ratios = []
+    policy_loss = rlxf.ppo.policy_loss
+
+    def recording(logprobs, old_logprobs, advantages, mask, cliprange):
+        log_ratios.append(((logprobs - old_logprobs) * mask).detach())
+        return policy_loss(logprobs, old_logprobs, advantages, mask, cliprange)
+
+    monkeypatch.setattr(rlxf.ppo, "policy_loss", recording)
+    monkeypatch.setattr(rlxf_device, "cpu_has_fast_bf16", lambda: NATIVE)  # bf16 without a warning anywhere
+    model, tokenizer = load_causal_lm("tiny-llama", device="cpu")
+    trainer = PPOTrainer(model, tokenizer, ppo_settings(dtype, ppo_epochs=2))
+    assert trainer.precision.name == dtype
+    queries, responses, _ = trainer.generate(PROMPTS)
+    trainer.step(queries, responses, [1.0, 0.0, 0.5, 0.2])
+    assert torch.equal(log_ratios[0], torch.zeros_like(log_ratios[0]))  # same numerics in rollout and update
+    assert log_ratios[1].abs().max() > 0  # and the update moved the policy
+
+
+@pytest.mark.parametrize("dtype", ["fp32", "bf16"])
+def test_ppo_learns_a_toy_task_in_both_dtypes(dtype, monkeypatch):
+    monkeypatch.setattr(rlxf_device, "cpu_has_fast_bf16", lambda: NATIVE)
+    model, tokenizer = load_causal_lm("tiny-llama", device="cpu")
+    special = set(tokenizer.all_special_ids)
+
+    def reward_fn(prompts, completions):  # the fraction of reply tokens whose id is divisible by 8
+        ids = [tokenizer(c, add_special_tokens=False)["input_ids"] for c in completions]
+        return [sum(i % 8 == 0 and i not in special for i in row) / max(len(row), 1) for row in ids]
+
+    chats = [chat_prompt(tokenizer, p) for p in PROMPTS]
+    trainer = PPOTrainer(model, tokenizer, ppo_settings(dtype, batch_size=16, max_new_tokens=8, seed=3))
+    rewards = [m["env/reward_mean"] for m in trainer.train(chats, reward_fn, steps=30)]
+    assert sum(rewards[:3]) / 3 < 0.15, rewards
+    assert sum(rewards[-5:]) / 5 > 0.4, rewards
+    assert all(p.dtype == torch.float32 for p in trainer.model.parameters())  # master weights stay fp32
+    assert trainer.value_head.weight.dtype == torch.float32
+
+
+# --- no default system prompt -----------------------------------------------------------------------------------
+
+SMOLLM2_TEMPLATE = (  # SmolLM2-Instruct's template: a default system prompt unless the first message is a system one
+    "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
+    "{{ '<|im_start|>system\\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\\n' }}"
+    "{% endif %}{{'<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n'}}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}"
+)
+
+
+def test_chat_prompt_adds_no_default_system_prompt():
+    _, tokenizer = load_causal_lm("tiny-llama", device="cpu")
+    plain = chat_prompt(tokenizer, "Hi")  # a template without a default: no system turn at all
+    assert plain == "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
+    tokenizer.chat_template = SMOLLM2_TEMPLATE
+    assert chat_prompt(tokenizer, "Hi") == "<|im_start|>system\n<|im_end|>\n" + plain  # empty, not SmolLM's default
+    assert "Be brief" in chat_prompt(tokenizer, "Hi", system="Be brief")
