@@ -15,6 +15,7 @@ PROMPTS = ["Propose a condition:", "The fiscal target is", "Describe the reform.
 @pytest.fixture()
 def two_adapters():
     model, tokenizer = load_causal_lm("tiny-llama", device="cpu")
+    torch.manual_seed(0)  # the random LoRA weights below: the same adapters whichever tests ran before
     config = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
     model = get_peft_model(model, config, adapter_name="policy")
     model.add_adapter("copy", config)
@@ -25,13 +26,16 @@ def test_kl_is_zero_against_itself_and_positive_against_the_base(two_adapters):
     model, tokenizer = two_adapters
     same = policy_report(model, tokenizer, PROMPTS, None, adapter="policy", ref_adapter="policy", max_new_tokens=6)
     assert same.kl.abs().max() < 1e-5 and same.reward.isna().all()
-    base = policy_report(model, tokenizer, PROMPTS, lambda p, c: [len(x) for x in c], adapter="policy",
+    # k1 is unbiased but noisy per reply, and the random q/v adapter barely moves tiny-llama's next-token
+    # distribution; an adapter on the LM head moves it far, so its KL estimate is clearly above 0 on every reply.
+    model.add_adapter("far", LoraConfig(r=4, lora_alpha=64, target_modules=["lm_head"], init_lora_weights=False))
+    base = policy_report(model, tokenizer, PROMPTS, lambda p, c: [len(x) for x in c], adapter="far",
                          ref_adapter=None, max_new_tokens=6)
-    assert base.kl.mean() > 0  # the KL estimate of a non-zero adapter against the base
+    assert (base.kl > 1.0).all()
     assert (base.reward == [len(r) for r in base.reply]).all()
     assert (base.length >= 1).all() and (base.length <= 6).all()
     assert summarise(base)["ref_perplexity"] == pytest.approx(float(np.exp(base.ref_nll.mean())))
-    assert model.active_adapter == "policy"
+    assert model.active_adapter == "policy"  # the report leaves the active adapter as it found it
 
 
 def test_token_logprobs_match_a_plain_forward(two_adapters):
