@@ -3,16 +3,19 @@
 Importable only where TRL 1.12.0 comes first on `sys.path` (the driver puts its directory first in PYTHONPATH of
 TRL runs only); the venv's trl 1.16 has no PPOTrainer.
 
-Precision: TRL's `bf16` flag makes accelerate run the prepared model's forward (the training forwards) under bf16
-autocast, but generation, the reference forward and the critic's rollout forward call the inner modules and would
-stay fp32. In a bf16 run this worker runs those three under the same autocast as well, with fp32 outputs (as rlxf
-takes log-probs from fp32 logits), so every policy and critic forward of both libraries is in the same dtype. The
+Precision: TRL 1.12's PPOTrainer builds its own `Accelerator()` and so ignores its config's `bf16` flag; accelerate's
+`ACCELERATE_MIXED_PRECISION=bf16` (what `accelerate launch --mixed_precision bf16` sets) makes it run the prepared
+model's forward (the training forwards) under bf16 autocast; the worker sets both and checks that accelerate obeyed.
+Generation, the reference forward and the critic's rollout forward call the inner modules and would still stay fp32.
+In a bf16 run this worker runs those three under the same autocast as well, with fp32 outputs (as rlxf takes
+log-probs from fp32 logits), so every policy and critic forward of both libraries is in the same dtype. The
 reward model (the environment, shared) scores in fp32 in both.
 """
 
 from __future__ import annotations
 
 import gc
+import os
 import shutil
 import statistics
 import tempfile
@@ -66,12 +69,16 @@ def run(settings: dict, seed: int, trl_dir: str, critic: str) -> dict:
         num_sample_generations=0, logging_steps=1, report_to="none", save_strategy="no", disable_tqdm=True,
         dataloader_num_workers=0)
 
+    os.environ["ACCELERATE_MIXED_PRECISION"] = "bf16" if bf16 else "no"  # read by the Accelerator TRL builds
     clock = UpdateClock()
     dataset = Dataset.from_dict({"input_ids": prompt_ids})
     set_all_seeds(seed)
     trainer = PPOTrainer(args=args, processing_class=tokenizer, model=policy, ref_model=None,
                          reward_model=reward_model, train_dataset=dataset, value_model=value_model,
                          peft_config=peft_config, callbacks=[clock])
+    if trainer.accelerator.mixed_precision != ("bf16" if bf16 else "no"):
+        raise RuntimeError(f"TRL's accelerator runs mixed_precision={trainer.accelerator.mixed_precision!r}, expected "
+                           f"{'bf16' if bf16 else 'no'} (settings.dtype={settings.dtype!r})")
     unwrapped = trainer.accelerator.unwrap_model(trainer.model)
     record = common_record("trl", settings, seed, tokenizer, reward_model, prompt_ids)
     record["critic"] = critic
