@@ -1,22 +1,30 @@
-"""rlxf.ppo vs TRL 1.12.0's experimental PPOTrainer: seconds per update, peak memory and reward on one LoRA-PPO task.
+"""rlxf.ppo vs TRL 1.12.0's experimental PPOTrainer: where the time of an update goes, peak memory and reward.
 
     python benchmarks/ppo_vs_trl.py [--model smollm2-135m-instruct] [--updates 8] [--repeats 2] [--threads 2]
+                                    [--dtype auto|fp32|bf16] [--trl-critics full,lora] [--out PATH]
 
 Both libraries get the same policy (LoRA r=8 on q_proj/v_proj), the same 4 chat prompts, the same reward model (the
 base under a seeded linear head, `load_classifier(model, num_labels=1)`), the same sampling (temperature, top_k=0,
 top_p=1, at most `max_new_tokens`, stop at the tokenizer's EOS, which is kept and scored), 4 PPO epochs on one
-minibatch of 4, AdamW at a constant lr, a fixed KL coefficient (k1), fp32, CPU, the same thread count.
-Each run is a fresh subprocess (rlxf, TRL, rlxf, TRL, ...) started by `rlxf.memory.peak_memory`, so its peak memory is
-its own and is the measure used everywhere in rlxf: the process's VmHWM (the workers run on CPU, with CUDA hidden).
+minibatch of 4, AdamW at a constant lr, a fixed KL coefficient (k1), one compute precision (`--dtype`, resolved once
+by `rlxf.device.precision` on this CPU), CPU, the same thread count. TRL runs once per critic in `--trl-critics`
+("full": a fully trainable value model, TRL's setup; "lora": LoRA + head); the headline ratios are against "lora".
+Each run is a fresh subprocess (rlxf, TRL full, TRL lora, rlxf, ...) started by `rlxf.memory.peak_memory`, so its
+peak memory is its own and is the measure used everywhere in rlxf: the process's VmHWM (the workers run on CPU, with
+CUDA hidden).
 TRL 1.12.0 is installed with `pip --target` into its own directory (the venv's trl 1.16 is untouched) and put first
 on `sys.path` of TRL runs only. The workers live in `benchmarks/workers/`.
 
 An update is generation + reward scoring + the PPO step, for both: rlxf's loop is `generate` -> score -> `step`,
 timed by its worker; TRL owns its loop, so an update is the time between its `on_step_end` callbacks (which also
 covers its per-update logging and gc.collect()). The first update is a warm-up and is left out of the medians.
+Phases of an update: generation, rollout forwards (policy, reference, TRL's critic), scoring, optimisation (the PPO
+epochs) and the rest. rlxf's update phase (its PPO epochs) is also given in model GFLOP/s (counted from the model's
+shapes, `benchmarks/workers/flops.py`) and as a fraction of this machine's matmul peak in the same dtype, measured in
+the rlxf worker's process after training.
 Reward: the training batches' reward-model scores (mean over the last quarter of the updates) and an evaluation
 done identically for both (same sampling code, seed and reward model) before and after training.
-Results: a table on stdout and `artifacts/benchmarks/ppo_vs_trl.json`.
+Results: tables on stdout and `--out` (default `artifacts/benchmarks/ppo_vs_trl.json`).
 """
 
 from __future__ import annotations
@@ -37,10 +45,17 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:  # run as a script: make `rlxf` and `benchmarks` importable without installing
     sys.path.insert(0, str(REPO_ROOT))
 
-from benchmarks.workers.settings import TRL_VERSION, BenchSettings  # noqa: E402  (after the path above)
+from benchmarks.workers.settings import CRITICS, TRL_VERSION, BenchSettings  # noqa: E402  (after the path above)
 
-LIBRARIES = ("rlxf", "trl")
-TARGETS = {"time_ratio": 0.5, "peak_rss_ratio": 0.6}
+TARGETS = {"time_ratio": 0.5, "peak_rss_ratio": 0.6, "update_peak_fraction": 0.5}
+HEADLINE_CRITIC = "lora"  # the ratios the targets are about: against TRL with a LoRA critic
+# Phases of an update (seconds); "other_s" is the update's time minus the rest (TRL: GAE, gc.collect(), logging).
+PHASES = ("generation_s", "rollout_policy_s", "rollout_ref_s", "rollout_value_s", "scoring_s", "optimise_s", "other_s")
+
+
+def variants(settings: BenchSettings) -> list[str]:
+    """The runs of one repeat, in order: rlxf, then TRL with each critic."""
+    return ["rlxf", *(f"trl-{critic}" for critic in settings.trl_critics)]
 
 
 def ensure_trl(target: Path) -> Path:
@@ -83,10 +98,12 @@ def check_requirements(metadata_file: Path, extras: tuple[str, ...] = ()) -> Non
                            f"{'; '.join(problems)}")
 
 
-def run_worker(library: str, settings: BenchSettings, seed: int, trl_dir: Path) -> dict:
-    """One benchmark run in a fresh subprocess, measured by rlxf.memory.peak_memory -> its result dict."""
+def run_worker(variant: str, settings: BenchSettings, seed: int, trl_dir: Path) -> dict:
+    """One benchmark run ("rlxf", "trl-full" or "trl-lora") in a fresh subprocess, measured by
+    rlxf.memory.peak_memory -> its result dict."""
     from rlxf.memory import peak_memory
 
+    library, _, critic = variant.partition("-")
     threads = str(settings.threads)
     python_path = [str(trl_dir)] if library == "trl" else []  # before anything imports trl: TRL 1.12.0 only
     python_path += [str(REPO_ROOT), os.environ.get("PYTHONPATH", "")]
@@ -94,42 +111,51 @@ def run_worker(library: str, settings: BenchSettings, seed: int, trl_dir: Path) 
            "HF_HUB_OFFLINE": "1", "TRL_EXPERIMENTAL_SILENCE": "1", "PYTHONHASHSEED": "0",
            "CUDA_VISIBLE_DEVICES": "",  # a CPU benchmark: peak_memory then measures the process's VmHWM, not CUDA's
            "PYTHONPATH": os.pathsep.join(p for p in python_path if p)}
-    kwargs = {"settings": dataclasses.asdict(settings), "seed": seed, **({"trl_dir": str(trl_dir)} if library == "trl"
-                                                                          else {})}
+    kwargs = {"settings": dataclasses.asdict(settings), "seed": seed,
+              **({"trl_dir": str(trl_dir), "critic": critic} if library == "trl" else {})}
     start = time.perf_counter()
     try:
         measured = peak_memory(f"benchmarks.workers.{library}_worker:run", kwargs, env=env)
     except RuntimeError as error:
-        raise RuntimeError(f"the {library} run (seed {seed}) failed: {error}") from error
+        raise RuntimeError(f"the {variant} run (seed {seed}) failed: {error}") from error
     result = measured["result"]
     if result["memory"]["measure"] != measured["measure"]:
-        raise RuntimeError(f"the {library} run measured its training phase by {result['memory']['measure']} but the "
+        raise RuntimeError(f"the {variant} run measured its training phase by {result['memory']['measure']} but the "
                            f"whole run by {measured['measure']}")
     result["memory"].update(after_imports_rss_mb=measured["baseline_bytes"] / 2**20,
                             peak_rss_mb=measured["peak_bytes"] / 2**20)
+    result["variant"] = variant
     result["settings"] = dataclasses.asdict(settings)
     result["subprocess_wall_s"] = time.perf_counter() - start
     return result
 
 
-def summarise(runs: list[dict], updates: int) -> dict:
-    """Per-library medians/means over repeats, rlxf/TRL ratios and whether the targets are met."""
-    last_k = max(1, updates // 4)
+def phase_seconds(update: dict, phase: str) -> float:
+    """Seconds of one phase of one update; "other_s" is what the named phases leave of the update's time."""
+    if phase == "other_s":
+        return update["seconds"] - sum(update[p] for p in PHASES if p != "other_s")
+    return update[phase]
+
+
+def summarise(runs: list[dict], settings: BenchSettings) -> dict:
+    """Per-variant medians/means over repeats, rlxf/TRL ratios per critic and whether the targets are met."""
+    last_k = max(1, settings.updates // 4)
+    median = statistics.median
     summary = {}
-    for library in LIBRARIES:
-        mine = [r for r in runs if r["library"] == library]
+    for variant in variants(settings):
+        mine = [r for r in runs if r["variant"] == variant]
         timed = [r["updates"][1:] for r in mine]  # after the warm-up update
         eval_after = [s for r in mine for s in r["eval_after"]["scores"]]
-        summary[library] = {
-            "s_per_update": statistics.median(statistics.median(u["seconds"] for u in t) for t in timed),
-            "generation_s": statistics.median(statistics.median(u["generation_s"] for u in t) for t in timed),
-            "scoring_s": statistics.median(statistics.median(u["scoring_s"] for u in t) for t in timed),
-            "gc_s": statistics.median(statistics.median(u["gc_s"] for u in t) for t in timed),
-            "tokens_per_s": statistics.median(sum(u["response_tokens"] for u in t) / sum(u["seconds"] for u in t)
+        summary[variant] = {
+            "s_per_update": median(median(u["seconds"] for u in t) for t in timed),
+            **{phase: median(median(phase_seconds(u, phase) for u in t) for t in timed) for phase in PHASES},
+            "gc_s": median(median(u["gc_s"] for u in t) for t in timed),
+            "tokens_per_s": median(sum(u["response_tokens"] for u in t) / sum(u["seconds"] for u in t) for t in timed),
+            "generation_tokens_per_s": median(sum(u["response_tokens"] for u in t) / sum(u["generation_s"] for u in t)
                                               for t in timed),
-            "peak_rss_mb": statistics.median(r["memory"]["peak_rss_mb"] for r in mine),
-            "train_peak_rss_mb": statistics.median(r["memory"]["train_peak_rss_mb"] for r in mine),
-            "baseline_rss_mb": statistics.median(r["memory"]["after_imports_rss_mb"] for r in mine),
+            "peak_rss_mb": median(r["memory"]["peak_rss_mb"] for r in mine),
+            "train_peak_rss_mb": median(r["memory"]["train_peak_rss_mb"] for r in mine),
+            "baseline_rss_mb": median(r["memory"]["after_imports_rss_mb"] for r in mine),
             "train_reward_last": statistics.fmean(statistics.fmean(u["reward_mean"] for u in r["updates"][-last_k:])
                                                   for r in mine),
             "eval_reward_before": statistics.fmean(r["eval_before"]["mean"] for r in mine),
@@ -138,24 +164,35 @@ def summarise(runs: list[dict], updates: int) -> dict:
             "eval_reward_after_n": len(eval_after),
             "trainable_parameters": mine[0]["trainable_parameters"],
         }
-    ours, theirs = summary["rlxf"], summary["trl"]
-    reward_diff = ours["eval_reward_after"] - theirs["eval_reward_after"]
-    reward_se = math.sqrt(ours["eval_reward_after_var"] / ours["eval_reward_after_n"]
-                          + theirs["eval_reward_after_var"] / theirs["eval_reward_after_n"])
-    ratios = {
-        "time_ratio": ours["s_per_update"] / theirs["s_per_update"],
-        "peak_rss_ratio": ours["peak_rss_mb"] / theirs["peak_rss_mb"],
-        "train_peak_rss_ratio": ours["train_peak_rss_mb"] / theirs["train_peak_rss_mb"],
-        "tokens_per_s_ratio": ours["tokens_per_s"] / theirs["tokens_per_s"],
-        "eval_reward_diff": reward_diff,
-        "eval_reward_diff_se": reward_se,
-    }
-    targets = {
-        "time": ratios["time_ratio"] <= TARGETS["time_ratio"],
-        "peak_memory": ratios["peak_rss_ratio"] <= TARGETS["peak_rss_ratio"],
-        "reward_no_worse": reward_diff >= 0,
-    }
-    return {"per_library": summary, "ratios": ratios, "targets_met": targets, "train_reward_last_k": last_k}
+        if variant == "rlxf":  # the update phase's model GFLOP/s and its fraction of the measured matmul peak, per run
+            achieved = [sum(u["update_flops"] for u in t) / sum(u["optimise_s"] for u in t) / 1e9 for t in timed]
+            peaks = [r["matmul_peak"]["gflops"] for r in mine]
+            summary[variant].update(update_gflops=median(achieved), peak_gflops=median(peaks),
+                                    update_peak_fraction=median(a / p for a, p in zip(achieved, peaks, strict=True)))
+    ours = summary["rlxf"]
+    ratios, targets = {}, {"update_peak_fraction": ours["update_peak_fraction"] >= TARGETS["update_peak_fraction"]}
+    for critic in settings.trl_critics:
+        theirs = summary[f"trl-{critic}"]
+        reward_diff = ours["eval_reward_after"] - theirs["eval_reward_after"]
+        ratios[critic] = {
+            "time_ratio": ours["s_per_update"] / theirs["s_per_update"],
+            "peak_rss_ratio": ours["peak_rss_mb"] / theirs["peak_rss_mb"],
+            "train_peak_rss_ratio": ours["train_peak_rss_mb"] / theirs["train_peak_rss_mb"],
+            "tokens_per_s_ratio": ours["tokens_per_s"] / theirs["tokens_per_s"],
+            "generation_tokens_per_s_ratio": ours["generation_tokens_per_s"] / theirs["generation_tokens_per_s"],
+            "eval_reward_diff": reward_diff,
+            "eval_reward_diff_se": math.sqrt(ours["eval_reward_after_var"] / ours["eval_reward_after_n"]
+                                             + theirs["eval_reward_after_var"] / theirs["eval_reward_after_n"]),
+        }
+        targets[critic] = {"time": ratios[critic]["time_ratio"] <= TARGETS["time_ratio"],
+                           "peak_memory": ratios[critic]["peak_rss_ratio"] <= TARGETS["peak_rss_ratio"],
+                           "reward_no_worse": reward_diff >= 0}
+    headline = {f"ratio_{what}_{critic}_critic": ratios[critic][key] if critic in ratios else None
+                for critic in CRITICS for what, key in (("time", "time_ratio"), ("memory", "peak_rss_ratio"))}
+    return {**headline, "update_peak_fraction": ours["update_peak_fraction"], "update_gflops": ours["update_gflops"],
+            "peak_gflops": ours["peak_gflops"], "dtype": settings.dtype,
+            "generation_tokens_per_s": ours["generation_tokens_per_s"],
+            "per_variant": summary, "ratios": ratios, "targets_met": targets, "train_reward_last_k": last_k}
 
 
 def consistency_checks(runs: list[dict]) -> list[str]:
@@ -173,52 +210,66 @@ def consistency_checks(runs: list[dict]) -> list[str]:
             problems.append(f"seed {seed}: the replies sampled before training differ between libraries")
     for r in runs:
         if not r["lora_b_norm_after"] > 0:
-            problems.append(f"{r['library']} seed {r['seed']}: the LoRA adapter did not change in training")
+            problems.append(f"{r['variant']} seed {r['seed']}: the LoRA adapter did not change in training")
     for r in runs:
         if r.get("scoring_check_max_abs_diff", 0.0) > 1e-3:
-            problems.append(f"{r['library']} seed {r['seed']}: TRL's reward scores differ from the shared scoring by "
+            problems.append(f"{r['variant']} seed {r['seed']}: TRL's reward scores differ from the shared scoring by "
                             f"{r['scoring_check_max_abs_diff']:.2e}")
     return problems
 
 
+def variant_name(variant: str) -> str:
+    return "rlxf" if variant == "rlxf" else f"trl {TRL_VERSION} {variant.removeprefix('trl-')} critic"
+
+
 def format_table(result: dict) -> str:
-    """The comparison as a plain-text table."""
-    per_library, ratios, met = result["per_library"], result["ratios"], result["targets_met"]
-    header = (f"{'library':<12}{'s/update':>10}{'gen s':>8}{'score s':>9}{'peak RSS MB':>13}{'train-peak MB':>15}"
-              f"{'train reward':>14}{'eval reward before -> after':>30}{'tokens/s':>10}{'trainable':>12}")
+    """The phase table, the results table and the ratios as plain text."""
+    per_variant, ratios, met = result["per_variant"], result["ratios"], result["targets_met"]
+    columns = {"generation_s": "generate", "rollout_policy_s": "roll policy", "rollout_ref_s": "roll ref",
+               "rollout_value_s": "roll critic", "scoring_s": "score", "optimise_s": "optimise", "other_s": "other"}
+    header = f"{'seconds per update (median)':<28}{'total':>8}" + "".join(f"{c:>12}" for c in columns.values())
     lines = [header, "-" * len(header)]
-    for library in LIBRARIES:
-        s = per_library[library]
-        name = "rlxf" if library == "rlxf" else f"trl {TRL_VERSION}"
-        lines.append(f"{name:<12}{s['s_per_update']:>10.3f}{s['generation_s']:>8.3f}{s['scoring_s']:>9.3f}"
-                     f"{s['peak_rss_mb']:>13.0f}{s['train_peak_rss_mb']:>15.0f}{s['train_reward_last']:>14.3f}"
-                     f"{s['eval_reward_before']:>19.3f} -> {s['eval_reward_after']:>6.3f}{s['tokens_per_s']:>10.1f}"
-                     f"{s['trainable_parameters']:>12,}")
-    lines += [
-        "",
-        f"rlxf/TRL time per update  {ratios['time_ratio']:.3f}  (target <= {TARGETS['time_ratio']}: "
-        f"{'met' if met['time'] else 'NOT met'})",
-        f"rlxf/TRL peak RSS         {ratios['peak_rss_ratio']:.3f}  (target <= {TARGETS['peak_rss_ratio']}: "
-        f"{'met' if met['peak_memory'] else 'NOT met'}); training phase only: {ratios['train_peak_rss_ratio']:.3f}; "
-        f"after imports: rlxf {per_library['rlxf']['baseline_rss_mb']:.0f} MB, "
-        f"TRL {per_library['trl']['baseline_rss_mb']:.0f} MB",
-        f"rlxf/TRL tokens/s         {ratios['tokens_per_s_ratio']:.3f}",
-        f"gc.collect() per update   rlxf {per_library['rlxf']['gc_s']:.3f} s, TRL {per_library['trl']['gc_s']:.3f} s "
-        "(TRL collects twice per update; counted in its time)",
-        f"eval reward rlxf - TRL    {ratios['eval_reward_diff']:+.3f} +- {ratios['eval_reward_diff_se']:.3f} (s.e.)  "
-        f"(target >= 0: {'met' if met['reward_no_worse'] else 'NOT met'}"
-        f"{', within noise' if abs(ratios['eval_reward_diff']) < 2 * ratios['eval_reward_diff_se'] else ''})",
-    ]
+    for variant, s in per_variant.items():
+        cells = [f"{s[p]:>12.3f}" if s[p] or p == "other_s" else f"{'-':>12}" for p in columns]
+        lines.append(f"{variant_name(variant):<28}{s['s_per_update']:>8.3f}" + "".join(cells))
+    lines += ["  - : none (rlxf: the values come with the policy forward; TRL: old log-probs come from generation). "
+              "other: the rest (TRL: GAE, gc.collect(), logging)", ""]
+    header = (f"{'':<28}{'peak RSS MB':>12}{'train-peak MB':>15}{'imports MB':>12}{'gen tok/s':>11}{'tok/s':>8}"
+              f"{'train reward':>14}{'eval before -> after':>23}{'trainable':>13}")
+    lines += [header, "-" * len(header)]
+    for variant, s in per_variant.items():
+        lines.append(f"{variant_name(variant):<28}{s['peak_rss_mb']:>12.0f}{s['train_peak_rss_mb']:>15.0f}"
+                     f"{s['baseline_rss_mb']:>12.0f}{s['generation_tokens_per_s']:>11.1f}{s['tokens_per_s']:>8.1f}"
+                     f"{s['train_reward_last']:>14.3f}{s['eval_reward_before']:>12.3f} -> "
+                     f"{s['eval_reward_after']:>6.3f}"
+                     f"{s['trainable_parameters']:>13,}")
+    fraction = result["update_peak_fraction"]
+    lines += ["", result["precision"] + " (both libraries)",
+              f"rlxf update phase (PPO epochs): {result['update_gflops']:.1f} model GFLOP/s of a measured "
+              f"{result['dtype']} matmul peak of {result['peak_gflops']:.1f} GFLOP/s = {fraction:.1%} (target >= "
+              f"{TARGETS['update_peak_fraction']:.0%}: {'met' if met['update_peak_fraction'] else 'NOT met'})"]
+    for critic in sorted(ratios, key=lambda c: c != HEADLINE_CRITIC):  # the headline first
+        r, ok = ratios[critic], met[critic]
+        lines.append(
+            f"rlxf / TRL {critic} critic{' (headline)' if critic == HEADLINE_CRITIC else ''}: time per update "
+            f"{r['time_ratio']:.3f} (target <= {TARGETS['time_ratio']}: {'met' if ok['time'] else 'NOT met'}), "
+            f"peak RSS {r['peak_rss_ratio']:.3f} (target <= {TARGETS['peak_rss_ratio']}: "
+            f"{'met' if ok['peak_memory'] else 'NOT met'}), training-phase peak {r['train_peak_rss_ratio']:.3f}, "
+            f"generation tokens/s {r['generation_tokens_per_s_ratio']:.2f}x, eval reward difference "
+            f"{r['eval_reward_diff']:+.3f} +- {r['eval_reward_diff_se']:.3f} (s.e.)"
+            f"{', within noise' if abs(r['eval_reward_diff']) < 2 * r['eval_reward_diff_se'] else ''}")
+    gcs = ", ".join(f"{variant_name(v)} {s['gc_s']:.3f} s" for v, s in per_variant.items())
+    lines.append(f"gc.collect() per update: {gcs} (TRL collects twice per update; counted in its time)")
     return "\n".join(lines)
 
 
 def parse_args(argv: list[str] | None = None) -> tuple[BenchSettings, argparse.Namespace]:
-    """Command-line settings."""
+    """Command-line settings (dtype still as given: "auto" is resolved by main)."""
     defaults = BenchSettings()
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--model", default=defaults.model, help="rlxf model name or directory (tiny-llama: quick)")
     parser.add_argument("--updates", type=int, default=defaults.updates, help="PPO updates per run (>= 2)")
-    parser.add_argument("--repeats", type=int, default=2, help="runs per library, alternating rlxf, TRL, ...")
+    parser.add_argument("--repeats", type=int, default=2, help="runs per variant, alternating rlxf, TRL full, ...")
     parser.add_argument("--threads", type=int, default=defaults.threads, help="torch/OpenMP threads per run")
     parser.add_argument("--seed", type=int, default=defaults.seed)
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
@@ -228,11 +279,15 @@ def parse_args(argv: list[str] | None = None) -> tuple[BenchSettings, argparse.N
     parser.add_argument("--max-new-tokens", type=int, default=defaults.max_new_tokens)
     parser.add_argument("--temperature", type=float, default=defaults.temperature)
     parser.add_argument("--kl-coef", type=float, default=defaults.kl_coef)
-    parser.add_argument("--trl-critic", choices=("full", "lora"), default=defaults.trl_critic,
-                        help="TRL's value model: full fine-tuning (TRL's setup) or LoRA on the same modules + head")
+    parser.add_argument("--trl-critics", default=",".join(defaults.trl_critics),
+                        help="TRL's value models, comma-separated: full (all weights train, TRL's setup) and/or lora "
+                             "(LoRA on the same modules + head); the headline ratios are against lora")
+    parser.add_argument("--dtype", choices=("auto", "fp32", "bf16"), default="auto",
+                        help="compute precision of both libraries (auto: bf16 where this CPU has native bf16)")
     parser.add_argument("--eval-samples", type=int, default=defaults.eval_samples, help="samples per prompt")
     parser.add_argument("--trl-dir", type=Path, default=None, help="where TRL 1.12.0 lives (default artifacts/)")
-    parser.add_argument("--out", type=Path, default=None, help="JSON results (default artifacts/benchmarks/)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="JSON results (default artifacts/benchmarks/ppo_vs_trl.json)")
     args = parser.parse_args(argv)
     if args.repeats < 1:
         parser.error(f"--repeats must be >= 1, got {args.repeats}")
@@ -241,32 +296,37 @@ def parse_args(argv: list[str] | None = None) -> tuple[BenchSettings, argparse.N
                                  batch_size=args.batch_size, num_minibatches=args.num_minibatches,
                                  ppo_epochs=args.ppo_epochs, learning_rate=args.lr,
                                  max_new_tokens=args.max_new_tokens, temperature=args.temperature,
-                                 kl_coef=args.kl_coef, trl_critic=args.trl_critic, eval_samples=args.eval_samples)
+                                 kl_coef=args.kl_coef, eval_samples=args.eval_samples,
+                                 trl_critics=tuple(c.strip() for c in args.trl_critics.split(",")))
     except ValueError as error:
         parser.error(str(error))
     return settings, args
 
 
 def main(argv: list[str] | None = None) -> dict:
-    """Run the benchmark; print the table; write the JSON; return the results."""
+    """Run the benchmark; print the tables; write the JSON; return the results."""
+    from rlxf.device import precision
     from rlxf.paths import artifacts_dir
 
     settings, args = parse_args(argv)
+    chosen = precision(args.dtype, "cpu")  # once, here: both libraries get the same concrete dtype
+    settings = dataclasses.replace(settings, dtype=chosen.name)
+    print(f"[setup] {chosen}", flush=True)
     out = args.out or artifacts_dir() / "benchmarks" / "ppo_vs_trl.json"
     trl_dir = ensure_trl((args.trl_dir or artifacts_dir() / f"trl-{TRL_VERSION}").resolve())
     started = time.perf_counter()
     runs = []
     for repeat in range(args.repeats):
-        for library in LIBRARIES:
+        for variant in variants(settings):
             seed = settings.seed + repeat
-            print(f"[run] repeat {repeat + 1}/{args.repeats}: {library} (seed {seed}, {settings.updates} updates, "
-                  f"{settings.threads} thread(s))", flush=True)
-            run = run_worker(library, settings, seed, trl_dir)
-            print(f"[run]   {library}: {run['subprocess_wall_s']:.1f} s wall, per update "
+            print(f"[run] repeat {repeat + 1}/{args.repeats}: {variant} (seed {seed}, {settings.updates} updates, "
+                  f"{settings.threads} thread(s), {settings.dtype})", flush=True)
+            run = run_worker(variant, settings, seed, trl_dir)
+            print(f"[run]   {variant}: {run['subprocess_wall_s']:.1f} s wall, per update "
                   f"{[round(u['seconds'], 3) for u in run['updates']]} s", flush=True)
             runs.append(run)
-    result = {"settings": dataclasses.asdict(settings), "repeats": args.repeats, "trl_dir": str(trl_dir),
-              **summarise(runs, settings.updates), "consistency_problems": consistency_checks(runs),
+    result = {**summarise(runs, settings), "precision": str(chosen), "settings": dataclasses.asdict(settings),
+              "repeats": args.repeats, "trl_dir": str(trl_dir), "consistency_problems": consistency_checks(runs),
               "wall_s": time.perf_counter() - started, "runs": runs}
     print("\n" + format_table(result))
     for problem in result["consistency_problems"]:

@@ -30,7 +30,8 @@ Metrics of every step (keys of the dicts in `history`, lines of `output_dir/metr
   val/mean, val/clipfrac    mean value on response tokens; fraction of clipped value updates
   val/explained_variance    1 - Var(returns - values) / Var(returns) on the rollout
   time/generation_s, time/scoring_s   wall time of generation and of reward_fn (train() only)
-  time/update_s             wall time of the PPO step (rollout forwards + all updates)
+  time/update_s             wall time of the PPO step (rollout forwards + all updates); its parts (no GPU sync: on CPU):
+  time/rollout_policy_s, _ref_s, time/optimise_s   the policy's and reference's no-grad forwards; the PPO epochs
   time/tokens_per_s         response tokens of the batch / wall time of the whole step
 """
 
@@ -284,7 +285,6 @@ class RewardFunctionError(RuntimeError):
     """reward_fn raised; the message names the step, the original error is chained (`__cause__`)."""
 
 
-
 class PPOTrainer:
     """PPO on one LoRA adapter of a causal LM, with a value head on the shared backbone and a frozen reference.
 
@@ -307,8 +307,7 @@ class PPOTrainer:
         set_seed(config.seed)
         self.model, started_from_existing = attach_policy(policy_model, adapter_name, config)
         # A new adapter is a function of the seed; an existing one (e.g. an SFT adapter) is identified by its weights.
-        start = (weights_hash(adapter_parameters(self.model, adapter_name))
-                 if started_from_existing else "new")
+        start = weights_hash(adapter_parameters(self.model, adapter_name)) if started_from_existing else "new"
         self.ref_adapter = attach_reference(self.model, adapter_name, ref_adapter, started_from_existing)
         self.model.set_adapter(adapter_name)  # peft: the active adapter trains, all others freeze
         self.model.eval()  # dropout off everywhere: old and new log-probs must agree before the first update
@@ -348,9 +347,8 @@ class PPOTrainer:
         r_len = batch["response_mask"].shape[1]
         extra = {"logits_to_keep": r_len + 1} if self._logits_to_keep else {}
         with self.precision.autocast():  # matmuls in the compute dtype; everything after in fp32
-            out = self.model(input_ids=input_ids, attention_mask=batch["attention_mask"][rows],
-                             position_ids=batch["position_ids"][rows], output_hidden_states=True, use_cache=False,
-                             **extra)
+            out = self.model(input_ids=input_ids, attention_mask=batch["attention_mask"][rows], use_cache=False,
+                             position_ids=batch["position_ids"][rows], output_hidden_states=True, **extra)
         # Position t predicts token t+1: the response is predicted by the r_len positions before its end.
         logits = out.logits[:, -(r_len + 1):-1].float() / self.config.temperature
         hidden = out.hidden_states[-1][:, -(r_len + 1):-1].float()
@@ -375,8 +373,10 @@ class PPOTrainer:
         set_lora_dropout(self.model, self.adapter_name, False)
         with torch.no_grad():
             old_logprobs, old_values, entropy = self._forward(batch, with_entropy=True)
+            t_policy = time.perf_counter()
             with using_adapter(self.model, self.ref_adapter):
                 ref_logprobs, _, _ = self._forward(batch)
+            t_ref = time.perf_counter()
             old_values = old_values * mask
 
             # 2. per-token reward: KL penalty on every token, the score on the last one
@@ -394,6 +394,7 @@ class PPOTrainer:
 
         # 4. PPO epochs over shuffled minibatches
         set_lora_dropout(self.model, self.adapter_name, True)
+        optimise_start = time.perf_counter()
         stats = {"pg": [], "vf": [], "total": [], "clipfrac": [], "approxkl": [], "vf_clipfrac": []}
         for epoch in range(cfg.ppo_epochs):
             for minibatch, index in enumerate(torch.randperm(n).chunk(cfg.num_minibatches)):
@@ -414,6 +415,7 @@ class PPOTrainer:
                 self.optimizer.step()
                 for key, value in zip(stats, (pg_loss, vf_loss, loss, clipfrac, approx_kl, vf_clipfrac), strict=True):
                     stats[key].append(value.item())
+        optimise_s = time.perf_counter() - optimise_start
         set_lora_dropout(self.model, self.adapter_name, False)
         self.optimizer.zero_grad(set_to_none=True)  # free the gradient memory between steps
 
@@ -446,6 +448,8 @@ class PPOTrainer:
             "val/explained_variance": explained_variance(old_values, returns, mask),
             **timings,
             "time/update_s": update_s,
+            "time/rollout_policy_s": t_policy - start, "time/rollout_ref_s": t_ref - t_policy,
+            "time/optimise_s": optimise_s,
             "time/tokens_per_s": float(mask.sum()) / max(total_s, 1e-9),
         }
         self.step_count = step
@@ -470,9 +474,8 @@ class PPOTrainer:
         if len(queries) != len(responses):
             raise ValueError(f"step(): {len(queries)} queries but {len(responses)} responses")
         queries = [token_ids(self.tokenizer, q, "queries", i, special_tokens=True) for i, q in enumerate(queries)]
-        responses = [
-            token_ids(self.tokenizer, r, "responses", i, special_tokens=False) for i, r in enumerate(responses)
-        ]
+        responses = [token_ids(self.tokenizer, r, "responses", i, special_tokens=False)
+                     for i, r in enumerate(responses)]
         scores = check_rewards(rewards, len(queries), "step(rewards=...)", self.step_count + 1, self.store.note())
         if self.step_count == 0:
             self.store.start_fresh()

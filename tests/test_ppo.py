@@ -327,6 +327,8 @@ def test_train_with_timings_and_missing_eos_penalty():
     metrics = history[0]
     assert metrics["time/generation_s"] > 0 and metrics["time/scoring_s"] >= 0
     assert metrics["env/reward_mean"] == pytest.approx(-metrics["env/missing_eos_frac"])
+    parts = [metrics[f"time/{name}_s"] for name in ("rollout_policy", "rollout_ref", "optimise")]
+    assert all(part > 0 for part in parts) and sum(parts) <= metrics["time/update_s"]  # the step's parts, disjoint
 
 
 def test_resume_errors_name_what_is_missing(tmp_path):

@@ -20,13 +20,13 @@ import torch
 from transformers import GenerationConfig
 
 from benchmarks.workers.settings import BenchSettings
-from rlxf.generation import collate
+from rlxf.generation import collate, keeps_logits
 from rlxf.memory import PhasePeak
 from rlxf.models import load_causal_lm, load_classifier
 from rlxf.ppo import PPOSettings, PPOTrainer
 
 # Re-exported to the workers (besides what is defined here): their only way to rlxf.
-__all__ = ["PhasePeak", "PPOSettings", "PPOTrainer", "load_classifier"]
+__all__ = ["PhasePeak", "PPOSettings", "PPOTrainer", "keeps_logits", "load_classifier"]
 
 REWARD_HEAD_SEED = 1234  # the reward model's linear head: the same in every subprocess
 EVAL_SEED_OFFSET = 10_000  # evaluation sampling uses seed + this, the same for both libraries
@@ -144,7 +144,7 @@ def common_record(library: str, settings: BenchSettings, seed: int, tokenizer, r
                             [torch.tensor(tokenizer("It was great.", add_special_tokens=False)["input_ids"])]
                             * len(prompt_ids), tokenizer.pad_token_id)
     trl = sys.modules.get("trl")
-    return {"library": library, "seed": seed, "threads": torch.get_num_threads(),
+    return {"library": library, "seed": seed, "threads": torch.get_num_threads(), "dtype": settings.dtype,
             "versions": {"torch": torch.__version__, "transformers": importlib.metadata.version("transformers"),
                          "peft": importlib.metadata.version("peft"),
                          "trl": getattr(trl, "__version__", None), "trl_path": getattr(trl, "__file__", None)},

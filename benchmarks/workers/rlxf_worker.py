@@ -11,6 +11,7 @@ from benchmarks.workers.common import (
     PPOTrainer,
     common_record,
     evaluate,
+    keeps_logits,
     load_task,
     lora_b_norm,
     phase_memory,
@@ -18,10 +19,11 @@ from benchmarks.workers.common import (
     set_all_seeds,
     start_worker,
 )
+from benchmarks.workers.flops import matmul_peak_gflops, update_flops
 
 
 def run(settings: dict, seed: int) -> dict:
-    """rlxf.ppo: generate -> score -> step, `updates` times, each phase timed."""
+    """rlxf.ppo: generate -> score -> step, `updates` times, each phase timed; then this machine's matmul peak."""
     settings = start_worker(settings)
     policy, tokenizer, reward_model, prompt_ids = load_task(settings)
     config = PPOSettings(learning_rate=settings.learning_rate, batch_size=settings.batch_size,
@@ -31,10 +33,11 @@ def run(settings: dict, seed: int) -> dict:
                          max_new_tokens=settings.max_new_tokens, temperature=settings.temperature, top_k=0, top_p=1.0,
                          lora_r=settings.lora_r, lora_alpha=settings.lora_alpha, lora_dropout=0.0,
                          lora_target_modules=settings.lora_target_modules, seed=seed, progress_bar=False,
-                         dtype="fp32")  # TRL's run is fp32: like for like (benchmarks/precision.py measures bf16)
+                         dtype=settings.dtype)  # the driver resolved it; TRL's runs get the same
     trainer = PPOTrainer(policy, tokenizer, config)
     record = common_record("rlxf", settings, seed, tokenizer, reward_model, prompt_ids)
     record["eos_token_ids"] = sorted(trainer.eos_ids)
+    record["precision"] = str(trainer.precision)
     record["trainable_parameters"] = sum(p.numel() for p in trainer.policy_params) + sum(
         p.numel() for p in trainer.value_head.parameters())
     record["eval_before"] = evaluate(trainer.model, tokenizer, reward_model, prompt_ids, settings, seed)
@@ -50,10 +53,18 @@ def run(settings: dict, seed: int) -> dict:
             scored = time.perf_counter()
             metrics = trainer.step(queries, responses, scores)
             done = time.perf_counter()
+            r_len = max(len(r) for r in responses)
+            seq_len = max(len(q) for q in queries) + r_len  # every minibatch is padded to the whole batch's length
+            flops = update_flops(trainer.model, trainer.adapter_name, rows=len(queries), seq_len=seq_len,
+                                 kept=r_len + 1 if keeps_logits(trainer.model) else seq_len, epochs=config.ppo_epochs)
             updates.append({"seconds": done - start, "generation_s": generated - start, "scoring_s": scored - generated,
+                            "rollout_policy_s": metrics["time/rollout_policy_s"],  # its values come with it
+                            "rollout_ref_s": metrics["time/rollout_ref_s"], "rollout_value_s": 0.0,
+                            "optimise_s": metrics["time/optimise_s"], "update_flops": flops, "seq_len": seq_len,
                             "reward_mean": float(scores.mean()), "kl": metrics["objective/kl"],
                             "response_tokens": sum(len(r) for r in responses), "gc_s": 0.0})
     record["updates"] = updates
+    record["matmul_peak"] = matmul_peak_gflops(settings.dtype)  # this process, these threads, this dtype
     record["eval_after"] = evaluate(trainer.model, tokenizer, reward_model, prompt_ids, settings, seed)
     record["lora_b_norm_after"] = lora_b_norm(trainer.model)
     record["memory"] = phase_memory(train_peak)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 TRL_VERSION = "1.12.0"
+CRITICS = ("full", "lora")  # TRL's value model: all weights train, or LoRA + head
 
 
 @dataclass
@@ -39,13 +40,16 @@ class BenchSettings:
     """LoRA scaling numerator"""
     lora_target_modules: tuple[str, ...] = ("q_proj", "v_proj")
     """modules that get LoRA"""
-    trl_critic: str = "full"
-    """TRL's separate value model: "full" (TRL's documented setup, all weights train) or "lora" (LoRA + head)"""
+    trl_critics: tuple[str, ...] = ("full", "lora")
+    """TRL's separate value model, one TRL run per entry in every repeat: "full" (TRL's documented setup, all weights
+    train) or "lora" (LoRA on the same modules + its head)"""
+    dtype: str = "fp32"
+    """compute precision of both libraries: "fp32", or "bf16" autocast over fp32 weights (the driver resolves "auto")"""
     eval_samples: int = 4
     """samples per prompt in the before/after evaluation"""
 
     def __post_init__(self) -> None:
-        self.lora_target_modules = tuple(self.lora_target_modules)
+        self.lora_target_modules, self.trl_critics = tuple(self.lora_target_modules), tuple(self.trl_critics)
         for name in ("updates", "threads", "batch_size", "num_minibatches", "ppo_epochs", "max_new_tokens",
                      "lora_r", "lora_alpha", "eval_samples"):
             if not getattr(self, name) >= 1:
@@ -57,5 +61,9 @@ class BenchSettings:
                              f"({self.num_minibatches}) (TRL needs equal minibatches)")
         if not (self.learning_rate > 0 and self.temperature > 0 and self.kl_coef >= 0):
             raise ValueError("--lr and --temperature must be > 0 and --kl-coef >= 0")
-        if self.trl_critic not in ("full", "lora"):
-            raise ValueError(f"--trl-critic must be 'full' or 'lora', got {self.trl_critic!r}")
+        critics = self.trl_critics
+        if not critics or set(critics) - set(CRITICS) or len(set(critics)) < len(critics):
+            raise ValueError(f"--trl-critics must be distinct entries of {','.join(CRITICS)}, got "
+                             f"{','.join(critics)!r}")
+        if self.dtype not in ("fp32", "bf16"):
+            raise ValueError(f"dtype must be 'fp32' or 'bf16' (resolved from --dtype), got {self.dtype!r}")

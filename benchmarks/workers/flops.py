@@ -1,0 +1,79 @@
+"""Model FLOPs of a PPO update, counted from the model's shapes, and this machine's matmul peak, measured.
+
+The count is of the matmuls a forward and a backward execute (biases, norms, softmax and RoPE are left out):
+- every `nn.Linear` of the body (the base weights and the active adapter's LoRA A and B): 2 FLOPs per weight per
+  token forward, 2 more backward for the gradient of its input, and 2 more for its weight's gradient only where the
+  weight trains (LoRA). A frozen weight gets no weight gradient, so a LoRA forward + backward is ~2x a forward, not
+  the 3x of full fine-tuning (3x would overstate the achieved FLOP/s by half);
+- the LM head (the output embedding) likewise, on the `kept` logit positions only (rlxf keeps the response's);
+- attention: QK^T and AV, 2 * L^2 * (heads * head_dim) each per layer and sequence forward, 2x that backward,
+  counted in full (a padding mask makes the kernels compute the whole square, causal or not).
+Over-counted, deliberately simple: the input gradients of the projections that read the first layer's input, which
+autograd skips because the frozen embedding needs no gradient (layer 0's q/k/v and its LoRA A, and its dK): about
+0.1% of a SmolLM2-135M update. `tests/test_benchmark_flops.py` checks the count by hand and against
+`torch.utils.flop_counter` on a tiny model.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+from torch import nn
+
+
+def _linears(model: nn.Module, adapter: str | None):
+    """(name, weight elements, trains?, is in the LM head) of every Linear that runs with `adapter` active."""
+    head = model.get_output_embeddings()
+    head_names = {name for name, module in model.named_modules() if module is head}
+    for name, module in model.named_modules():
+        if not isinstance(module, nn.Linear):
+            continue
+        parts = name.split(".")
+        if any(p.startswith("lora_") for p in parts) and parts[-1] != adapter:
+            continue  # another adapter's LoRA (e.g. a frozen reference copy): does not run with `adapter` active
+        in_head = any(name == h or name.startswith(h + ".") for h in head_names)
+        yield name, module.in_features * module.out_features, module.weight.requires_grad, in_head
+
+
+def model_flops(model: nn.Module, adapter: str | None, *, rows: int, seq_len: int, kept: int) -> dict:
+    """FLOPs of one forward and one backward of `rows` sequences of `seq_len` tokens with `kept` logit positions."""
+    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
+    heads = config.num_attention_heads
+    d_attn = heads * (getattr(config, "head_dim", None) or config.hidden_size // heads)
+    attention = 4 * config.num_hidden_layers * seq_len**2 * d_attn  # QK^T and AV of one sequence, forward
+    forward = backward = 0
+    weights = {"body": 0, "head": 0, "trainable": 0}
+    for _name, n, trains, in_head in _linears(model, adapter):
+        positions = kept if in_head else seq_len
+        forward += 2 * positions * n
+        backward += 2 * positions * n * (2 if trains else 1)  # input gradient; weight gradient only if it trains
+        weights["head" if in_head else "body"] += n
+        weights["trainable"] += n if trains else 0
+    forward, backward = rows * (forward + attention), rows * (backward + 2 * attention)
+    return {"forward": forward, "backward": backward, "weights": weights, "attention_per_sequence": attention}
+
+
+def update_flops(model: nn.Module, adapter: str, *, rows: int, seq_len: int, kept: int, epochs: int) -> int:
+    """FLOPs of the PPO epochs: `epochs` forwards + backwards over the batch (the minibatches add up to the batch)."""
+    counted = model_flops(model, adapter, rows=rows, seq_len=seq_len, kept=kept)
+    return epochs * (counted["forward"] + counted["backward"])
+
+
+def matmul_peak_gflops(dtype: str, sizes: tuple[int, ...] = (1024, 2048), repeats: int = 3) -> dict:
+    """The best GFLOP/s of square `torch.matmul`s in `dtype` ("fp32", or "bf16" under CPU autocast) on this machine,
+    under the calling process's thread count; one untimed warm-up per size."""
+    compute = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype]
+    by_size = {}
+    generator = torch.Generator().manual_seed(0)  # the global RNG is left alone
+    for size in sizes:
+        a, b = (torch.randn(size, size, generator=generator).to(compute) for _ in range(2))
+        best = float("inf")
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=compute == torch.bfloat16):
+            for i in range(repeats + 1):
+                start = time.perf_counter()
+                torch.matmul(a, b)
+                if i:  # the first is a warm-up
+                    best = min(best, time.perf_counter() - start)
+        by_size[size] = 2 * size**3 / best / 1e9
+    return {"gflops": max(by_size.values()), "by_size": by_size, "dtype": dtype, "threads": torch.get_num_threads()}
