@@ -31,14 +31,17 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from rlxf.tracking import MetricsLog, check_report_to
+
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
 # What `atomic_dir` leaves behind when its process dies: `.<name>.tmp-<pid>` (unfinished) and `.<name>.old-<pid>`
 # (the previous version of `<name>` while it is being replaced).
 TEMP_PATTERN = re.compile(r"^\.(?P<name>.+)\.(?P<what>tmp|old)-(?P<pid>\d+)$")
 MANIFEST = "checksums.json"
 # Settings that change what is written or shown, not what a run computes: they may differ between a run and its resume.
-NOT_IDENTITY = frozenset({"output_dir", "progress_bar", "log_with_tensorboard", "checkpoint_every", "keep_checkpoints",
-                          "snapshot_every", "rounds"})
+# log_with_tensorboard: report_to's predecessor, still in the settings of older checkpoints.
+NOT_IDENTITY = frozenset({"output_dir", "progress_bar", "report_to", "log_with_tensorboard", "checkpoint_every",
+                          "keep_checkpoints", "snapshot_every", "rounds"})
 
 
 class CheckpointError(ValueError):
@@ -332,26 +335,6 @@ def truncate_jsonl(path: str | Path, n_lines: int, checkpoint: Path) -> None:
     write_text_atomic(path, "".join(lines[:n_lines]))
 
 
-class TensorBoardLog:
-    """Scalars of metrics dicts to TensorBoard (needs the tensorboard package); opened on the first write."""
-
-    def __init__(self, directory: str | Path, setting: str):
-        self.directory, self.setting, self._writer = Path(directory), setting, None
-
-    def write(self, metrics: dict, step: int) -> None:
-        if self._writer is None:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError as error:
-                raise ImportError(f"{self.setting} needs the tensorboard package "
-                                  "(pip install 'rlxf[tensorboard]')") from error
-            self._writer = SummaryWriter(str(self.directory))
-        for key, value in metrics.items():
-            if key != "step":
-                self._writer.add_scalar(key, value, step)
-        self._writer.flush()
-
-
 # --------------------------------------------------------------------------------------------- the store
 
 
@@ -366,18 +349,18 @@ class RunStore:
     atomically, the run's fingerprint, a metrics file.
 
     `kind` ("PPO", "self-play") and `unit` ("step", "round") name the run in errors; `owner` names the settings
-    class. `metrics_file`: one JSON line per step (`log`), cut back on resume (`rewrite_metrics`); `tensorboard`:
-    the setting that asked for TensorBoard scalars too (None: none). `keep_checkpoints`: the newest this many
-    checkpoints are kept (0 or None: all). `run_files`: other names whose presence marks the directory as used
-    by a run. `fingerprint`: what identifies the run (settings, model, adapters, data); a checkpoint stores it and
-    a resume compares it. `output_dir=None`: nothing is written.
+    class. `metrics_file`: one JSON line per step (`log`), cut back on resume (`rewrite_metrics`); `report_to`:
+    the tracker that gets every row too (rlxf.tracking; "none": none; the setting `<owner>.report_to`).
+    `keep_checkpoints`: the newest this many checkpoints are kept (0 or None: all). `run_files`: other names whose
+    presence marks the directory as used by a run. `fingerprint`: what identifies the run (settings, model,
+    adapters, data); a checkpoint stores it and a resume compares it. `output_dir=None`: nothing is written.
 
     A used directory (one holding a metrics file, checkpoints or `run_files`) is never written into by a new run:
     `start_fresh` moves it aside to `<output_dir>.old-<YYYYmmdd-HHMMSS>` and warns.
     """
 
     def __init__(self, output_dir: str | Path | None, *, state_file: str, kind: str, unit: str, owner: str,
-                 metrics_file: str | None = None, tensorboard: str | None = None,
+                 metrics_file: str | None = None, report_to: str = "none",
                  keep_checkpoints: int | None = None, run_files: Iterable[str] = ()):
         self.output_dir = Path(output_dir) if output_dir is not None else None
         self.state_file, self.kind, self.unit, self.owner = state_file, kind, unit, owner
@@ -385,8 +368,9 @@ class RunStore:
         self.fingerprint: dict = {}
         self.last_checkpoint: Path | None = None
         self._verified: dict[Path, dict] = {}
-        self._tensorboard = (TensorBoardLog(self.output_dir / "tensorboard", tensorboard)
-                             if tensorboard is not None and self.output_dir is not None else None)
+        check_report_to(report_to, f"{owner}.report_to")  # before any work: a missing package is said at once
+        self._tracker = (MetricsLog(report_to, self.output_dir, f"{owner}.report_to")
+                         if report_to != "none" and self.output_dir is not None else None)
 
     # --- starting a run -----------------------------------------------------------------------------------------
 
@@ -533,12 +517,12 @@ class RunStore:
     # --- metrics and the loop -------------------------------------------------------------------------------------
 
     def log(self, metrics: dict, step: int, *, fresh: bool = False) -> None:
-        """Append one metrics row to the metrics file (`fresh`: a new run starts it anew) and TensorBoard."""
+        """Append one metrics row to the metrics file (`fresh`: a new run starts it anew) and the tracker."""
         if self.output_dir is None or self.metrics_file is None:
             return
         append_jsonl(self.output_dir / self.metrics_file, [metrics], fresh=fresh)
-        if self._tensorboard is not None:
-            self._tensorboard.write(metrics, step)
+        if self._tracker is not None:
+            self._tracker.write(metrics, step)
 
     def rewrite_metrics(self, history: list[dict]) -> None:
         """On resume: the metrics file holds exactly the rows the checkpoint knows (later steps' lines dropped)."""
@@ -565,5 +549,7 @@ class RunStore:
                 bar.set_postfix(postfix(metrics))
         finally:
             bar.close()
+            if self._tracker is not None:
+                self._tracker.close()
         if self.output_dir is not None and done() > 0 and not self.saved_at(done()):
             save()

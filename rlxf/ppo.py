@@ -144,8 +144,8 @@ class PPOSettings:
     output_dir: str | None = None
     """where metrics.jsonl, checkpoint-<step>/ and tensorboard/ go; None: write nothing. A new run moves an earlier
     run found there aside to `<output_dir>.old-<YYYYmmdd-HHMMSS>` (nothing is deleted)"""
-    log_with_tensorboard: bool = False
-    """also write TensorBoard scalars (needs the tensorboard package)"""
+    report_to: str = "none"
+    """also send every metrics row to "tensorboard" (`output_dir/tensorboard`), "trackio" or "wandb" (rlxf.tracking)"""
     progress_bar: bool = True
     """show a tqdm bar in train()"""
 
@@ -334,8 +334,7 @@ class PPOTrainer:
         self.step_count, self.history = 0, []
         self.store = RunStore(config.output_dir, state_file="trainer_state.json", kind="PPO", unit="step",
                               owner="PPOSettings", metrics_file="metrics.jsonl",
-                              keep_checkpoints=config.keep_checkpoints,
-                              tensorboard="PPOSettings.log_with_tensorboard" if config.log_with_tensorboard else None)
+                              keep_checkpoints=config.keep_checkpoints, report_to=config.report_to)
         self.fingerprint = self.store.fingerprint = {
             "kind": "PPO", "settings": settings_identity(config), "model": model_identity(self.model),
             "adapter": {"name": adapter_name, "reference": self.ref_adapter, "start": start}}

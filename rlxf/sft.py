@@ -24,6 +24,7 @@ from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
 
 from rlxf.adapters import LORA_TARGET_MODULES, check_target_modules, lora_config
 from rlxf.device import check_dtype, trainer_precision_kwargs, training_precision, without_autocast_wrapper
+from rlxf.tracking import check_report_to
 
 METHODS = ("trainer", "sft_trainer")
 IGNORE_INDEX = -100  # label value the loss skips (PyTorch's cross_entropy default)
@@ -64,6 +65,8 @@ class SFTSettings:
     dtype: str = "auto"
     """compute precision: "auto" (bf16 mixed precision where the hardware has native bf16, else fp32; rlxf.device),
     "fp32" or "bf16"; master weights and optimizer states stay fp32"""
+    report_to: str = "none"
+    """where the trainer also logs: "none", "tensorboard", "trackio" or "wandb" (transformers' `report_to`)"""
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -80,6 +83,7 @@ class SFTSettings:
         if not 0.0 <= self.eval_fraction < 1.0:
             raise ValueError(f"SFTSettings.eval_fraction must be in [0, 1), got {self.eval_fraction!r}")
         check_dtype(self.dtype, "SFTSettings.dtype")
+        check_report_to(self.report_to, "SFTSettings.report_to")
         if not str(self.output_dir):
             raise ValueError("SFTSettings.output_dir must be a directory path, got an empty string")
 
@@ -233,7 +237,7 @@ def _training_kwargs(settings: SFTSettings, has_eval: bool) -> dict[str, Any]:
         "eval_strategy": "steps" if has_eval else "no",
         "eval_steps": settings.logging_steps if has_eval else None,
         "save_strategy": "no",  # the adapter is saved once, at the end, by train_lora_sft
-        "report_to": "none",
+        "report_to": settings.report_to,
         "dataloader_num_workers": 0,
         # TRL turns checkpointing on by default (as `gradient_checkpointing`, the deprecated alias); a small model
         # needs no memory savings, and on CPU it only costs time.
@@ -425,7 +429,7 @@ def train_lora_sft(
     eval_losses = [row["eval_loss"] for row in history if "eval_loss" in row]
     # The card's row keeps its name "target_modules" (and its place among the settings).
     settings_fields = {("target_modules" if k == "lora_target_modules" else k): v
-                       for k, v in asdict(settings).items() if k != "output_dir"}
+                       for k, v in asdict(settings).items() if k not in ("output_dir", "report_to")}
     card: dict[str, Any] = {
         "base_model": getattr(model.config, "_name_or_path", "") or type(model).__name__,
         "data": "texts (causal-LM loss)" if train_texts is not None else "(prompt, completion) pairs (completion loss)",

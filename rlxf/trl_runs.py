@@ -18,6 +18,7 @@ from transformers import PrinterCallback, TrainerCallback
 
 from rlxf.adapters import LORA_TARGET_MODULES, lora_config
 from rlxf.device import check_dtype, trainer_precision_kwargs, training_precision, without_autocast_wrapper
+from rlxf.tracking import check_report_to
 
 METHODS = ("grpo", "rloo")
 
@@ -55,6 +56,8 @@ class TRLSettings:
     dtype: str = "auto"
     """compute precision: "auto" (bf16 mixed precision where the hardware has native bf16, else fp32; rlxf.device),
     "fp32" or "bf16"; master weights and optimizer states stay fp32"""
+    report_to: str = "none"
+    """where the trainer also logs: "none", "tensorboard", "trackio" or "wandb" (transformers' `report_to`)"""
 
     def __post_init__(self) -> None:
         for name in ("steps", "prompts_per_step", "num_generations", "max_new_tokens", "lora_r", "lora_alpha"):
@@ -65,6 +68,7 @@ class TRLSettings:
         if not self.learning_rate > 0 or not self.temperature > 0 or self.beta < 0:
             raise ValueError("TRLSettings needs learning_rate > 0, temperature > 0 and beta >= 0")
         check_dtype(self.dtype, "TRLSettings.dtype")
+        check_report_to(self.report_to, "TRLSettings.report_to")
 
 
 class _Clock(TrainerCallback):
@@ -94,9 +98,9 @@ def trl_config(method: str, settings: TRLSettings):
         output_dir=settings.output_dir, max_steps=settings.steps, per_device_train_batch_size=batch,
         num_generations=settings.num_generations, max_completion_length=settings.max_new_tokens,
         temperature=settings.temperature, learning_rate=settings.learning_rate, beta=settings.beta,
-        lr_scheduler_type="constant", warmup_steps=0, logging_steps=1, save_strategy="no", report_to="none",
+        lr_scheduler_type="constant", warmup_steps=0, logging_steps=1, save_strategy="no", report_to=settings.report_to,
         **trainer_precision_kwargs(chosen), gradient_checkpointing=False, activation_checkpointing=False,
-        dataloader_pin_memory=False, disable_tqdm=True, seed=settings.seed,
+        dataloader_pin_memory=False, disable_tqdm=False, seed=settings.seed,
     )
 
 

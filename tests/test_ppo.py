@@ -364,12 +364,35 @@ def test_auto_resume_continues_only_a_run_with_the_same_settings(tmp_path):
 
 def test_tensorboard_logging_or_a_clear_error(tmp_path):
     model, tokenizer = tiny_lm()
-    trainer = PPOTrainer(model, tokenizer, config(output_dir=str(tmp_path), log_with_tensorboard=True))
     try:
         import tensorboard  # noqa: F401
     except ImportError:
-        with pytest.raises(ImportError, match="tensorboard package"):
-            trainer.train(PROMPTS, target_fraction(tokenizer), steps=1)
+        with pytest.raises(ImportError, match=r"PPOSettings.report_to='tensorboard'.*pip install"):
+            PPOTrainer(model, tokenizer, config(output_dir=str(tmp_path), report_to="tensorboard"))
     else:
+        trainer = PPOTrainer(model, tokenizer, config(output_dir=str(tmp_path), report_to="tensorboard"))
         trainer.train(PROMPTS, target_fraction(tokenizer), steps=1)
         assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
+
+
+def test_report_to_a_wandb_style_tracker_gets_every_step(tmp_path, monkeypatch):
+    """trackio and wandb share init / log / finish: one run per train(), every metrics row logged at its step."""
+    import importlib.util
+    import sys
+    import types
+
+    calls = []
+    fake = types.ModuleType("trackio")
+    fake.init = lambda **kwargs: calls.append(("init", kwargs))
+    fake.log = lambda metrics, step: calls.append(("log", step, sorted(metrics)))
+    fake.finish = lambda: calls.append(("finish",))
+    monkeypatch.setitem(sys.modules, "trackio", fake)
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "trackio"
+                        else real_find_spec(name, *a))
+    model, tokenizer = tiny_lm()
+    trainer = PPOTrainer(model, tokenizer, config(output_dir=str(tmp_path / "run"), report_to="trackio"))
+    trainer.train(PROMPTS, target_fraction(tokenizer), steps=2)
+    assert [c[0] for c in calls] == ["init", "log", "log", "finish"]
+    assert calls[0][1]["project"] == "rlxf" and calls[0][1]["name"].endswith("/run")
+    assert [c[1] for c in calls[1:3]] == [1, 2] and "objective/kl" in calls[1][2] and "step" not in calls[1][2]

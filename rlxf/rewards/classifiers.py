@@ -23,6 +23,7 @@ from transformers.data.data_collator import DataCollatorWithPadding
 from rlxf.checkpoint import atomic_dir
 from rlxf.device import check_dtype, trainer_precision_kwargs, training_precision, without_autocast_wrapper
 from rlxf.rewards.base import RewardFunction, check_batch, check_texts
+from rlxf.tracking import check_report_to
 
 
 @dataclass
@@ -56,6 +57,8 @@ class ClassifierSettings:
     dtype: str = "auto"
     """compute precision: "auto" (bf16 mixed precision where the hardware has native bf16, else fp32; rlxf.device),
     "fp32" or "bf16"; master weights and optimizer states stay fp32"""
+    report_to: str = "none"
+    """where the trainer also logs: "none", "tensorboard", "trackio" or "wandb" (transformers' `report_to`)"""
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "gradient_accumulation_steps", "eval_batch_size", "max_length", "logging_steps"):
@@ -68,6 +71,7 @@ class ClassifierSettings:
         if not self.learning_rate > 0:
             raise ValueError(f"ClassifierSettings.learning_rate must be > 0, got {self.learning_rate}")
         check_dtype(self.dtype, "ClassifierSettings.dtype")
+        check_report_to(self.report_to, "ClassifierSettings.report_to")
 
 
 @dataclass
@@ -208,7 +212,7 @@ def train_classifier(
             logging_first_step=True,
             eval_strategy="epoch" if eval_set is not None else "no",
             save_strategy="no",
-            report_to="none",
+            report_to=settings.report_to,
             **trainer_precision_kwargs(training_precision(settings.dtype)),
             seed=settings.seed,
             dataloader_num_workers=0,

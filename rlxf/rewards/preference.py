@@ -22,6 +22,7 @@ from trl import RewardConfig, RewardTrainer
 
 from rlxf.device import check_dtype, trainer_precision_kwargs, training_precision, without_autocast_wrapper
 from rlxf.rewards.base import RewardFunction, check_batch, check_texts
+from rlxf.tracking import check_report_to
 
 
 @dataclass
@@ -49,6 +50,8 @@ class PreferenceSettings:
     dtype: str = "auto"
     """compute precision: "auto" (bf16 mixed precision where the hardware has native bf16, else fp32; rlxf.device),
     "fp32" or "bf16"; master weights and optimizer states stay fp32"""
+    report_to: str = "none"
+    """where the trainer also logs: "none", "tensorboard", "trackio" or "wandb" (transformers' `report_to`)"""
     output_dir: str | None = None
     """TRL's scratch directory (no checkpoints are written); None: a temporary directory"""
 
@@ -63,6 +66,7 @@ class PreferenceSettings:
         if not self.epochs > 0 or not self.learning_rate > 0:
             raise ValueError("PreferenceSettings.epochs and .learning_rate must be > 0")
         check_dtype(self.dtype, "PreferenceSettings.dtype")
+        check_report_to(self.report_to, "PreferenceSettings.report_to")
 
 
 @dataclass
@@ -153,7 +157,7 @@ def train_reward_model(model, tokenizer, pairs, settings: PreferenceSettings) ->
             activation_checkpointing=False,
             gradient_checkpointing=False,
             save_strategy="no",
-            report_to="none",
+            report_to=settings.report_to,
             seed=settings.seed,
             dataloader_num_workers=0,
             dataloader_pin_memory=torch.cuda.is_available(),

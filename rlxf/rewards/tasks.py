@@ -120,7 +120,7 @@ def fit_classifier(task: ClassifierTask, model_name: str, settings: ClassifierSe
     """Train `model_name` with a fresh head on `task` and save it to `directory`; load it if already trained there."""
     directory = Path(directory)
     key = {"task": task.fingerprint(), "model": model_name, "class_weights": class_weights,
-           "settings": {k: v for k, v in asdict(settings).items() if k != "output_dir"}}
+           "settings": {k: v for k, v in asdict(settings).items() if k not in ("output_dir", "report_to")}}
     record_path = directory / "fit.json"
     if record_path.is_file() and (directory / "test_proba.npy").is_file():
         record = json.loads(record_path.read_text())

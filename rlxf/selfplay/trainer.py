@@ -63,6 +63,9 @@ class SelfPlaySettings:
     """debate d (counted over the whole run) is seeded seed + d: its issue and leading prompts"""
     progress_bar: bool = True
     """show a tqdm bar over rounds"""
+    report_to: str = "none"
+    """send every round's history row (with both bots' PPO metrics as `<bot>/<metric>`) to "tensorboard"
+    (`output_dir/tensorboard`), "trackio" or "wandb" (rlxf.tracking); the bots' own PPO runs report to none"""
 
     def __post_init__(self) -> None:
         for name in ("rounds", "snapshot_every", "checkpoint_every"):
@@ -127,7 +130,7 @@ class SelfPlayTrainer:
         for name in names:
             # The bots' PPO state goes into the self-play checkpoints; the bots' own directories hold their metrics.
             bot_config = dataclasses.replace(
-                ppo_config, checkpoint_every=0, keep_checkpoints=None, progress_bar=False,
+                ppo_config, checkpoint_every=0, keep_checkpoints=None, progress_bar=False, report_to="none",
                 output_dir=str(self.output_dir / name) if self.output_dir is not None else None)
             self.trainers[name] = PPOTrainer(model, tokenizer, bot_config, adapter_name=name)
         self.model = self.trainers[names[0]].model
@@ -145,7 +148,8 @@ class SelfPlayTrainer:
         self.stopped_at: int | None = None
         self.store = RunStore(self.output_dir, state_file="selfplay_state.json", kind="self-play", unit="round",
                               owner="SelfPlaySettings", metrics_file="history.jsonl",
-                              keep_checkpoints=config.keep_checkpoints, run_files=("transcripts.jsonl", "snapshots"))
+                              keep_checkpoints=config.keep_checkpoints, run_files=("transcripts.jsonl", "snapshots"),
+                              report_to=config.report_to)
         self.fingerprint = self.store.fingerprint = {
             "kind": "self-play", "settings": settings_identity(config),
             "bots": {name: {k: v for k, v in self.trainers[name].fingerprint.items() if k != "kind"} for name in names}}
