@@ -25,6 +25,7 @@ from scipy import stats
 from rlxf.adapters import using_adapter
 from rlxf.device import Precision, model_device, precision
 from rlxf.generation import by_length, collate, encode_text, eos_ids, keeps_logits, padding_id, sample_tokens
+from rlxf.progress import progress
 
 
 @torch.no_grad()
@@ -114,15 +115,25 @@ def policy_report(model, tokenizer, prompts: Sequence[str], reward_fn: Callable[
     `dtype`: the compute precision of sampling and scoring (rlxf.device; the same for policy and reference).
     """
     compute = precision(dtype, model_device(model))
-    queries, responses, texts = sample(model, tokenizer, prompts, adapter=adapter, max_new_tokens=max_new_tokens,
-                                       temperature=temperature, seed=seed, batch_size=batch_size, dtype=compute)
-    logp = token_logprobs(model, tokenizer, queries, responses, adapter=adapter, temperature=temperature,
-                          batch_size=batch_size, dtype=compute)
-    # One reference forward serves both temperatures (KL at the sampling temperature, fluency at 1).
-    ref_logp, ref_logp_t1 = token_logprobs_at(model, tokenizer, queries, responses, adapter=ref_adapter,
-                                              temperatures=(temperature, 1.0), batch_size=batch_size, dtype=compute)
-    rewards = (np.asarray(reward_fn(list(prompts), texts, **reward_kwargs), dtype=float) if reward_fn is not None
-               else np.full(len(texts), np.nan))
+    with progress(total=4, desc=f"policy_report {adapter or 'base'}", unit="phase") as bar:
+        bar.set_postfix_str("sampling")
+        queries, responses, texts = sample(model, tokenizer, prompts, adapter=adapter, max_new_tokens=max_new_tokens,
+                                           temperature=temperature, seed=seed, batch_size=batch_size, dtype=compute)
+        bar.update(1)
+        bar.set_postfix_str("policy log-probs")
+        logp = token_logprobs(model, tokenizer, queries, responses, adapter=adapter, temperature=temperature,
+                              batch_size=batch_size, dtype=compute)
+        bar.update(1)
+        bar.set_postfix_str("reference log-probs")
+        # One reference forward serves both temperatures (KL at the sampling temperature, fluency at 1).
+        ref_logp, ref_logp_t1 = token_logprobs_at(model, tokenizer, queries, responses, adapter=ref_adapter,
+                                                  temperatures=(temperature, 1.0), batch_size=batch_size,
+                                                  dtype=compute)
+        bar.update(1)
+        bar.set_postfix_str("reward")
+        rewards = (np.asarray(reward_fn(list(prompts), texts, **reward_kwargs), dtype=float)
+                   if reward_fn is not None else np.full(len(texts), np.nan))
+        bar.update(1)
     return pd.DataFrame({
         "prompt": list(prompts), "reply": texts, "reward": rewards,
         "length": [len(r) for r in responses],

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 import torch
 
 from rlxf.device import Precision, model_device, precision
+from rlxf.progress import progress
 
 # The political-bot study's fixed questions (one topic each): asked of every party bot and the base model (02),
 # and the starters of the two-bot debates (rlxf.selfplay).
@@ -142,7 +143,7 @@ def generate(
         # manual_seed seeds every GPU too, so every GPU's state is saved and restored.
         with torch.random.fork_rng(devices=range(torch.cuda.device_count())), compute.autocast():
             torch.manual_seed(seed)
-            for start in range(0, len(texts), batch_size):
+            for start in progress(range(0, len(texts), batch_size), desc="generate", unit="batch"):
                 # Left padding keeps every prompt's last token at the end, where generation continues.
                 rows = order[start : start + batch_size]
                 batch = tokenizer([texts[i] for i in rows], return_tensors="pt", padding=True,

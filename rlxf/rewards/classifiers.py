@@ -22,6 +22,7 @@ from transformers.data.data_collator import DataCollatorWithPadding
 
 from rlxf.checkpoint import atomic_dir
 from rlxf.device import check_dtype, trainer_precision_kwargs, training_precision, without_autocast_wrapper
+from rlxf.progress import progress
 from rlxf.rewards.base import RewardFunction, check_batch, check_texts
 from rlxf.tracking import check_report_to
 
@@ -277,7 +278,7 @@ def predict_logits(model, tokenizer, texts: Sequence[str], batch_size: int = 32,
     was_training = model.training
     model.eval()
     try:
-        for start in range(0, len(texts), batch_size):
+        for start in progress(range(0, len(texts), batch_size), desc="classify", unit="batch"):
             rows = order[start : start + batch_size]
             # Right padding: sequence-classification heads on causal LMs read the last non-pad token.
             batch = tokenizer.pad(

@@ -33,6 +33,7 @@ import numpy as np
 
 from rlxf.generation import chat_prompt, generate
 from rlxf.models import load_causal_lm
+from rlxf.progress import progress
 from rlxf.rewards.base import RewardFunction
 from rlxf.rewards.classifiers import predict_proba
 
@@ -320,7 +321,14 @@ class HTTPJudge:
                                       limits=httpx2.Limits(max_connections=self.max_workers),
                                       trust_env=not self._loopback) as client:
             slots = asyncio.Semaphore(self.max_workers)
-            return list(await asyncio.gather(*(self._request(client, slots, m) for m in messages)))
+            with progress(total=len(messages), desc="judge", unit="call") as bar:
+
+                async def one(message: str) -> JudgeReply:
+                    reply = await self._request(client, slots, message)
+                    bar.update(1)
+                    return reply
+
+                return list(await asyncio.gather(*(one(m) for m in messages)))
 
     def generate(self, messages: Sequence[str]) -> list[JudgeReply]:
         """One reply per user message, in order (`max_workers` requests at a time)."""
