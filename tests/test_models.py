@@ -213,6 +213,25 @@ def test_local_directory_round_trip_keeps_weights_head_and_chat_template(tmp_pat
         assert torch.equal(classifier(**batch).logits, reloaded(**batch).logits)  # the saved head, not a fresh one
 
 
+def test_models_dir_serves_hub_ids_from_local_directories(tmp_path, monkeypatch):
+    """RLXF_MODELS_DIR: `org/name` loads from `$RLXF_MODELS_DIR/org/name` if it exists, else stays a hub id."""
+    model, tokenizer = models.load_causal_lm("tiny-llama")
+    model.save_pretrained(tmp_path / "HuggingFaceTB" / "SmolLM2-1.7B-Instruct")
+    tokenizer.save_pretrained(tmp_path / "HuggingFaceTB" / "SmolLM2-1.7B-Instruct")
+    monkeypatch.delenv("RLXF_MODELS_DIR", raising=False)
+    assert models.local_model_dir("HuggingFaceTB/SmolLM2-1.7B-Instruct") == "HuggingFaceTB/SmolLM2-1.7B-Instruct"
+    monkeypatch.setenv("RLXF_MODELS_DIR", str(tmp_path))
+    assert models.local_model_dir("HuggingFaceTB/SmolLM2-1.7B-Instruct") == str(
+        tmp_path / "HuggingFaceTB" / "SmolLM2-1.7B-Instruct")
+    assert models.local_model_dir("Qwen/Qwen2.5-7B-Instruct") == "Qwen/Qwen2.5-7B-Instruct"  # not downloaded
+    assert models.local_model_dir("tiny-llama") == "tiny-llama"
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    loaded, _ = models.load_causal_lm("HuggingFaceTB/SmolLM2-1.7B-Instruct")
+    batch = tokenizer(["a prompt"], return_tensors="pt")
+    with torch.no_grad():
+        assert torch.equal(model(**batch).logits, loaded(**batch).logits)
+
+
 @pytest.mark.parametrize(("unk", "expected_pad"), [("<|endoftext|>", "<|endoftext|>"), ("<|im_end|>", "<|im_end|>")])
 def test_a_missing_pad_token_becomes_unk_unless_unk_is_eos(tmp_path, unk, expected_pad):
     model, tokenizer = models.load_causal_lm("tiny-llama")
