@@ -1,10 +1,16 @@
 """Batch runner: execute the numbered notebooks headless with papermill, parameters from a profile YAML.
 
-    python -m rlxf.run --profile {smoke,demo,gpu} [--only 01 03] [-p key=value] [-p 02:key=value]
+    python -m rlxf.run --profile {smoke,demo,gpu} [--only 01 03] [-p key=value] [-p 02:key=value] [--dry-run] [--quiet]
 
 Papermill only warns about parameters a notebook does not declare; here that is an error, raised before any
 notebook runs. The run stops at the first failing notebook and names the notebook and the cell. Executed
 notebooks are kept under the profile's artifacts directory; a summary table is printed and saved as JSON.
+While a notebook runs, a bar shows its cell i/N and the time elapsed (`--quiet`: none). Notebooks run on the
+Jupyter kernel `rlxf` (`make lab` registers it for the venv) when there is one, else on `python3`.
+
+`--dry-run` runs a profile's notebooks on CPU in minutes: its parameters, except that every number or list (sizes,
+steps, rates), `data_dir` and `dtype` take the smoke profile's value and the models become the tiny ones; outputs go
+to `artifacts/<profile>-dry-run/`.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import platform
 import re
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +40,10 @@ PROFILES = ("smoke", "demo", "gpu")
 # declare them.
 COMMON_PARAMS = ("profile", "seed", "data_dir", "artifacts_dir", "figures_dir")
 _NOTEBOOK_NAME = re.compile(r"^(\d\d)_[a-z0-9_]+\.ipynb$")
+KERNEL = "rlxf"
+# --dry-run: the tiny model that stands in for each model parameter, and the smoke values taken whatever their type.
+DRY_RUN_MODELS = {"policy_model": "tiny-llama", "judge_model": "tiny-llama", "encoder": "tiny-bert"}
+DRY_RUN_FROM_SMOKE = ("data_dir", "dtype")
 
 
 class RunnerError(RuntimeError):
@@ -99,13 +110,19 @@ def load_profile(name: str, configs_dir: Path = CONFIGS_DIR) -> Profile:
     notebooks = raw.get("notebooks") or {}
     if not isinstance(notebooks, dict) or not all(isinstance(v, dict | type(None)) for v in notebooks.values()):
         raise RunnerError(f"{path}: 'notebooks' must map a notebook number to a mapping of parameters")
+    shared = raw.get("shared") or {}
+    for section, values in [("params", raw["params"]), *((f"notebooks: {k!r}", v or {}) for k, v in notebooks.items())]:
+        again = sorted(set(values) & set(shared))
+        if again:
+            raise RunnerError(f"{path}: {section} redefines the shared parameter(s) {again}: a shared key is set "
+                              "once, under 'shared:', for every notebook that declares it")
     return Profile(
         name=name,
         figures_dir=(REPO_ROOT / raw["figures_dir"]).resolve(),
         artifacts_dir=(REPO_ROOT / raw["artifacts_dir"]).resolve(),
         params=dict(raw["params"]),
         notebooks={str(k).zfill(2): dict(v or {}) for k, v in notebooks.items()},
-        shared=dict(raw.get("shared") or {}),
+        shared=dict(shared),
     )
 
 
@@ -255,12 +272,57 @@ def plan(
     return steps
 
 
+def _is_size(value: Any) -> bool:
+    """A number or a list: what a smaller run shrinks (sizes, steps, rates); strings and booleans are choices."""
+    return isinstance(value, int | float | list | tuple) and not isinstance(value, bool)
+
+
+def dry_run(profile: Profile, notebooks: dict[str, Path], only: list[str] | None, overrides: list[str],
+            configs_dir: Path = CONFIGS_DIR) -> list[tuple[str, Path, dict[str, Any]]]:
+    """`profile`'s plan at smoke size: every number or list it sets, and data_dir and dtype, take the smoke
+    profile's value; model parameters become the tiny models; outputs go to `artifacts/<profile>-dry-run/`.
+    `-p` overrides win over all of that."""
+    profile.artifacts_dir = REPO_ROOT / "artifacts" / f"{profile.name}-dry-run"
+    profile.figures_dir = profile.artifacts_dir / "figures"
+    steps = plan(profile, notebooks, only, overrides)
+    smoke = {key: params for key, _, params in plan(load_profile("smoke", configs_dir), notebooks, only, [])}
+    everywhere, per_notebook = parse_overrides(overrides)
+    for key, _path, params in steps:
+        fixed = set(everywhere) | set(per_notebook.get(key, {})) | {"artifacts_dir", "figures_dir", "profile"}
+        for name, value in smoke[key].items():
+            if name not in fixed and name in params and (name in DRY_RUN_FROM_SMOKE or _is_size(params[name])):
+                params[name] = value
+        params.update({name: tiny for name, tiny in DRY_RUN_MODELS.items() if name in params and name not in fixed})
+    profile.name = f"{profile.name}-dry-run"
+    return steps
+
+
 def _figures_since(figures_dir: Path, key: str, since: float) -> list[str]:
     return sorted(p.name for p in figures_dir.glob(f"{key}_*.png") if p.stat().st_mtime >= since)
 
 
+def _kernel_spec_exists(name: str) -> bool:
+    from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
+
+    try:
+        KernelSpecManager().get_kernel_spec(name)
+    except NoSuchKernel:
+        return False
+    return True
+
+
+def pick_kernel() -> str:
+    """The `rlxf` kernel when Jupyter knows it (`make lab` registers it), else `python3`, said once."""
+    if _kernel_spec_exists(KERNEL):
+        return KERNEL
+    print(f"[rlxf.run] no Jupyter kernel named {KERNEL!r} (make lab registers it for this venv): using python3",
+          flush=True)
+    return "python3"
+
+
 def execute(
-    profile: Profile, steps: list[tuple[str, Path, dict[str, Any]]], *, log_output: bool = False
+    profile: Profile, steps: list[tuple[str, Path, dict[str, Any]]], *, log_output: bool = False,
+    progress: bool = True,
 ) -> list[NotebookRun]:
     """Run the planned notebooks in order; stop at the first failure with the notebook and cell named.
 
@@ -274,6 +336,7 @@ def execute(
     out_dir = profile.artifacts_dir / "notebooks"
     out_dir.mkdir(parents=True, exist_ok=True)
     profile.figures_dir.mkdir(parents=True, exist_ok=True)
+    kernel = pick_kernel()
     runs: list[NotebookRun] = []
     for key, path, params in steps:
         output, running = out_dir / path.name, out_dir / f"{path.stem}.running.ipynb"
@@ -282,7 +345,8 @@ def execute(
         try:
             papermill.execute_notebook(
                 str(path), str(running), parameters=params, cwd=str(path.parent),
-                kernel_name="python3", progress_bar=False, log_output=log_output,
+                kernel_name=kernel, log_output=log_output,
+                progress_bar={"desc": f"{key} cells", "dynamic_ncols": True} if progress else False,
             )
         except PapermillExecutionError as err:
             seconds = time.time() - started
@@ -362,6 +426,23 @@ def summary_table(runs: list[NotebookRun]) -> str:
     )
 
 
+@contextmanager
+def _cpu_only(active: bool):
+    """Hide the GPUs from the kernels started inside (a dry run checks the CPU path), restored afterwards."""
+    if not active:
+        yield
+        return
+    before = os.environ.get("CUDA_VISIBLE_DEVICES")
+    os.environ["CUDA_VISIBLE_DEVICES"] = ""
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("CUDA_VISIBLE_DEVICES", None)
+        else:
+            os.environ["CUDA_VISIBLE_DEVICES"] = before
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m rlxf.run", description=__doc__.splitlines()[0])
     parser.add_argument("--profile", required=True, choices=PROFILES, help="parameter set: configs/<profile>.yaml")
@@ -370,18 +451,22 @@ def main(argv: list[str] | None = None) -> int:
                         help="override a parameter (YAML value); NN: limits it to one notebook")
     parser.add_argument("--list", action="store_true", help="list the notebooks and their parameters, run nothing")
     parser.add_argument("--log-output", action="store_true", help="stream the notebooks' output to this terminal")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar (cell i/N, time) while a notebook runs")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="on CPU at smoke size with tiny models, into artifacts/<profile>-dry-run")
     args = parser.parse_args(argv)
     try:
         profile = load_profile(args.profile)
         notebooks = discover_notebooks()
         if not notebooks:
             raise RunnerError(f"no numbered notebooks in {NOTEBOOKS_DIR}")
-        steps = plan(profile, notebooks, args.only, args.param)
+        steps = (dry_run if args.dry_run else plan)(profile, notebooks, args.only, args.param)
         if args.list:
             for _key, path, params in steps:
                 print(f"{path.name}: {params}")
             return 0
-        runs = execute(profile, steps, log_output=args.log_output)
+        with _cpu_only(args.dry_run):
+            runs = execute(profile, steps, log_output=args.log_output, progress=not args.quiet)
     except RunnerError as err:
         print(f"[rlxf.run] error: {err}", file=sys.stderr)
         return 1

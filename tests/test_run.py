@@ -234,3 +234,80 @@ def test_require_inputs_names_the_missing_input_and_the_notebook_that_writes_it(
     with pytest.raises(FileNotFoundError, match=r"party classifier not found at .*absent: run notebook 03 .*--only 03"):
         inputs = {"present": (tmp_path / "present", "02"), "party classifier": (tmp_path / "absent", "03")}
         require_inputs(inputs, "smoke")
+
+
+def test_a_notebook_section_may_not_redefine_a_shared_key(tmp_path):
+    (tmp_path / "x.yaml").write_text("figures_dir: f\nartifacts_dir: a\nparams: {profile: x}\n"
+                                     "shared: {encoder: tiny-bert}\nnotebooks: {'03': {encoder: minilm-l6}}\n")
+    with pytest.raises(run.RunnerError, match=r"x.yaml: notebooks: '03' redefines the shared parameter\(s\) "
+                                              r"\['encoder'\]"):
+        run.load_profile("x", tmp_path)
+    (tmp_path / "y.yaml").write_text("figures_dir: f\nartifacts_dir: a\nparams: {profile: y, seed: 0}\n"
+                                     "shared: {seed: 1}\n")
+    with pytest.raises(run.RunnerError, match=r"y.yaml: params redefines the shared parameter\(s\) \['seed'\]"):
+        run.load_profile("y", tmp_path)
+
+
+def test_every_profile_sets_every_parameter_that_differs_by_profile():
+    """A parameter any profile sets for a notebook is set by all of them (shared or in the notebook's section), so a
+    profile never silently falls back to the notebook's default where another profile chose a value."""
+    import papermill
+
+    profiles = {name: run.load_profile(name) for name in run.PROFILES}
+    for key, path in run.discover_notebooks().items():
+        declared = set(papermill.inspect_notebook(str(path)))
+        set_by = {name: set(p.params) | (set(p.shared) & declared) | set(p.notebooks.get(key, {}))
+                  for name, p in profiles.items()}
+        every = set().union(*set_by.values())
+        for name, keys in set_by.items():
+            assert not every - keys, f"configs/{name}.yaml does not set {sorted(every - keys)} for {path.name}"
+    gpu = profiles["gpu"]
+    assert {"policy_model", "judge_model", "encoder", "report_to"} <= set(gpu.shared)
+    assert "/" in gpu.shared["policy_model"] and "/" in gpu.shared["judge_model"], "gpu: hub models"
+    assert gpu.notebooks["04"]["ppo_batch_size"] >= 64 and gpu.notebooks["04"]["imdb_steps"] >= 200
+    assert all(p.shared["report_to"] == "none" for name, p in profiles.items() if name != "gpu")
+
+
+@pytest.mark.parametrize("found", [True, False])
+def test_the_runner_uses_the_rlxf_kernel_when_jupyter_knows_it(found, monkeypatch, capsys):
+    monkeypatch.setattr(run, "_kernel_spec_exists", lambda name: found and name == "rlxf")
+    assert run.pick_kernel() == ("rlxf" if found else "python3")
+    said = capsys.readouterr().out
+    assert ("no Jupyter kernel named 'rlxf'" in said and "make lab" in said) != found
+
+
+def test_the_running_notebook_shows_its_cells_unless_quiet(tmp_path, capsys):
+    notebooks = {"01": _notebook(tmp_path / "01_a.ipynb", "pass")}
+    profile = _profile(tmp_path)
+    run.execute(profile, run.plan(profile, notebooks, None, []))
+    assert "01 cells" in capsys.readouterr().err
+    run.execute(profile, run.plan(profile, notebooks, None, []), progress=False)
+    assert "01 cells" not in capsys.readouterr().err
+
+
+def test_dry_run_takes_smoke_sizes_tiny_models_and_its_own_directory():
+    gpu = run.load_profile("gpu")
+    planned = {key: params for key, _, params in run.dry_run(gpu, run.discover_notebooks(), None, ["05:rounds=3"])}
+    smoke = {key: params for key, _, params in run.plan(run.load_profile("smoke"), run.discover_notebooks(), None, [])}
+    assert gpu.name == "gpu-dry-run" and gpu.artifacts_dir == REPO_ROOT / "artifacts" / "gpu-dry-run"
+    assert gpu.figures_dir == gpu.artifacts_dir / "figures"
+    assert planned["04"]["policy_model"] == "tiny-llama" and planned["03"]["encoder"] == "tiny-bert"
+    assert planned["04"]["imdb_steps"] == smoke["04"]["imdb_steps"] and planned["04"]["kl_sweep"] == [0.0]
+    assert planned["02"]["data_dir"] == "fixtures" and planned["02"]["dtype"] == smoke["02"]["dtype"]
+    assert planned["02"]["report_to"] == "tensorboard" and planned["02"]["profile"] == "gpu"  # choices stay gpu's
+    assert planned["05"]["rounds"] == 3  # -p wins
+    assert planned["01"]["artifacts_dir"] == str(gpu.artifacts_dir)
+
+
+@pytest.mark.dry_run
+def test_the_gpu_profile_dry_run_runs_every_notebook(capsys):
+    """Every notebook with the gpu profile's parameters (smoke sizes, tiny models, CPU): the profile is runnable."""
+    import importlib.util
+
+    # Without the tensorboard package the run would stop at notebook 02 with the error telling to install it.
+    extra = [] if importlib.util.find_spec("tensorboard") else ["-p", "report_to=none"]
+    assert run.main(["--profile", "gpu", "--dry-run", "--quiet", *extra]) == 0
+    summary = run.read_summary(REPO_ROOT / "artifacts" / "gpu-dry-run")
+    assert summary["profile"] == "gpu-dry-run"
+    assert [e["key"] for e in summary["notebooks"] if e["status"] == "ok"] == list(run.discover_notebooks())
+    assert list((REPO_ROOT / "artifacts" / "gpu-dry-run" / "figures").glob("04_*.png"))
