@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -129,6 +129,8 @@ def fit_classifier(task: ClassifierTask, model_name: str, settings: ClassifierSe
             print(f"{task.name}: loaded the classifier trained earlier from {directory}")
             return FittedClassifier(model, tokenizer, record["report"], np.load(directory / "test_proba.npy"),
                                     record["history"], record["seconds"], True, directory, record.get("extra", {}))
+    if settings.report_to != "none" and settings.output_dir is None:  # the tracker's files outlive the training run
+        settings = replace(settings, output_dir=str(directory.parent / "runs" / directory.name))
     model, tokenizer = load_classifier(model_name, num_labels=len(task.label_names), device=device)
     started = time.perf_counter()
     result = train_classifier(model, tokenizer, task.train_texts, task.train_labels, settings=settings,
