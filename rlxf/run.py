@@ -301,22 +301,24 @@ def _figures_since(figures_dir: Path, key: str, since: float) -> list[str]:
     return sorted(p.name for p in figures_dir.glob(f"{key}_*.png") if p.stat().st_mtime >= since)
 
 
-def _kernel_spec_exists(name: str) -> bool:
+def _kernel_python(name: str) -> str | None:
+    """The interpreter of the Jupyter kernel `name` (its argv[0]), None when Jupyter knows no such kernel."""
     from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 
     try:
-        KernelSpecManager().get_kernel_spec(name)
+        return KernelSpecManager().get_kernel_spec(name).argv[0]
     except NoSuchKernel:
-        return False
-    return True
+        return None
 
 
 def pick_kernel() -> str:
-    """The `rlxf` kernel when Jupyter knows it (`make lab` registers it), else `python3`, said once."""
-    if _kernel_spec_exists(KERNEL):
+    """The `rlxf` kernel when Jupyter knows it for this environment (`make lab` registers it), else `python3`."""
+    python = _kernel_python(KERNEL)
+    if python is not None and Path(python).parent == Path(sys.executable).parent:
         return KERNEL
-    print(f"[rlxf.run] no Jupyter kernel named {KERNEL!r} (make lab registers it for this venv): using python3",
-          flush=True)
+    why = ("no Jupyter kernel named 'rlxf' (make lab registers it for this venv)" if python is None
+           else f"the Jupyter kernel 'rlxf' runs {python}, not this environment's {sys.executable}")
+    print(f"[rlxf.run] {why}: using python3", flush=True)
     return "python3"
 
 

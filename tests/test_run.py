@@ -268,12 +268,16 @@ def test_every_profile_sets_every_parameter_that_differs_by_profile():
     assert all(p.shared["report_to"] == "none" for name, p in profiles.items() if name != "gpu")
 
 
-@pytest.mark.parametrize("found", [True, False])
+@pytest.mark.parametrize("found", ["here", None, "elsewhere"])
 def test_the_runner_uses_the_rlxf_kernel_when_jupyter_knows_it(found, monkeypatch, capsys):
-    monkeypatch.setattr(run, "_kernel_spec_exists", lambda name: found and name == "rlxf")
-    assert run.pick_kernel() == ("rlxf" if found else "python3")
+    import sys
+
+    pythons = {"here": sys.executable, None: None, "elsewhere": "/some/other/venv/bin/python"}
+    monkeypatch.setattr(run, "_kernel_python", lambda name: pythons[found] if name == "rlxf" else None)
+    assert run.pick_kernel() == ("rlxf" if found == "here" else "python3")
     said = capsys.readouterr().out
-    assert ("no Jupyter kernel named 'rlxf'" in said and "make lab" in said) != found
+    assert not said if found == "here" else "using python3" in said
+    assert ("make lab" in said) == (found is None) and ("/some/other/venv" in said) == (found == "elsewhere")
 
 
 def test_the_running_notebook_shows_its_cells_unless_quiet(tmp_path, capsys):
