@@ -37,6 +37,12 @@ def init_from_env() -> bool:
     return True
 
 
+def barrier() -> None:
+    """Wait until every process gets here (nothing to wait for in one process)."""
+    if is_distributed():
+        dist.barrier()
+
+
 def average_gradients(params) -> list:
     """Average the gradients of `params` over all processes in place (a missing gradient counts as zero) -> params.
 

@@ -4,11 +4,13 @@ one process on CPU, hence torchrun)."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 
 import torch
+import yaml
 
 from rlxf.distributed import average_gradients, masked_moments, mean_over_ranks, rank_and_world
 from rlxf.paths import REPO_ROOT
@@ -50,3 +52,17 @@ def test_single_process_helpers_are_the_identity():
     mean, var = masked_moments(x, mask)
     torch.testing.assert_close(mean, torch.tensor(3.0))
     torch.testing.assert_close(var, torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0]).var())
+
+
+def test_torchrun_two_processes_runs_the_ppo_tiny_config(tmp_path):
+    config = yaml.safe_load((REPO_ROOT / "configs" / "train" / "ppo_tiny.yaml").read_text())
+    path = tmp_path / "ppo_tiny.yaml"
+    path.write_text(yaml.safe_dump({**config, "output_dir": str(tmp_path / "out"), "steps": 1}))
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                           "-m", "rlxf.train", "ppo", "--config", str(path)],
+                          env=env, capture_output=True, text=True, timeout=600, cwd=REPO_ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["processes"] == 2  # torch.distributed inside saw both processes (gloo)
+    assert len((tmp_path / "out" / "run" / "metrics.jsonl").read_text().splitlines()) == 1  # process 0 writes
