@@ -110,7 +110,8 @@ def base_model_reference(model) -> tuple[str, str]:
     directories name themselves; `tiny-llama` (built in code, seeded) names itself.
     """
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    name = getattr(base, "rlxf_name", None) or str(getattr(base.config, "_name_or_path", "") or "").rstrip("/")
+    config = getattr(base, "config", None)
+    name = getattr(base, "rlxf_name", None) or str(getattr(config, "_name_or_path", "") or "").rstrip("/")
     if name == SMOLLM2 or (name.rsplit("/", 1)[-1] == SMOLLM2 and Path(name).is_dir()):  # the converted cache dir
         return SMOLLM2_HUB_ID, (f"the Q4_1 GGUF `{SMOLLM2_GGUF}` of `{SMOLLM2_HUB_ID}` from the PyPI package "
                                 f"`{SMOLLM2_PIP}`, dequantised to fp32 (`rlxf.models.load_causal_lm({SMOLLM2!r})`); "
