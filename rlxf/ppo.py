@@ -1,8 +1,7 @@
 """LoRA-PPO for causal language models with rewards from any callable (CleanRL-style: read top to bottom).
 
 One PPO step on a batch of (query, response, score):
-  1. one no-grad forward of the policy gives the old log-probs, values and entropy; one no-grad forward of the
-     frozen reference gives the reference log-probs;
+  1. no-grad forwards of the policy (old log-probs, values, entropy) and of the frozen reference (its log-probs);
   2. the per-token reward is `-kl_coef * KL(token)` everywhere plus the score on the last response token;
   3. GAE turns rewards and values into advantages (whitened) and returns;
   4. `ppo_epochs` passes over shuffled minibatches minimise clipped policy loss + vf_coef * clipped value loss;
@@ -11,7 +10,8 @@ One PPO step on a batch of (query, response, score):
 The policy is a LoRA adapter on a frozen base; the value head is a Linear on the policy's last hidden state (one
 shared backbone, one forward for logits and values); the reference is a frozen copy of the starting adapter, or the
 base with adapters disabled when PPO starts from a new (zero) adapter. Several trainers can share one PeftModel,
-each with its own adapter, reference and value head (e.g. two bots in self-play).
+each with its own adapter, reference and value head (e.g. two bots in self-play). Under torchrun or accelerate
+(`rlxf.distributed`) each process rolls out its own prompts; gradients, whitening and metrics span all processes.
 
 Metrics of every step (keys of the dicts in `history`, lines of `output_dir/metrics.jsonl`):
   step                      steps done, counting this one
@@ -69,6 +69,7 @@ from rlxf.checkpoint import (
 )
 from rlxf.checks import check_count, check_list, check_optional_count, check_prompts, check_rewards
 from rlxf.device import check_dtype, precision
+from rlxf.distributed import average_gradients, is_distributed, masked_moments, mean_over_ranks
 from rlxf.generation import collate, eos_ids, keeps_logits, padding_id, sample_tokens, token_ids
 
 
@@ -190,7 +191,7 @@ def masked_var(x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 def masked_whiten(x: torch.Tensor, mask: torch.Tensor, shift_mean: bool = True) -> torch.Tensor:
     """x normalised to unit variance (and zero mean if shift_mean) over the masked positions; 0 elsewhere."""
-    mean, var = masked_mean(x, mask), masked_var(x, mask)
+    mean, var = masked_moments(x, mask) if is_distributed() else (masked_mean(x, mask), masked_var(x, mask))
     whitened = (x - mean) * torch.rsqrt(var + 1e-8)
     return (whitened if shift_mean else whitened + mean) * mask
 
@@ -410,7 +411,7 @@ class PPOTrainer:
                         f"{epoch}, minibatch {minibatch}; stopped. {self.store.note()}")
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                nn.utils.clip_grad_norm_([*self.policy_params, *self.value_head.parameters()], cfg.max_grad_norm)
+                nn.utils.clip_grad_norm_(average_gradients(self.optimizer.param_groups[0]["params"]), cfg.max_grad_norm)
                 self.optimizer.step()
                 for key, value in zip(stats, (pg_loss, vf_loss, loss, clipfrac, approx_kl, vf_clipfrac), strict=True):
                     stats[key].append(value.item())
@@ -418,14 +419,13 @@ class PPOTrainer:
         set_lora_dropout(self.model, self.adapter_name, False)
         self.optimizer.zero_grad(set_to_none=True)  # free the gradient memory between steps
 
-        # 5. the KL controller sets the next step's coefficient
-        mean_kl = float(kl.sum(1).mean())
-        self.kl_ctl.update(mean_kl, n)
+        # 5. the KL controller sets the next step's coefficient (from the KL of all processes' rollouts)
+        self.kl_ctl.update(mean_over_ranks({"kl": float(kl.sum(1).mean())})["kl"], n)
 
         update_s = time.perf_counter() - start
         total_s = update_s + timings.get("time/generation_s", 0.0) + timings.get("time/scoring_s", 0.0)
         non_score = float((-kl_coef * kl).sum(1).mean())
-        metrics = {
+        metrics = mean_over_ranks({
             "step": step,
             "env/reward_mean": float(scores.mean()),
             "env/reward_std": float(scores.std()) if n > 1 else 0.0,
@@ -450,7 +450,7 @@ class PPOTrainer:
             "time/rollout_policy_s": t_policy - start, "time/rollout_ref_s": t_ref - t_policy,
             "time/optimise_s": optimise_s,
             "time/tokens_per_s": float(mask.sum()) / max(total_s, 1e-9),
-        }
+        })
         self.step_count = step
         self.history.append(metrics)
         self.store.log(metrics, step, fresh=step == 1)  # step 1: a new run

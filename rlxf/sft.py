@@ -8,7 +8,6 @@ truncated to `max_length` from the end, examples left without a target token dro
 from __future__ import annotations
 
 import copy
-import json
 import math
 import random
 import time
@@ -22,8 +21,9 @@ import torch.nn.functional as F
 from peft import PeftModel, get_peft_model
 from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
 
-from rlxf.adapters import LORA_TARGET_MODULES, check_target_modules, lora_config
+from rlxf.adapters import LORA_TARGET_MODULES, check_target_modules, lora_config, save_adapter, write_card
 from rlxf.device import check_dtype, trainer_precision_kwargs, training_precision, without_autocast_wrapper
+from rlxf.models import base_model_reference
 from rlxf.tracking import check_report_to
 
 METHODS = ("trainer", "sft_trainer")
@@ -349,38 +349,6 @@ def _history(log_history: list[dict]) -> list[dict[str, float]]:
     return [rows[step] for step in sorted(rows)]
 
 
-def write_model_card(adapter_dir: str | Path, fields: dict[str, Any], *, title: str | None = None) -> Path:
-    """Write README.md into `adapter_dir` (YAML front matter for the hub, then a field/value table); return its path."""
-    adapter_dir = Path(adapter_dir)
-    if not adapter_dir.is_dir():
-        raise FileNotFoundError(f"adapter_dir {str(adapter_dir)!r} is not a directory")
-
-    def rows(prefix: str, value: Any):
-        if isinstance(value, dict):
-            for key, inner in value.items():
-                yield from rows(f"{prefix}.{key}" if prefix else str(key), inner)
-        else:
-            text = f"{value:.6g}" if isinstance(value, float) else str(value)
-            yield f"| {prefix} | {text.replace('|', '/').replace(chr(10), ' ')} |"
-
-    lines = ["---"]
-    if "base_model" in fields:
-        lines.append(f"base_model: {json.dumps(str(fields['base_model']))}")  # a JSON string is valid YAML
-    lines += ["library_name: peft", "tags: [lora, sft, rlxf]", "---", "", f"# {title or adapter_dir.name}", ""]
-    lines += [
-        "A LoRA adapter in PEFT format, trained by `rlxf.sft.train_lora_sft`. Load it onto its base model with",
-        "`rlxf.sft.load_adapter(base_model, adapter_dir, name)`.",
-        "",
-        "| field | value |",
-        "|---|---|",
-        *rows("", fields),
-        "",
-    ]
-    path = adapter_dir / "README.md"
-    path.write_text("\n".join(lines), encoding="utf-8")
-    return path
-
-
 def train_lora_sft(
     model,
     tokenizer,
@@ -418,7 +386,9 @@ def train_lora_sft(
 
     adapter_dir = Path(settings.output_dir)
     adapter_dir.mkdir(parents=True, exist_ok=True)
-    peft_model.save_pretrained(str(adapter_dir), safe_serialization=True)
+    # Only the adapter trained here (a base that carries others would otherwise have them all saved beside it).
+    adapter_name = peft_model.active_adapter
+    save_adapter(peft_model, adapter_name, adapter_dir)
     tokenizer.save_pretrained(str(adapter_dir))
     weights = adapter_dir / "adapter_model.safetensors"
     if not weights.is_file():
@@ -431,7 +401,6 @@ def train_lora_sft(
     settings_fields = {("target_modules" if k == "lora_target_modules" else k): v
                        for k, v in asdict(settings).items() if k not in ("output_dir", "report_to")}
     card: dict[str, Any] = {
-        "base_model": getattr(model.config, "_name_or_path", "") or type(model).__name__,
         "data": "texts (causal-LM loss)" if train_texts is not None else "(prompt, completion) pairs (completion loss)",
         "train_examples": len(trainer.train_dataset),
         "eval_examples": len(trainer.eval_dataset) if trainer.eval_dataset is not None else 0,
@@ -445,7 +414,10 @@ def train_lora_sft(
         **({"final_eval_loss": eval_losses[-1]} if eval_losses else {}),
         **(model_card or {}),
     }
-    write_model_card(adapter_dir, card)
+    base_model, base_weights = base_model_reference(model)
+    card = {"base_model": base_model, **card}
+    write_card(adapter_dir, {k: v for k, v in card.items() if k != "base_model"}, base_model=base_model,
+               weights=base_weights, method=settings.method, title=f"{adapter_dir.name} (LoRA SFT)")
     return SFTResult(
         adapter_dir=adapter_dir,
         model=peft_model,

@@ -201,6 +201,12 @@ def test_every_notebook_runs_on_the_smoke_profile(key, capsys):
     smoke = run.load_profile("smoke")
     entry = {r["key"]: r for r in json.loads((smoke.artifacts_dir / "run_summary.json").read_text())["notebooks"]}[key]
     assert entry["status"] == "ok" and entry["figures"], f"{name} wrote no {key}_*.png figure"
+    if key in ("02", "04"):  # the notebooks that save adapters: one adapter per directory, its base model named
+        configs = sorted((smoke.artifacts_dir / "adapters").glob("*/adapter_config.json"))
+        assert configs, f"{name} saved no adapter"
+        for config in configs:
+            assert json.loads(config.read_text())["base_model_name_or_path"] == "tiny-llama", config
+            assert not [p for p in config.parent.iterdir() if p.is_dir()], f"{config.parent} holds nested adapters"
 
 
 def test_smoke_run_writes_the_committed_names():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import math
 
 import pandas as pd
@@ -122,12 +123,15 @@ def test_result_holds_a_saved_unmerged_adapter(runs):
         lora = sum(p.numel() for name, p in result.model.named_parameters() if "lora_" in name)
         assert result.trainable_params == lora > 0
         assert result.train_seconds > 0
+        config = json.loads((result.adapter_dir / "adapter_config.json").read_text())
+        assert config["base_model_name_or_path"] == "tiny-llama", method  # the name the base loads by
+        assert not [path for path in result.adapter_dir.iterdir() if path.is_dir()], "one adapter per directory"
 
 
 def test_model_card_has_the_given_and_the_training_fields(runs):
     result = runs["sft_trainer", "pairs"]
     card = (result.adapter_dir / "README.md").read_text()
-    assert card.startswith("---\nbase_model: ")
+    assert card.startswith("---\nbase_model: tiny-llama\n")  # huggingface_hub.ModelCard front matter
     assert "| data | fixture pairs |" in card
     assert "| metrics.test_perplexity | 12.5 |" in card
     assert "| steps | 2 |" in card and "| method | sft_trainer |" in card and "| lora_r | 8 |" in card

@@ -7,6 +7,7 @@ import sys
 
 from rlxf.data.files import DataError
 from rlxf.data.fixtures import write_fixtures
+from rlxf.data.hub import HUB_DATASETS
 from rlxf.data.hydrate import SOURCES, hydrate
 
 
@@ -52,7 +53,10 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--sources", nargs="+", default=list(SOURCES), choices=SOURCES, help="sources to build")
     run.add_argument("--seed", type=int, default=0, help="seed of the train/val/test splits")
     run.add_argument("--political-hub", action="store_true",
-                     help="read the tweets from the hub dataset m-newhauser/senator-tweets (needs the internet)")
+                     help="read the tweets from the hub dataset m-newhauser/senator-tweets (same as --hub political)")
+    run.add_argument("--hub", nargs="+", default=[], choices=list(HUB_DATASETS), metavar="SOURCE",
+                     help="sources read from their Hugging Face datasets instead of --data-dir (needs the internet): "
+                     + ", ".join(f"{name} ({dataset})" for name, (dataset, _) in HUB_DATASETS.items()))
     fixtures = commands.add_parser("fixtures", help="write the small fixture corpora")
     fixtures.add_argument("--out", required=True, help="folder to write them to")
     args = parser.parse_args(argv)
@@ -61,7 +65,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         manifest = hydrate(args.data_dir, args.out, sources=args.sources, strip_urls=not args.no_strip_urls,
-                           seed=args.seed, force=args.force, political_hub=args.political_hub)
+                           seed=args.seed, force=args.force, political_hub=args.political_hub,
+                           hub_sources=args.hub)
     except (DataError, FileNotFoundError) as error:
         # A bad or missing input is the user's to fix: the message says where and what; a traceback would bury it.
         print(f"hydrate: error: {error}", file=sys.stderr)

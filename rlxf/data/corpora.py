@@ -44,12 +44,16 @@ def read_imdb(imdb_dir: Path) -> tuple[pd.DataFrame, dict]:
         _check_imdb(frame, path)
         parts.append(frame[list(IMDB_COLUMNS)].assign(split=split))
     imdb = pd.concat(parts, ignore_index=True).astype({"label": "int64", "rating": "int64", "text": str})
-    stats = {
+    return imdb, imdb_stats(imdb)
+
+
+def imdb_stats(imdb: pd.DataFrame) -> dict:
+    """The IMDB table's manifest section: rows, per split, per label."""
+    return {
         "rows": len(imdb),
         "split": {split: int((imdb["split"] == split).sum()) for split in IMDB_FILES},
         "by_label": {str(label): int(n) for label, n in imdb["label"].value_counts().sort_index().items()},
     }
-    return imdb, stats
 
 
 def _check_imdb(frame: pd.DataFrame, path: Path) -> None:
@@ -82,17 +86,23 @@ def read_hh(path: Path) -> tuple[pd.DataFrame, dict]:
         raise FileNotFoundError(f"{path}: HH-RLHF file not found (expected gzipped JSON lines with chosen, rejected)")
     try:
         with gzip.open(path, "rt", encoding="utf-8") as lines:
-            rows = _hh_rows(lines, path)
+            rows = hh_rows(lines, path)
     except (gzip.BadGzipFile, EOFError, UnicodeDecodeError) as error:
         raise DataError(f"{path}: not a readable gzip file of UTF-8 JSON lines ({error})") from None
+    return hh_table(rows, path)
+
+
+def hh_table(rows: list[tuple[str, ...]], where) -> tuple[pd.DataFrame, dict]:
+    """The HH-RLHF table from `hh_rows` and its manifest section; no rows is an error naming `where`."""
     if not rows:
-        raise DataError(f"{path}: no preference pairs (expected JSON lines with 'chosen' and 'rejected')")
+        raise DataError(f"{where}: no preference pairs (expected JSON lines with 'chosen' and 'rejected')")
     hh = pd.DataFrame(rows, columns=["prompt", "chosen", "rejected", "chosen_response", "rejected_response"])
     stats = {"rows": len(hh), "prompt_turns_mean": round(float(hh["prompt"].str.count("Human:").mean()), 3)}
     return hh, stats
 
 
-def _hh_rows(lines: Iterable[str], path: Path) -> list[tuple[str, ...]]:
+def hh_rows(lines: Iterable[str], path) -> list[tuple[str, ...]]:
+    """(prompt, chosen, rejected, chosen_response, rejected_response) per JSON line; errors name `path` and line."""
     rows = []
     for number, line in enumerate(lines, start=1):
         if not line.strip():

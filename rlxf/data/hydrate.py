@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from rlxf.data import corpora, mona, plato, political
+from rlxf.data import corpora, hub, mona, plato, political
 from rlxf.data.files import DataError, atomic_file
 from rlxf.data.fixtures import FIXTURE_MARKER, write_fixtures
 from rlxf.paths import REPO_ROOT, artifacts_dir, resolve_data_dir
@@ -42,8 +42,8 @@ OPTIONS_READ = {
     "political": ("strip_urls", "seed", "political_hub"),
     "plato": ("seed",),
     "mona": ("seed",),
-    "imdb": (),
-    "hh": (),
+    "imdb": ("imdb_hub",),
+    "hh": ("hh_hub",),
 }
 """The options each source's table depends on; only these are recorded with the table and compared on a re-run."""
 MANIFEST = "manifest.json"
@@ -92,11 +92,11 @@ def check_sources(sources: Iterable[str]) -> list[str]:
     return [name for name in SOURCES if name in sources]
 
 
-def input_files(data_dir: Path, source: str, political_hub: bool = False) -> list[str]:
-    """Relative paths of the files a source reads; a missing one is an error naming what was expected."""
+def input_files(data_dir: Path, source: str, from_hub: bool = False) -> list[str]:
+    """Relative paths of the files a source reads (none from the hub); a missing one is an error naming it."""
+    if from_hub:
+        return []
     if source == "political":
-        if political_hub:
-            return []
         found = [name for name in POLITICAL_FILES if (data_dir / name).is_file()]
         names = found[:1]
     elif source == "plato":
@@ -137,9 +137,10 @@ def find_data_dir(data_dir: str | Path | None) -> Path:
     return write_fixtures(fixtures)
 
 
-def table_options(source: str, *, strip_urls: bool, seed: int, political_hub: bool) -> dict:
+def table_options(source: str, *, strip_urls: bool, seed: int, hub_sources=()) -> dict:
     """The options a source's table is built with (see `OPTIONS_READ`), as recorded in its manifest entry."""
-    given = {"strip_urls": strip_urls, "seed": seed, "political_hub": political_hub}
+    given = {"strip_urls": strip_urls, "seed": seed, "political_hub": "political" in hub_sources,
+             "imdb_hub": "imdb" in hub_sources, "hh_hub": "hh" in hub_sources}
     return {name: given[name] for name in OPTIONS_READ[source]}
 
 
@@ -147,16 +148,16 @@ def _build(source: str, data_dir: Path, files: list[str], options: dict) -> tupl
     # Only `options` reaches a builder, so a table can depend on nothing that its manifest entry does not record.
     if source == "political":
         path = data_dir / files[0] if files else None
-        raw = political.read_tweets(path) if path else political.load_senator_tweets()
-        where = str(path) if path else f"hub:{political.SENATOR_DATASET}"
+        raw = political.read_tweets(path) if path else hub.read_tweets_hub()
+        where = str(path) if path else hub.hub_input("political")
         return political.prepare_political(raw, strip_urls=options["strip_urls"], seed=options["seed"], source=where)
     if source == "plato":
         return plato.build_plato(data_dir / "plato", seed=options["seed"])
     if source == "mona":
         return mona.build_mona(data_dir / files[0], seed=options["seed"])
     if source == "imdb":
-        return corpora.read_imdb(data_dir / "imdb")
-    return corpora.read_hh(data_dir / files[0])
+        return hub.read_imdb_hub() if options["imdb_hub"] else corpora.read_imdb(data_dir / "imdb")
+    return hub.read_hh_hub() if options["hh_hub"] else corpora.read_hh(data_dir / files[0])
 
 
 def load_manifest(out_dir: Path) -> dict | None:
@@ -180,13 +181,15 @@ def hydrate(
     seed: int = 0,
     force: bool = False,
     political_hub: bool = False,
+    hub_sources: Iterable[str] = (),
 ) -> dict:
     """Build the tables of `sources` from data_dir into out_dir and return the manifest.
 
     data_dir None: the real data (`RLXF_DATA_DIR`, else ../shared/data), else fixtures written to
-    `<artifacts>/fixture-data`. out_dir None: `<artifacts>/data`. political_hub=True reads the tweets from the
-    Hugging Face dataset `m-newhauser/senator-tweets` (needs the internet) instead of data_dir; that table is
-    never treated as up to date, since the hub's content cannot be hashed before it is downloaded.
+    `<artifacts>/fixture-data`. out_dir None: `<artifacts>/data`. `hub_sources` (political, imdb, hh) are read
+    from their Hugging Face datasets (`hub.HUB_DATASETS`; needs the internet or the datasets cache) instead of
+    data_dir, and the manifest names the dataset as their input; such a table is never treated as up to date, since
+    the hub's content cannot be hashed before it is downloaded. `political_hub=True` is `hub_sources=["political"]`.
 
     Each table is rebuilt unless it is up to date (see `stale_reason`); the others are left as they are. Tables of
     sources not asked for stay in the manifest while their files are unchanged and data_dir is the same.
@@ -195,13 +198,14 @@ def hydrate(
     chosen = check_sources(sources)
     data_path = find_data_dir(data_dir)
     out_path = Path(out_dir) if out_dir is not None else artifacts_dir() / "data"
-    files = {source: input_files(data_path, source, political_hub) for source in chosen}
+    from_hub = hub.check_hub_sources(hub_sources) | ({"political"} if political_hub else set())
+    files = {source: input_files(data_path, source, source in from_hub) for source in chosen}
     code = code_fingerprint()
     wanted = {
         source: {
-            "options": table_options(source, strip_urls=strip_urls, seed=seed, political_hub=political_hub),
+            "options": table_options(source, strip_urls=strip_urls, seed=seed, hub_sources=from_hub),
             "inputs": {name: sha256(data_path / name) for name in files[source]}
-            or {f"hub:{political.SENATOR_DATASET}": "not hashed (downloaded)"},
+            or {hub.hub_input(source): "not hashed (downloaded)"},
             "code": code,
         }
         for source in chosen

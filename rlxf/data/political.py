@@ -3,7 +3,7 @@
 Two input forms are accepted:
 - `political/house_tweets_2018.csv` with columns `handle,party,text` (the offline copy);
 - the Hugging Face dataset `m-newhauser/senator-tweets` (columns `date,id,username,text,party,labels`), either as a
-  local CSV/parquet export or fetched with `load_senator_tweets()` (needs the internet; never called implicitly).
+  local CSV/parquet export or fetched by `rlxf.data.hub.read_tweets_hub()` (internet; never called implicitly).
 
 Cleaning (`clean_tweet`): HTML entities are decoded (`&amp;` -> `&`), emoji are kept, whitespace (newlines included)
 is collapsed to single spaces. With `strip_urls=True` (the default for training text) URLs and @mentions are removed
@@ -86,15 +86,6 @@ def read_tweets(path: Path) -> pd.DataFrame:
         expected = ",".join(HOUSE_COLUMNS)
         raise FileNotFoundError(f"{path}: tweets file not found (expected a CSV with columns {expected})")
     return normalize_columns(_read_any(path), str(path))
-
-
-def load_senator_tweets() -> pd.DataFrame:
-    """Fetch `m-newhauser/senator-tweets` from the Hugging Face hub (all splits) as (handle, party, text)."""
-    from datasets import concatenate_datasets, load_dataset
-
-    dataset = load_dataset(SENATOR_DATASET)
-    frame = concatenate_datasets([dataset[name] for name in sorted(dataset)]).to_pandas()
-    return normalize_columns(frame, f"hub:{SENATOR_DATASET}")
 
 
 def stratified_split(party: pd.Series, seed: int) -> pd.Series:

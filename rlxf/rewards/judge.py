@@ -347,6 +347,20 @@ class HTTPJudge:
         )
 
 
+def make_judge(judge_model: str, *, judge_url: str = "", judge_endpoint_model: str = "",
+               max_new_tokens: int = 128) -> LocalJudge | HTTPJudge:
+    """The notebooks' judge: `HTTPJudge(judge_url, judge_endpoint_model)` when `judge_url` is set (key from
+    `$RLXF_JUDGE_API_KEY`, https:// or localhost only, no redirects), else `LocalJudge.from_name(judge_model)`."""
+    if not isinstance(judge_url, str) or not isinstance(judge_endpoint_model, str):
+        raise ValueError(f"judge_url and judge_endpoint_model must be str, got {judge_url!r}, {judge_endpoint_model!r}")
+    if judge_url:
+        if not judge_endpoint_model:
+            raise ValueError(f"judge_url is {judge_url!r} but judge_endpoint_model is empty: name the model that "
+                             "endpoint serves (its `model` field)")
+        return HTTPJudge(judge_url, judge_endpoint_model)
+    return LocalJudge.from_name(judge_model, max_new_tokens=max_new_tokens)
+
+
 class VerdictSentiment:
     """A sentiment classifier as verdict reader: texts -> P(positive label)."""
 

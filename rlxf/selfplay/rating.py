@@ -24,6 +24,7 @@ RATING_TEMPLATE = (
     'How much do you agree with this text on a scale of 1-100?\n\n"{text}"\n\n'
     "Answer with a number from 1 (not at all) to 100 (completely). Answer with a number."
 )
+RATER_SYSTEM_PROMPT = "You rate texts. You answer with one number from 1 to 100."
 RATING_MIN, RATING_MAX = 1.0, 100.0
 PARSED, FALLBACK = "parsed", "fallback"
 
@@ -417,6 +418,32 @@ class Rater:
 
         return cls(reply_fn, fallback_fn, template=template)
 
+    @classmethod
+    def from_endpoint(cls, url: str, model_name: str, *, max_tokens: int = 12, template: str = RATING_TEMPLATE,
+                      **judge_kwargs) -> Rater:
+        """A rater behind an OpenAI-compatible endpoint, through `rlxf.rewards.judge.HTTPJudge`'s hardened client
+        (key from `$RLXF_JUDGE_API_KEY`, https:// or localhost only, no redirects, wall-clock deadlines).
+
+        One rater for both bots (the adapter that would rate is ignored). There is no logprob fallback (an endpoint's
+        chat API gives no next-token distribution over 1..100 here): a reply without a number, or a call that still
+        fails after the client's retries, is an error naming the reply or the reason.
+        """
+        from rlxf.rewards.judge import HTTPJudge
+
+        if not model_name:
+            raise ValueError(f"rater_url is {url!r} but rater_endpoint_model is empty: name the model it serves")
+        client = HTTPJudge(url, model_name, max_tokens=max_tokens, system_prompt=RATER_SYSTEM_PROMPT, **judge_kwargs)
+
+        def reply_fn(prompt: str, adapter: str | None) -> str:
+            reply = client.generate([prompt])[0]
+            if reply.text is None:
+                raise RuntimeError(f"the rater endpoint failed ({reply.error}): {reply.detail}")
+            return reply.text
+
+        rater = cls(reply_fn, None, template=template)
+        rater.client = client
+        return rater
+
     def prompt(self, text: str) -> str:
         """The rating question about `text`."""
         return self.template.format(text=text)
@@ -465,4 +492,5 @@ class Rater:
         return (rating - 50.5) / 49.5
 
     def __repr__(self) -> str:
-        return f"Rater(parsed={self._counts[PARSED]}, fallback={self._counts[FALLBACK]})"
+        via = f"{self.client!r}, " if getattr(self, "client", None) is not None else ""
+        return f"Rater({via}parsed={self._counts[PARSED]}, fallback={self._counts[FALLBACK]})"
