@@ -15,17 +15,12 @@ from rlxf.generation import chat_prompt, encode_text
 from rlxf.models import load_causal_lm
 from rlxf.ppo import PPOSettings, PPOTrainer
 
-pytestmark = pytest.mark.filterwarnings("ignore:Model has `tie_word_embeddings=True`:UserWarning")
+pytestmark = [pytest.mark.filterwarnings("ignore:Model has `tie_word_embeddings=True`:UserWarning"),
+              pytest.mark.usefixtures("one_thread")]  # one_thread: tests/conftest.py
 PROMPTS = ["What is justice?", "How are you today?", "The movie was", "I think the government"]
 NATIVE, ABSENT = (True, "cpu has avx512_bf16"), (False, "no bf16 instructions on this CPU")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 # --- the decision, with the hardware faked ------------------------------------------------------------------

@@ -32,7 +32,8 @@ PROMPTS = ["What is justice?", "How are you today?", "The movie was", "I think t
 STEPS = 6
 ROOT = Path(__file__).resolve().parents[1]
 
-pytestmark = pytest.mark.filterwarnings("ignore:Model has `tie_word_embeddings=True`:UserWarning")
+pytestmark = [pytest.mark.filterwarnings("ignore:Model has `tie_word_embeddings=True`:UserWarning"),
+              pytest.mark.usefixtures("one_thread")]  # one_thread: tests/conftest.py
 
 
 def settings(output_dir, **overrides) -> PPOSettings:
@@ -70,13 +71,6 @@ def assert_same_history(got, expected):
             assert have[key] == pytest.approx(value, rel=1e-5, abs=1e-7, nan_ok=True), (want["step"], key)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One thread: the child processes use one too, so the runs match bit for bit (and shared CPUs stay fast)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

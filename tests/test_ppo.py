@@ -28,16 +28,10 @@ from rlxf.ppo import (
 PROMPTS = ["What is justice?", "How are you today?", "The movie was", "I think the government"]
 
 # LoRA on lm_head, which tiny-llama ties to the embeddings: peft warns, and the test wants exactly that.
-pytestmark = pytest.mark.filterwarnings("ignore:Model has `tie_word_embeddings=True`:UserWarning")
+pytestmark = [pytest.mark.filterwarnings("ignore:Model has `tie_word_embeddings=True`:UserWarning"),
+              pytest.mark.usefixtures("one_thread")]  # one_thread: tests/conftest.py
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models gain nothing from threads; on a shared CPU, spinning threads make them many times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def tiny_lm():
