@@ -20,7 +20,8 @@ import pandas as pd
 FIXTURE_MARKER = "FIXTURES.md"
 TEXTS = resources.files("rlxf.data") / "fixture_texts"
 
-# file name -> (title, ebook number, release date); the introduction and dialogue are fixture_texts/plato/<file name>
+# written file name -> (title, ebook number, release date); the excerpt (introduction and the dialogue's opening)
+# is fixture_texts/plato/<name in lower case>_excerpt.txt, named apart from the full Gutenberg files of the real data
 PLATO_FILES = {
     "Crito.txt": ("Crito", 1657, "March 1, 1999"),
     "Euthyphro.txt": ("Euthyphro", 1642, "January 1, 1999"),
@@ -32,7 +33,7 @@ NOT_ASSESSED_CODES = {"SB", "PC", "PA", "WM", ""}
 
 
 def fixture_text(name: str) -> str:
-    """One file of fixture_texts/ (e.g. "plato/Crito.txt"), as text."""
+    """One file of fixture_texts/ (e.g. "plato/crito_excerpt.txt"), as text."""
     path = TEXTS
     for part in name.split("/"):
         path = path / part
@@ -164,7 +165,7 @@ def write_fixtures(out_dir: str | Path) -> Path:
         ),
         FIXTURE_MARKER: fixture_text(FIXTURE_MARKER).encode("utf-8"),
     }
-    files.update({f"plato/{name}": gutenberg_bytes(*spec, fixture_text(f"plato/{name}"))
+    files.update({f"plato/{name}": gutenberg_bytes(*spec, fixture_text(f"plato/{name[:-4].lower()}_excerpt.txt"))
                   for name, spec in PLATO_FILES.items()})
     for relative, content in files.items():
         path = root / relative
