@@ -4,14 +4,14 @@
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
 from rlxf.rewards.judge import HTTPJudge, make_judge
 from rlxf.selfplay import Bot, TwoBotDebate
 from rlxf.selfplay.rating import PARSED, RATER_SYSTEM_PROMPT, Rater
+from tests.stubs import local_server
 
 SECRET = "sk-endpoint-secret-123"
 
@@ -40,15 +40,8 @@ class StubChat(BaseHTTPRequestHandler):
 @pytest.fixture
 def stub(monkeypatch):
     monkeypatch.setenv("RLXF_JUDGE_API_KEY", SECRET)
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), StubChat)
-    httpd.daemon_threads, httpd.requests, httpd.status = True, [], 200
-    httpd.answer = lambda message: "73"
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    httpd.url = f"http://127.0.0.1:{httpd.server_address[1]}"
-    yield httpd
-    httpd.shutdown()
-    httpd.server_close()
+    with local_server(StubChat, requests=[], status=200, answer=lambda message: "73") as httpd:
+        yield httpd
 
 
 def test_make_judge_builds_the_endpoint_judge_when_a_url_is_given(stub):

@@ -15,9 +15,8 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 import pytest
@@ -27,6 +26,7 @@ from rlxf.checkpoint import CorruptCheckpoint, RunMismatch, clean_orphans, verif
 from rlxf.models import load_causal_lm
 from rlxf.ppo import PPOSettings, PPOTrainer, RewardFunctionError
 from rlxf.rewards.judge import Evaluator, EvaluatorSettings, HTTPJudge, JudgeError
+from tests.stubs import local_server
 
 PROMPTS = ["What is justice?", "How are you today?", "The movie was", "I think the government"]
 STEPS = 6
@@ -406,22 +406,8 @@ class Stub(BaseHTTPRequestHandler):
 @contextlib.contextmanager
 def stub_server(mode: str, **attributes):
     """A stub judge on 127.0.0.1 (a free port) in `mode`; shut down and closed on exit."""
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Stub)
-    httpd.daemon_threads = True
-    httpd.mode, httpd.seen, httpd.stopping = mode, [], threading.Event()
-    httpd.offset, httpd.location = 0, None
-    for name, value in attributes.items():
-        setattr(httpd, name, value)
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    httpd.url = f"http://127.0.0.1:{httpd.server_address[1]}"
-    try:
+    with local_server(Stub, **{"mode": mode, "seen": [], "offset": 0, "location": None, **attributes}) as httpd:
         yield httpd
-    finally:
-        httpd.stopping.set()
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(timeout=5)
 
 
 @pytest.fixture

@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import numpy as np
 import pytest
@@ -26,6 +25,7 @@ from rlxf.rewards.judge import (
     redact_secret,
     verdict_score,
 )
+from tests.stubs import local_server
 
 SECRET = "sk-test-0123456789-never-print-me"
 CRITERIA = {
@@ -92,15 +92,8 @@ class FakeOpenAI(BaseHTTPRequestHandler):
 @pytest.fixture
 def server(monkeypatch):
     monkeypatch.setenv("RLXF_JUDGE_API_KEY", SECRET)
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), FakeOpenAI)
-    httpd.daemon_threads = True
-    httpd.mode, httpd.requests = "ok", []
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    httpd.url = f"http://127.0.0.1:{httpd.server_address[1]}"
-    yield httpd
-    httpd.shutdown()
-    httpd.server_close()
+    with local_server(FakeOpenAI, mode="ok", requests=[]) as httpd:
+        yield httpd
 
 
 def http_evaluator(server, *, timeout_s=5.0, retries=0, on_error="fallback", **kwargs) -> Evaluator:
