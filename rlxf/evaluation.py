@@ -9,8 +9,11 @@
   length      reply tokens (up to and including EOS)
 The reference is the base with adapters disabled (`ref_adapter=None`) or another adapter (e.g. the SFT one).
 
-Statistics: `bootstrap_ci` (percentile bootstrap of the mean), `compare` (difference of means with a bootstrap CI,
-Welch's t-test and the Mann-Whitney U test), `expected_reward_table` (several policies against one reference).
+Statistics: `bootstrap_ci` (percentile bootstrap of the mean), `compare` (independent samples: difference of means
+with a bootstrap CI, Welch's t-test and the Mann-Whitney U test), `compare_paired` (the same units measured twice,
+e.g. one reply per held-out prompt before and after training: paired bootstrap CI, paired t, Wilcoxon signed-rank,
+win rate, and the smallest effect the comparison could have detected), `expected_reward_table` (several policies
+against one reference, paired when they answered the same prompts).
 """
 
 from __future__ import annotations
@@ -187,9 +190,55 @@ def compare(a, b, *, level: float = 0.95, n_resamples: int = 5000, seed: int = 0
             "n_a": int(a.size), "n_b": int(b.size)}
 
 
+def minimum_detectable_effect(sd: float, n: int, *, level: float = 0.95, power: float = 0.8) -> float:
+    """The smallest true mean difference a two-sided test at `level` detects with probability `power`.
+
+    Normal approximation, (z_(1-alpha/2) + z_power) * sd / sqrt(n): `sd` is the standard deviation of the paired
+    differences (or sqrt(sd_a^2 + sd_b^2) for two independent samples of n each). A null result is only as strong
+    as this number is small.
+    """
+    if n < 2 or not np.isfinite(sd) or sd < 0:
+        raise ValueError(f"minimum_detectable_effect needs n >= 2 and a finite sd >= 0, got n={n}, sd={sd}")
+    z = stats.norm.ppf(1 - (1 - level) / 2) + stats.norm.ppf(power)
+    return float(z * sd / np.sqrt(n))
+
+
+def compare_paired(a, b, *, level: float = 0.95, n_resamples: int = 5000, seed: int = 0) -> dict:
+    """a vs b measured on the same units (a[i] and b[i] belong together) -> paired statistics.
+
+    Keys: mean_a, mean_b, diff (mean of a - b), diff_low / diff_high (percentile bootstrap CI of that mean over
+    units), t / t_p (paired t-test), wilcoxon_p (signed-rank test; 1.0 when every difference is 0), win_rate (share
+    of units with a > b, ties counting half), mde (the smallest mean difference detectable with 80 % power at
+    `level`), n.
+    """
+    a, b = _as_sample(a, "compare_paired(a)"), _as_sample(b, "compare_paired(b)")
+    if a.size != b.size:
+        raise ValueError(f"compare_paired needs one a and one b per unit: got {a.size} and {b.size} values")
+    d = a - b
+    rng = np.random.default_rng(seed)
+    means = d[rng.integers(0, d.size, size=(n_resamples, d.size))].mean(axis=1)
+    tail = (1 - level) / 2
+    if np.all(d == 0):
+        t, t_p, wilcoxon_p = 0.0, 1.0, 1.0
+    else:
+        paired_t = stats.ttest_rel(a, b)
+        t, t_p = float(paired_t.statistic), float(paired_t.pvalue)
+        wilcoxon_p = float(stats.wilcoxon(a, b, zero_method="zsplit").pvalue)
+    return {"mean_a": float(a.mean()), "mean_b": float(b.mean()), "diff": float(d.mean()),
+            "diff_low": float(np.quantile(means, tail)), "diff_high": float(np.quantile(means, 1 - tail)),
+            "t": t, "t_p": t_p, "wilcoxon_p": wilcoxon_p,
+            "win_rate": float(np.mean(np.sign(d) + 1) / 2),
+            "mde": minimum_detectable_effect(float(d.std(ddof=1)), d.size, level=level), "n": int(d.size)}
+
+
 def expected_reward_table(scores: Mapping[str, Sequence[float]], reference: str, *, level: float = 0.95,
-                          seed: int = 0) -> pd.DataFrame:
-    """One row per policy: n, mean reward with a bootstrap CI, and the difference to `reference` with its tests."""
+                          seed: int = 0, paired: bool = False) -> pd.DataFrame:
+    """One row per policy: n, mean reward with a bootstrap CI, and the difference to `reference` with its tests.
+
+    `paired=True` when every policy answered the same prompts in the same order (scores[name][i] is prompt i):
+    the difference gets `compare_paired`'s CI, paired t and Wilcoxon tests and win rate; else `compare`'s Welch and
+    Mann-Whitney tests. Either way the row has `mde`, the smallest difference detectable with 80 % power.
+    """
     if reference not in scores:
         raise ValueError(f"reference {reference!r} is not one of the policies {list(scores)}")
     rows = []
@@ -197,9 +246,16 @@ def expected_reward_table(scores: Mapping[str, Sequence[float]], reference: str,
         low, high = bootstrap_ci(values, level=level, seed=seed)
         row = {"policy": name, "n": len(values), "mean": float(np.mean(values)), "ci_low": low, "ci_high": high}
         if name != reference:
-            test = compare(values, scores[reference], level=level, seed=seed)
+            if paired:
+                test = compare_paired(values, scores[reference], level=level, seed=seed)
+                tests = {"paired_t_p": test["t_p"], "wilcoxon_p": test["wilcoxon_p"], "win_rate": test["win_rate"]}
+                mde = test["mde"]
+            else:
+                test = compare(values, scores[reference], level=level, seed=seed)
+                tests = {"welch_p": test["welch_p"], "mannwhitney_p": test["mannwhitney_p"]}
+                spread = np.sqrt(np.var(values, ddof=1) + np.var(scores[reference], ddof=1))
+                mde = minimum_detectable_effect(float(spread), min(len(values), len(scores[reference])), level=level)
             row |= {f"diff_vs_{reference}": test["diff"], "diff_ci_low": test["diff_low"],
-                    "diff_ci_high": test["diff_high"], "welch_p": test["welch_p"],
-                    "mannwhitney_p": test["mannwhitney_p"]}
+                    "diff_ci_high": test["diff_high"], **tests, "mde": mde}
         rows.append(row)
     return pd.DataFrame(rows).set_index("policy")

@@ -5,7 +5,16 @@ import pytest
 import torch
 from peft import LoraConfig, get_peft_model
 
-from rlxf.evaluation import bootstrap_ci, compare, expected_reward_table, policy_report, summarise, token_logprobs
+from rlxf.evaluation import (
+    bootstrap_ci,
+    compare,
+    compare_paired,
+    expected_reward_table,
+    minimum_detectable_effect,
+    policy_report,
+    summarise,
+    token_logprobs,
+)
 from rlxf.models import load_causal_lm
 from rlxf.trl_runs import TRLSettings, train_trl
 
@@ -72,6 +81,53 @@ def test_expected_reward_table():
     assert np.isnan(table.loc["base", "welch_p"])
     with pytest.raises(ValueError, match="reference 'sft'"):
         expected_reward_table({"ppo": [1.0, 2.0]}, reference="sft")
+
+
+def test_compare_paired_uses_the_pairing():
+    # A shared per-prompt effect (sd 3) swamps a +0.5 shift for independent tests; the pairing removes it.
+    rng = np.random.default_rng(1)
+    prompt_effect = rng.normal(0, 3, 64)
+    before = prompt_effect + rng.normal(0, 0.3, 64)
+    after = before + 0.5 + rng.normal(0, 0.3, 64)
+    paired, unpaired = compare_paired(after, before), compare(after, before)
+    assert paired["diff"] == pytest.approx(np.mean(after - before))
+    assert paired["diff_low"] > 0.3 and paired["diff_high"] < 0.7
+    assert unpaired["diff_low"] < 0 < unpaired["diff_high"]  # the same data, analysed as independent samples
+    assert paired["wilcoxon_p"] < 1e-6 and paired["t_p"] < 1e-6 and paired["n"] == 64
+    assert paired["win_rate"] == pytest.approx(np.mean(after > before))
+    # mde: (1.96 + 0.84) * sd / sqrt(n) with sd the differences' standard deviation
+    assert paired["mde"] == pytest.approx(2.8016 * np.std(after - before, ddof=1) / 8, rel=1e-3)
+
+
+def test_compare_paired_known_values_and_bad_input():
+    result = compare_paired([2.0, 3.0, 5.0, 4.0], [1.0, 3.0, 2.0, 5.0])  # differences 1, 0, 3, -1
+    assert result["diff"] == pytest.approx(0.75)
+    assert result["win_rate"] == pytest.approx((1 + 0.5 + 1 + 0) / 4)
+    assert result["mean_a"] == pytest.approx(3.5) and result["mean_b"] == pytest.approx(2.75)
+    same = compare_paired([1.0, 2.0, 3.0], [1.0, 2.0, 3.0])
+    assert (same["diff"], same["diff_low"], same["diff_high"], same["wilcoxon_p"], same["win_rate"]) == (
+        0.0, 0.0, 0.0, 1.0, 0.5)
+    with pytest.raises(ValueError, match="one a and one b per unit: got 3 and 2"):
+        compare_paired([1.0, 2.0, 3.0], [1.0, 2.0])
+    with pytest.raises(ValueError, match="non-finite"):
+        compare_paired([1.0, np.inf], [1.0, 2.0])
+
+
+def test_minimum_detectable_effect():
+    assert minimum_detectable_effect(1.0, 100) == pytest.approx((1.959964 + 0.841621) / 10, rel=1e-5)
+    assert minimum_detectable_effect(2.0, 25, power=0.5) == pytest.approx(1.959964 * 2 / 5, rel=1e-5)
+    with pytest.raises(ValueError, match="n >= 2"):
+        minimum_detectable_effect(1.0, 1)
+
+
+def test_expected_reward_table_paired():
+    scores = {"ppo": [1.0, 2.0, 3.0, 4.0, 6.0], "base": [0.0, 1.0, 2.0, 3.0, 4.0]}
+    table = expected_reward_table(scores, reference="base", paired=True)
+    assert table.loc["ppo", "diff_vs_base"] == pytest.approx(1.2)
+    assert table.loc["ppo", "win_rate"] == 1.0
+    assert table.loc["ppo", "diff_ci_low"] >= 1.0  # every difference is 1 or 2
+    assert "welch_p" not in table.columns and table.loc["ppo", "mde"] > 0
+    assert expected_reward_table(scores, reference="base").loc["ppo", "mde"] > table.loc["ppo", "mde"]
 
 
 @pytest.mark.parametrize("method", ["grpo", "rloo"])
