@@ -18,6 +18,7 @@ from rlxf.rewards.judge import (
     EvaluatorSettings,
     HTTPJudge,
     JudgeError,
+    JudgeReply,
     LocalJudge,
     VerdictSentiment,
     parse_verdict,
@@ -127,6 +128,29 @@ def test_verdict_score_thresholds():
         EvaluatorSettings(positive_threshold=0.3, negative_threshold=0.7)
     with pytest.raises(ValueError, match="on_error"):
         EvaluatorSettings(on_error="ignore")
+
+
+def test_graded_scoring_and_the_share_of_plus_one_per_batch():
+    class Judge:
+        def generate(self, messages):
+            return [JudgeReply(text=f"Verdict: {m.split('REPLY ')[1].split()[0]}") for m in messages]
+
+    probability = {"high": 0.9, "mid": 0.65, "low": 0.2}
+    template = "REPLY {reply} CRITERION {criterion}"
+    reader = lambda verdicts: [probability[v] for v in verdicts]  # noqa: E731
+    sign = Evaluator(Judge(), reader, ["q"], settings=EvaluatorSettings(template=template))
+    graded = Evaluator(Judge(), reader, ["q"], settings=EvaluatorSettings(template=template, scoring="graded"))
+    replies = ["high", "mid", "low"]
+    assert sign(["p"] * 3, replies) == [1.0, 1.0, -1.0]
+    assert graded(["p"] * 3, replies) == pytest.approx([0.8, 0.3, -0.6])  # 2 P(positive) - 1
+    graded(["p"] * 2, ["high", "mid"])
+    assert [b["share_plus_one"] for b in graded.batches] == pytest.approx([2 / 3, 1.0])
+    assert graded.batches[0]["calls"] == 3 and graded.batches[0]["mean_p_positive"] == pytest.approx(1.75 / 3)
+    assert graded.stats["scores"] == {"+1": 4, "-1": 1}  # counted by the study's thresholds either way
+    graded.reset_stats()
+    assert graded.batches == []
+    with pytest.raises(ValueError, match="scoring must be 'sign' or 'graded'"):
+        EvaluatorSettings(scoring="probability")
 
 
 def test_ranking_accuracy():

@@ -13,7 +13,7 @@ from trl.trainer.utils import get_callable_name, is_async_callable
 
 from rlxf.data.mona import model_text
 from rlxf.models import load_causal_lm, load_classifier
-from rlxf.rewards.base import CombinedReward, check_batch
+from rlxf.rewards.base import CombinedReward, ConstantReward, check_batch
 from rlxf.rewards.classifiers import (
     ClassifierReward,
     ClassifierSettings,
@@ -274,6 +274,16 @@ def test_combined_reward_weighted_mean(classifier):
         CombinedReward([p_rep, neutrality], weights=[1.0])
     with pytest.raises(ValueError, match="not all 0"):
         CombinedReward([p_rep], weights=[0.0])
+
+
+def test_constant_reward_is_the_same_for_every_completion():
+    control = ConstantReward(0.25)
+    assert control(["a", "b", "c"], ["", "x", "a longer reply"]) == [0.25, 0.25, 0.25]
+    assert control([], []) == [] and get_callable_name(control) == "constant"
+    with pytest.raises(ValueError, match="finite value"):
+        ConstantReward(float("nan"))
+    with pytest.raises(ValueError, match="differ in length"):
+        control(["a"], ["x", "y"])
 
 
 def test_rewards_are_grpo_reward_functions(classifier):

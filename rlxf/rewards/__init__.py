@@ -1,6 +1,6 @@
 """Rewards: every reward source behind one signature, `reward_fn(prompts, completions, **kwargs) -> list[float]`.
 
-- `base`: the reward_fn protocol (`RewardFunction`, `check_batch`, `check_texts`) and `CombinedReward`
+- `base`: the reward_fn protocol (`RewardFunction`, `check_batch`, `check_texts`), `CombinedReward`, `ConstantReward`
 - `classifiers`: text classifiers (weighted cross-entropy training, predict, save/load) and `ClassifierReward`
 - `reports`: a classifier's held-out report, its baselines and calibration
 - `tasks`: the studies' three classifiers (MONA experience, party, sentiment), trained once and cached
@@ -9,7 +9,7 @@
 - `judge`: the judge-evaluator pipeline (a local model or an OpenAI-compatible endpoint)
 """
 
-from rlxf.rewards.base import CombinedReward, RewardFunction, check_batch, check_texts
+from rlxf.rewards.base import CombinedReward, ConstantReward, RewardFunction, check_batch, check_texts
 from rlxf.rewards.classifiers import (
     ClassifierResult,
     ClassifierReward,
@@ -63,7 +63,7 @@ from rlxf.rewards.tasks import (
 
 __all__ = [
     # base
-    "CombinedReward", "RewardFunction", "check_batch", "check_texts",
+    "CombinedReward", "ConstantReward", "RewardFunction", "check_batch", "check_texts",
     # classifiers
     "ClassifierResult", "ClassifierReward", "ClassifierSettings", "balanced_class_weights", "check_labels",
     "load_saved_classifier", "predict_logits", "predict_proba", "save_classifier", "train_classifier",

@@ -122,3 +122,21 @@ class CombinedReward(RewardFunction):
             f"{getattr(r, '__name__', '?')}*{w:g}" for r, w in zip(self.rewards, self.weights, strict=True)
         )
         return f"CombinedReward(name={self.__name__!r}, {parts})"
+
+
+class ConstantReward(RewardFunction):
+    """The same reward for every completion: a control run.
+
+    PPO with a constant reward still feels its per-token KL penalty (and whatever the sampling does), so a control
+    run at the same steps and KL coefficient shows what changes without any feedback at all (e.g. reply length);
+    a real reward's effect is the difference to the control, not to the starting point.
+    """
+
+    def __init__(self, value: float = 0.0, name: str = "constant"):
+        if not np.isfinite(value):
+            raise ValueError(f"ConstantReward needs a finite value, got {value!r}")
+        self.value = float(value)
+        super().__init__(name)
+
+    def score(self, prompts: list[str], completions: list[str], **kwargs) -> np.ndarray:
+        return np.full(len(completions), self.value)

@@ -390,6 +390,9 @@ class EvaluatorSettings:
     """P(positive verdict) below this scores -1 (in between: 0)"""
     fallback_score: float = 0.0
     """score of a criterion whose judge call failed or gave no verdict (0.0: neutral); counted in `stats`"""
+    scoring: str = "sign"
+    """"sign": +1 / 0 / -1 by the two thresholds (the study's reward; saturates once most verdicts are positive);
+    "graded": 2 * P(positive verdict) - 1 in [-1, 1], which still ranks replies that all get a positive verdict"""
     on_error: str = "fallback"
     """'fallback': use fallback_score and count it; 'raise': raise JudgeError"""
     template: str = JUDGE_TEMPLATE
@@ -403,6 +406,8 @@ class EvaluatorSettings:
             )
         if not -1.0 <= self.fallback_score <= 1.0:
             raise ValueError(f"fallback_score must be in [-1, 1], got {self.fallback_score}")
+        if self.scoring not in ("sign", "graded"):
+            raise ValueError(f"scoring must be 'sign' or 'graded', got {self.scoring!r}")
         if self.on_error not in ("fallback", "raise"):
             raise ValueError(f"on_error must be 'fallback' or 'raise', got {self.on_error!r}")
         if "{reply}" not in self.template or "{criterion}" not in self.template:
@@ -415,7 +420,9 @@ class Evaluator(RewardFunction):
     `criteria`: a mapping name -> question, or a list of questions (named by themselves). `combine`: "mean"
     (weighted by `weights`, default equal) or "min" (every criterion must hold). `stats` counts judge calls,
     verdicts, scores and fallbacks by reason since construction (or `reset_stats()`); `last_details` holds one
-    dict per judge call of the latest batch (reply, verdict, P(positive), score, error) for inspection.
+    dict per judge call of the latest batch (reply, verdict, P(positive), score, error) for inspection; `batches`
+    one row per call of the evaluator (a PPO step): judge calls, the share of verdicts the study's thresholds score
+    +1 (whatever `settings.scoring` is: how saturated the study's reward would be), mean P(positive), fallbacks.
     """
 
     def __init__(
@@ -454,6 +461,7 @@ class Evaluator(RewardFunction):
     def reset_stats(self) -> None:
         """Zero the counters in `stats`."""
         self._stats = {"calls": 0, "verdicts": 0, "fallbacks": Counter(), "scores": Counter()}
+        self.batches: list[dict] = []
 
     @property
     def stats(self) -> dict:
@@ -498,12 +506,17 @@ class Evaluator(RewardFunction):
                 )
             for d, p in zip(judged, p_positive, strict=True):
                 d["p_positive"] = float(p)
-                d["score"] = float(verdict_score(p, self.settings.positive_threshold, self.settings.negative_threshold))
-                self._stats["scores"][f"{int(d['score']):+d}" if d["score"] else "0"] += 1
+                d["sign"] = verdict_score(p, self.settings.positive_threshold, self.settings.negative_threshold)
+                d["score"] = float(d["sign"] if self.settings.scoring == "sign" else 2 * p - 1)
+                self._stats["scores"][f"{d['sign']:+d}" if d["sign"] else "0"] += 1
         for d in failed:
             d["score"] = self.settings.fallback_score
             self._stats["fallbacks"][d["error"]] += 1
         self._stats["verdicts"] += len(judged)
+        self.batches.append({"calls": len(details), "share_plus_one": float(np.mean([d["sign"] == 1 for d in judged]))
+                             if judged else float("nan"),
+                             "mean_p_positive": float(np.mean([d["p_positive"] for d in judged])) if judged
+                             else float("nan"), "fallbacks": len(failed)})
         if failed:
             reasons = dict(Counter(d["error"] for d in failed))
             logger.warning("%s: %d of %d judge calls fell back to %s: %s", self.__name__, len(failed), len(details),
