@@ -3,7 +3,8 @@
 `precision("auto" | "fp32" | "bf16", device)` -> a `Precision`: the compute dtype, a one-line reason a notebook prints,
 and `autocast()`, the context every forward and `generate` runs under. Master weights, LoRA parameters, value heads
 and optimizer states stay fp32; only matmuls run in bf16, and callers take log-probabilities, KL and losses in fp32
-from the autocast logits.
+from the autocast logits. `store_frozen_weights` keeps a model's frozen Linear weights in bf16 once, instead of
+autocast casting them again in every forward (the same bf16 values, so the same results; half their memory).
 
 CPUs differ: with AVX512-BF16 or AMX-BF16 (e.g. AMD Zen 4, Intel Sapphire Rapids) bf16 matmuls are ~4x faster than
 fp32; without them PyTorch emulates bf16 and it is ~100x slower. "auto" reads the CPU flags in /proc/cpuinfo (Linux)
@@ -20,6 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 DTYPES = ("auto", "fp32", "bf16")
 CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # /proc/cpuinfo flags of native bf16 matmuls
@@ -163,3 +166,40 @@ def without_autocast_wrapper(model: torch.nn.Module) -> torch.nn.Module:
     from accelerate.utils import extract_model_from_parallel
 
     return extract_model_from_parallel(model, keep_fp32_wrapper=False)
+
+
+class FrozenLowPrecisionLinear(nn.Linear):
+    """A frozen nn.Linear whose weights are stored in bf16 (by `store_frozen_weights`).
+
+    Under autocast it is exactly what autocast makes of an fp32 Linear (its bf16 weights are what autocast would cast
+    to, on every call); outside autocast an input of another dtype is cast to bf16 and the output back, so a caller
+    that runs without autocast still gets its own dtype back.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dtype == self.weight.dtype or torch.is_autocast_enabled(x.device.type):
+            return F.linear(x, self.weight, self.bias)
+        return F.linear(x.to(self.weight.dtype), self.weight, self.bias).to(x.dtype)
+
+
+def store_frozen_weights(model: nn.Module, chosen: Precision) -> Precision:
+    """Store the frozen fp32 nn.Linear weights of `model` in `chosen`'s dtype when that is bf16 -> `chosen`.
+
+    Autocast casts every fp32 weight to bf16 in every forward (a generated token is a forward: the whole model read
+    and written again per token); storing the frozen ones in bf16 does that once. Left alone: trainable parameters,
+    LoRA layers (every adapter, active or not, stays fp32 and trainable later), weights tied to an embedding (e.g. a
+    tied lm_head: the embedding output, and so the residual stream, stays fp32), and everything under fp32.
+    """
+    if chosen.dtype == torch.float32:
+        return chosen
+    tied = {id(p) for module in model.modules() if isinstance(module, nn.Embedding) for p in module.parameters()}
+    for name, module in model.named_modules():
+        if type(module) is not nn.Linear or "lora_" in name or "modules_to_save" in name:
+            continue
+        own = list(module.parameters(recurse=False))
+        if any(p.requires_grad or id(p) in tied or p.dtype != torch.float32 for p in own):
+            continue
+        for parameter in own:
+            parameter.data = parameter.data.to(chosen.dtype)
+        module.__class__ = FrozenLowPrecisionLinear
+    return chosen

@@ -68,7 +68,7 @@ from rlxf.checkpoint import (
     weights_hash,
 )
 from rlxf.checks import check_count, check_list, check_optional_count, check_prompts, check_rewards
-from rlxf.device import check_dtype, precision
+from rlxf.device import check_dtype, precision, store_frozen_weights
 from rlxf.distributed import average_gradients, is_distributed, masked_moments, mean_over_ranks
 from rlxf.generation import collate, eos_ids, keeps_logits, padding_id, sample_tokens, token_ids
 
@@ -314,7 +314,7 @@ class PPOTrainer:
         self.model.eval()  # dropout off everywhere: old and new log-probs must agree before the first update
         self.device = next(self.model.parameters()).device
         # One precision for sampling, rollout and update forwards: the ratio is exactly 1 before the first update.
-        self.precision = precision(config.dtype, self.device)
+        self.precision = store_frozen_weights(self.model, precision(config.dtype, self.device))
 
         self.pad_id, self.eos_ids = padding_id(tokenizer), eos_ids(self.model, tokenizer)
         if self.pad_id is None or not self.eos_ids:

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from rlxf import device as rlxf_device
-from rlxf.device import Precision, cpu_bf16_flags, precision
+from rlxf.device import FrozenLowPrecisionLinear, Precision, cpu_bf16_flags, precision, store_frozen_weights
 from rlxf.evaluation import token_logprobs
 from rlxf.generation import chat_prompt, encode_text
 from rlxf.models import load_causal_lm
@@ -89,6 +89,31 @@ def test_bf16_log_probs_are_close_to_fp32():
     assert any(not np.array_equal(a, b) for a, b in zip(exact, approx, strict=True))  # bf16 really ran
 
 
+def test_frozen_weights_stored_in_bf16_give_the_same_autocast_results():
+    from peft import LoraConfig, get_peft_model
+
+    model, tokenizer = load_causal_lm("tiny-llama", device="cpu")
+    torch.manual_seed(0)
+    model = get_peft_model(model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
+    ids = torch.stack([encode_text(tokenizer, "The movie was long and dull")])
+    with BF16.autocast():
+        before = model(input_ids=ids).logits
+    fp32_before = model(input_ids=ids).logits
+    assert store_frozen_weights(model, FP32) is FP32 and not any(
+        isinstance(m, FrozenLowPrecisionLinear) for m in model.modules())  # fp32: nothing changes
+    store_frozen_weights(model, BF16)
+    cast = {name for name, m in model.named_modules() if isinstance(m, FrozenLowPrecisionLinear)}
+    assert cast and all("lora_" not in name for name in cast)
+    assert all(p.dtype == torch.float32 for name, p in model.named_parameters() if "lora_" in name)
+    embedding = model.get_input_embeddings().weight
+    assert embedding.dtype == torch.float32  # and so a tied lm_head too
+    with BF16.autocast():
+        after = model(input_ids=ids).logits
+    assert torch.equal(before, after)  # the bf16 values autocast would have cast to, so the same numbers
+    outside = model(input_ids=ids).logits  # no autocast: inputs cast to bf16 and outputs back
+    assert outside.dtype == torch.float32 and torch.allclose(outside, fp32_before, atol=0.05)
+
+
 def ppo_settings(dtype: str, **overrides) -> PPOSettings:
     settings = dict(learning_rate=5e-3, batch_size=4, max_new_tokens=6, lora_target_modules=("q_proj", "v_proj",
                     "lm_head"), adaptive_kl=False, init_kl_coef=0.01, progress_bar=False, dtype=dtype)
@@ -132,8 +157,12 @@ def test_ppo_learns_a_toy_task_in_both_dtypes(dtype, monkeypatch):
     rewards = [m["env/reward_mean"] for m in trainer.train(chats, reward_fn, steps=30)]
     assert sum(rewards[:3]) / 3 < 0.15, rewards
     assert sum(rewards[-5:]) / 5 > 0.4, rewards
-    assert all(p.dtype == torch.float32 for p in trainer.model.parameters())  # master weights stay fp32
+    trainable = [p for p in trainer.model.parameters() if p.requires_grad]
+    assert trainable and all(p.dtype == torch.float32 for p in trainable)  # master weights stay fp32
     assert trainer.value_head.weight.dtype == torch.float32
+    cast = [m for m in trainer.model.modules() if isinstance(m, FrozenLowPrecisionLinear)]
+    frozen = {p.dtype for m in cast for p in m.parameters()}
+    assert frozen == ({torch.bfloat16} if dtype == "bf16" else set())  # frozen weights stored in the compute dtype
 
 
 # --- no default system prompt -----------------------------------------------------------------------------------

@@ -515,12 +515,14 @@ def test_ppo_step_for_dem_changes_only_dems_adapter():
     responses = ["We should compromise.", "No way."]
     rewards = [Rater.normalise(90.0), Rater.normalise(10.0)]
     trainer.step(queries, responses, rewards)
-    after = dict(trainer.model.named_parameters())
-    changed = {name for name, p in before.items() if name in after and not torch.equal(p, after[name].detach())}
+    after = {name: p.detach() for name, p in trainer.model.named_parameters()}
+    # Frozen base weights may now be stored in bf16 (rlxf.device.store_frozen_weights): compare in the stored dtype.
+    changed = {name for name, p in before.items()
+               if name in after and not torch.equal(p.to(after[name].dtype), after[name])}
     assert changed, "the PPO step changed no parameter"
     assert all(".dem." in name for name in changed), f"parameters other than dem's changed: {sorted(changed)}"
     rep = [name for name in before if ".rep." in name]
-    assert rep and all(torch.equal(before[name], after[name].detach()) for name in rep)
+    assert rep and all(torch.equal(before[name], after[name]) for name in rep)
 
 
 # ------------------------------------------------------------------------------------------------ two-bot PPO
