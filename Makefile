@@ -36,7 +36,7 @@ $(STAMP): pyproject.toml Makefile
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(OFFLINE) $(BIN)/python -m rlxf.run --profile $(PROFILE)
+	$(OFFLINE) $(BIN)/python -m rlxf.run --profile $(PROFILE) --publish
 
 smoke: $(STAMP)
 	$(OFFLINE) $(BIN)/python -m rlxf.run --profile smoke

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -46,3 +49,36 @@ def setup(*, seed: int, data_dir: str | Path | None, artifacts_dir: str | Path, 
         hydrate_tables(data_path, tables, seed=seed)
     return NotebookSetup(artifacts=artifacts, data_path=data_path, data_source=data_source, tables=tables,
                          precision=chosen)
+
+
+def _check_plain(value: Any, where: str) -> None:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str) or not key:
+                raise TypeError(f"headline key {key!r} in {where} must be a non-empty string")
+            _check_plain(item, f"{where}.{key}")
+    elif isinstance(value, (list, tuple)):
+        for index, item in enumerate(value):
+            _check_plain(item, f"{where}[{index}]")
+    elif isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f"headline value {where} is {value}: only finite numbers are recorded")
+    elif value is not None and not isinstance(value, (bool, int, float, str)):
+        raise TypeError(f"headline value {where} is a {type(value).__name__}; convert it to a plain number or str")
+
+
+def record_headline(artifacts: str | Path, notebook: str, values: dict[str, Any]) -> Path:
+    """Write a notebook's headline numbers to `<artifacts>/headline/<notebook>.json` (replacing its earlier ones).
+
+    `values` is a nested dict of plain numbers, strings, bools and lists (e.g. {"sentiment": {"ppo": {"gain": 1.2}}});
+    the runner merges every notebook's file into `<artifacts>/headline.json`, which `--publish` copies to
+    `results/<profile>/`.
+    """
+    if not isinstance(values, dict) or not values:
+        raise ValueError(f"record_headline({notebook!r}): values must be a non-empty dict")
+    _check_plain(values, notebook)
+    path = Path(artifacts) / "headline" / f"{notebook}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(values, indent=1) + "\n")
+    tmp.replace(path)
+    return path

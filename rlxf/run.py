@@ -73,6 +73,8 @@ class NotebookRun:
     figures: list[str]
     output: str
     status: str = "ok"
+    precision: str = ""
+    """the compute precision chosen from the notebook's `dtype` parameter on this machine, and why"""
 
 
 def discover_notebooks(notebooks_dir: Path = NOTEBOOKS_DIR) -> dict[str, Path]:
@@ -364,7 +366,7 @@ def execute(
         (out_dir / f"{path.stem}.failed.ipynb").unlink(missing_ok=True)
         seconds = time.time() - started
         figures = _figures_since(profile.figures_dir, key, started)
-        runs.append(NotebookRun(key, path.name, seconds, figures, str(output)))
+        runs.append(NotebookRun(key, path.name, seconds, figures, str(output), precision=_precision(params)))
         _write_summary(profile, runs)
     return runs
 
@@ -382,6 +384,15 @@ def machine() -> dict[str, Any]:
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "gpu": gpu,
             "python": platform.python_version(), "torch": torch.__version__}
+
+
+def _precision(params: dict[str, Any]) -> str:
+    """The precision rlxf.device chooses here for a notebook's `dtype` parameter ("" when it declares none)."""
+    if "dtype" not in params:
+        return ""
+    from rlxf.device import precision
+
+    return str(precision(params["dtype"]))
 
 
 def read_summary(artifacts_dir: Path) -> dict[str, Any]:
@@ -411,11 +422,64 @@ def _write_summary(profile: Profile, runs: list[NotebookRun]) -> None:
     ok = [entry for entry in entries.values() if entry["status"] == "ok"]
     summary.update(profile=profile.name, machine=machine(), notebooks=[entries[k] for k in sorted(entries)],
                    total_seconds=round(sum(entry["seconds"] for entry in ok), 1))
-    path = profile.artifacts_dir / "run_summary.json"
+    _write_json(profile.artifacts_dir / "run_summary.json", summary)
+    _write_headline(profile, summary["total_seconds"])
+
+
+def _write_json(path: Path, value: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(summary, indent=2) + "\n")
+    tmp.write_text(json.dumps(value, indent=2) + "\n")
     tmp.replace(path)
+
+
+def _merge(into: dict[str, Any], more: dict[str, Any], where: str) -> None:
+    for key, value in more.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value, f"{where}.{key}")
+        elif key in into and into[key] != value:
+            raise RunnerError(f"headline key {where}.{key} is written by two notebooks with different values")
+        else:
+            into[key] = value
+
+
+def _write_headline(profile: Profile, total_seconds: float) -> None:
+    """Merge the notebooks' headline numbers (`<artifacts>/headline/NN.json`, rlxf.notebook.record_headline) into
+    `<artifacts>/headline.json`, with the total seconds of the notebooks in run_summary.json."""
+    headline: dict[str, Any] = {}
+    for part in sorted((profile.artifacts_dir / "headline").glob("*.json")):
+        try:
+            _merge(headline, json.loads(part.read_text()), part.stem)
+        except json.JSONDecodeError as err:
+            raise RunnerError(f"{part} is not valid JSON ({err}); re-run its notebook") from None
+    headline[f"total_{profile.name}_seconds"] = total_seconds
+    _write_json(profile.artifacts_dir / "headline.json", headline)
+
+
+# The notebooks' own JSON summaries (01's data manifest, 02-07's summaries), published beside the run's.
+NOTEBOOK_SUMMARIES = ("data/manifest.json", "adapters/summary.json", "rewards/summary.json", "ppo/summary.json",
+                      "selfplay/summary.json", "selfplay/convergence.json", "evaluation/summary.json")
+
+
+def publish(profile: Profile, results_dir: Path | None = None) -> Path:
+    """Copy the run's small JSON summaries to `results/<profile>/`, the committed record every number in the README is
+    traced to: run_summary.json, headline.json and the notebooks' summaries that exist (NOTEBOOK_SUMMARIES, under the
+    same relative paths). Never weights or tables."""
+    target = Path(results_dir or REPO_ROOT / "results") / profile.name
+    for name in NOTEBOOK_SUMMARIES:
+        source = profile.artifacts_dir / name
+        if source.is_file():
+            _write_json(target / name, json.loads(source.read_text()))
+    for name in ("run_summary.json", "headline.json"):
+        source = profile.artifacts_dir / name
+        if not source.is_file():
+            raise RunnerError(f"nothing to publish: {source} does not exist (run the notebooks first)")
+        summary = json.loads(source.read_text())
+        if name == "run_summary.json":  # the executed notebooks stay in artifacts; paths there mean nothing here
+            for entry in summary["notebooks"]:
+                entry["output"] = Path(entry["output"]).name
+        _write_json(target / name, summary)
+    return target
 
 
 def summary_table(runs: list[NotebookRun]) -> str:
@@ -456,6 +520,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quiet", action="store_true", help="no progress bar (cell i/N, time) while a notebook runs")
     parser.add_argument("--dry-run", action="store_true",
                         help="on CPU at smoke size with tiny models, into artifacts/<profile>-dry-run")
+    parser.add_argument("--publish", action="store_true",
+                        help="after the run, copy run_summary.json and headline.json to results/<profile>/")
     args = parser.parse_args(argv)
     try:
         profile = load_profile(args.profile)
@@ -467,13 +533,18 @@ def main(argv: list[str] | None = None) -> int:
             for _key, path, params in steps:
                 print(f"{path.name}: {params}")
             return 0
+        if args.publish and args.dry_run:
+            raise RunnerError("--publish records a real run; a --dry-run has nothing to publish")
         with _cpu_only(args.dry_run):
             runs = execute(profile, steps, log_output=args.log_output, progress=not args.quiet)
+        published = publish(profile) if args.publish else None
     except RunnerError as err:
         print(f"[rlxf.run] error: {err}", file=sys.stderr)
         return 1
     print("\n" + summary_table(runs))
     print(f"\nexecuted notebooks: {profile.artifacts_dir / 'notebooks'}; figures: {profile.figures_dir}")
+    if published:
+        print(f"run summary and headline numbers copied to {published}")
     return 0
 
 

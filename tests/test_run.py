@@ -140,6 +140,42 @@ def test_profile_values_are_type_checked_too(tmp_path):
         run.plan(_profile(tmp_path, **{"01": {"steps": "many"}}), notebooks, None, [])
 
 
+def test_headlines_are_merged_with_the_total_and_published(tmp_path):
+    body = ("from rlxf.notebook import record_headline\n"
+            "record_headline(artifacts_dir, '{key}', {{'sentiment': {{'{key}': {value}}}, 'n{key}': 1}})")
+    notebooks = {"01": _notebook(tmp_path / "01_a.ipynb", body.format(key="01", value=0.5)),
+                 "02": _notebook(tmp_path / "02_b.ipynb", body.format(key="02", value=2))}
+    profile = _profile(tmp_path)
+    run.execute(profile, run.plan(profile, notebooks, None, []))
+    summary = json.loads((profile.artifacts_dir / "run_summary.json").read_text())
+    headline = json.loads((profile.artifacts_dir / "headline.json").read_text())
+    assert headline == {"sentiment": {"01": 0.5, "02": 2}, "n01": 1, "n02": 1,
+                        f"total_{profile.name}_seconds": summary["total_seconds"]}
+    (profile.artifacts_dir / "ppo").mkdir()
+    (profile.artifacts_dir / "ppo" / "summary.json").write_text('{"gain": 1.5}')
+    target = run.publish(profile, tmp_path / "results")
+    assert target == tmp_path / "results" / profile.name
+    assert json.loads((target / "ppo" / "summary.json").read_text()) == {"gain": 1.5}
+    assert sorted(p.name for p in target.iterdir()) == ["headline.json", "ppo", "run_summary.json"]
+    assert json.loads((target / "headline.json").read_text()) == headline
+    published = json.loads((target / "run_summary.json").read_text())
+    assert [entry["output"] for entry in published["notebooks"]] == ["01_a.ipynb", "02_b.ipynb"]
+    assert published["total_seconds"] == summary["total_seconds"]
+
+
+def test_two_notebooks_may_not_write_one_headline_number_differently(tmp_path):
+    (tmp_path / "artifacts" / "headline").mkdir(parents=True)
+    for key, value in (("01", 1), ("02", 2)):
+        (tmp_path / "artifacts" / "headline" / f"{key}.json").write_text(json.dumps({"a": {"b": value}}))
+    with pytest.raises(run.RunnerError, match="headline key 02.a.b is written by two notebooks"):
+        run._write_headline(_profile(tmp_path), 1.0)
+
+
+def test_publish_needs_a_run(tmp_path):
+    with pytest.raises(run.RunnerError, match="nothing to publish"):
+        run.publish(_profile(tmp_path), tmp_path / "results")
+
+
 def test_summary_table_lists_figures():
     table = run.summary_table([run.NotebookRun("01", "01_x.ipynb", 1.25, ["01_a.png"], "out")])
     assert "01_x.ipynb" in table and "1.2" in table and "01_a.png" in table

@@ -8,6 +8,11 @@ and an empty (NaN) `label`, so they cannot be used as labels by accident.
 Model input (`text`), from `TEXT_TEMPLATE`:
 "Country: {country}. Arrangement: {arr_type}. Classification: {econ_class}. Condition: {condition}"
 
+`condition_type` comes from the optional `SPC_PA_SB` column (`CONDITION_TYPES`; "other" for a code not listed,
+"unknown" when the column is absent). It is not in the model text: prior actions are met far more often than
+benchmarks (the manifest's `by_condition_type`), so a classifier that reads the condition's wording may learn the
+type from it, and a policy rewarded by that classifier may learn to write prior actions.
+
 Splits (both seeded, both over all rows): `split_random` puts a random 20 % of rows in test; `split_arrangement`
 puts a random 20 % of arrangements (`ArrID`) in test, so no arrangement is on both sides (conditions of one
 arrangement are near-duplicates, which flatters a random split).
@@ -41,6 +46,12 @@ STATUS_GROUPS: dict[str, str] = {
     "WM": "not_assessed",  # undocumented code
     "": "not_assessed",  # blank
 }
+CONDITION_TYPES: dict[str, str] = {
+    "PA": "prior action",
+    "SB": "structural benchmark",
+    "SPC": "performance criterion",  # structural performance criterion
+    "SAC": "assessment criterion",  # structural assessment criterion (early PRGF arrangements)
+}
 GROUP_LABELS: dict[str, int | None] = {"met": 1, "not_met": 0, "not_assessed": None}
 COLUMNS = (
     "CountryName", "ArrID", "ArrType", "ApprovalDate", "InitialEndDate", "RevisedEndDate", "IniPgmYr", "BoardActDate",
@@ -50,8 +61,8 @@ COLUMNS = (
 NEEDED = ("CountryName", "ArrID", "ArrType", "EconDescrpt", "Descpt", "Status")
 TEXT_TEMPLATE = "Country: {country}. Arrangement: {arr_type}. Classification: {econ_class}. Condition: {condition}"
 OUTPUT_COLUMNS = [
-    "country", "arr_id", "arr_type", "econ_class", "condition", "status", "label_group", "label", "text",
-    "split_random", "split_arrangement",
+    "country", "arr_id", "arr_type", "econ_class", "condition", "condition_type", "status", "label_group", "label",
+    "text", "split_random", "split_arrangement",
 ]
 TEST_FRACTION = 0.2
 
@@ -161,6 +172,8 @@ def prepare_mona(raw: pd.DataFrame, source: str, seed: int = 0) -> tuple[pd.Data
             "arr_type": _field(raw["ArrType"]),
             "econ_class": _field(raw["EconDescrpt"]),
             "condition": _field(raw["Descpt"]),
+            "condition_type": (raw["SPC_PA_SB"].str.strip().map(CONDITION_TYPES).fillna("other")
+                               if "SPC_PA_SB" in raw.columns else "unknown"),
             "status": raw["Status"].str.strip(),
             "label_group": group,
             "label": group.map(GROUP_LABELS).astype("Int64"),
@@ -188,6 +201,8 @@ def prepare_mona(raw: pd.DataFrame, source: str, seed: int = 0) -> tuple[pd.Data
         "not_assessed_rows": int((~labelled).sum()),
         "by_label": {"MET": int((mona["label"] == 1).sum()), "Non-MET": int((mona["label"] == 0).sum())},
         "by_status": {code: int(n) for code, n in mona["status"].value_counts().sort_index().items()},
+        "by_condition_type": {kind: {"labelled": int(len(rows)), "met_share": round(float(rows.mean()), 4)}
+                              for kind, rows in mona.loc[labelled].groupby("condition_type")["label"]},
         "status_groups": STATUS_GROUPS,
         "arrangements": int(mona["arr_id"].nunique()),
         "countries": int(mona["country"].nunique()),
