@@ -9,11 +9,11 @@
   length      reply tokens (up to and including EOS)
 The reference is the base with adapters disabled (`ref_adapter=None`) or another adapter (e.g. the SFT one).
 
-Statistics: `bootstrap_ci` (percentile bootstrap of the mean), `compare` (independent samples: difference of means
-with a bootstrap CI, Welch's t-test and the Mann-Whitney U test), `compare_paired` (the same units measured twice,
-e.g. one reply per held-out prompt before and after training: paired bootstrap CI, paired t, Wilcoxon signed-rank,
-win rate, and the smallest effect the comparison could have detected), `expected_reward_table` (several policies
-against one reference, paired when they answered the same prompts).
+Statistics (every CI a BCa bootstrap, scipy.stats.bootstrap): `bootstrap_ci` (of the mean), `compare` (independent
+samples: difference of means with its CI, Welch's t-test and the Mann-Whitney U test), `compare_paired` (the same
+units measured twice, e.g. one reply per held-out prompt before and after training: paired CI, paired t,
+Wilcoxon signed-rank, win rate, and the smallest effect the comparison could have detected), `expected_reward_table`
+(several policies against one reference, paired when they answered the same prompts).
 """
 
 from __future__ import annotations
@@ -163,28 +163,43 @@ def _as_sample(values, what: str) -> np.ndarray:
     return array
 
 
-def bootstrap_ci(values, *, level: float = 0.95, n_resamples: int = 5000, seed: int = 0) -> tuple[float, float]:
-    """Percentile-bootstrap confidence interval of the mean."""
-    array = _as_sample(values, "bootstrap_ci")
+def _bca_ci(samples: tuple[np.ndarray, ...], statistic, *, level: float, n_resamples: int,
+            seed: int) -> tuple[float, float]:
+    """BCa bootstrap CI (scipy.stats.bootstrap) of `statistic` over independent `samples`; a sample without any
+    spread has a degenerate bootstrap distribution, and its CI is the statistic itself."""
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1), got {level}")
-    rng = np.random.default_rng(seed)
-    means = array[rng.integers(0, array.size, size=(n_resamples, array.size))].mean(axis=1)
-    tail = (1 - level) / 2
-    return float(np.quantile(means, tail)), float(np.quantile(means, 1 - tail))
+    if all(np.ptp(sample) == 0 for sample in samples):
+        value = float(statistic(*samples))
+        return value, value
+    result = stats.bootstrap(samples, lambda *xs, axis=-1: statistic(*xs, axis=axis), confidence_level=level,
+                             n_resamples=n_resamples, method="BCa", vectorized=True,
+                             rng=np.random.default_rng(seed))
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
+def _mean(x, axis=-1):
+    return np.mean(x, axis=axis)
+
+
+def _mean_difference(x, y, axis=-1):
+    return np.mean(x, axis=axis) - np.mean(y, axis=axis)
+
+
+def bootstrap_ci(values, *, level: float = 0.95, n_resamples: int = 5000, seed: int = 0) -> tuple[float, float]:
+    """BCa bootstrap confidence interval of the mean (scipy.stats.bootstrap)."""
+    array = _as_sample(values, "bootstrap_ci")
+    return _bca_ci((array,), _mean, level=level, n_resamples=n_resamples, seed=seed)
 
 
 def compare(a, b, *, level: float = 0.95, n_resamples: int = 5000, seed: int = 0) -> dict:
-    """a vs b (independent samples): means, difference a - b with a bootstrap CI, Welch's t and Mann-Whitney U."""
+    """a vs b (independent samples): means, difference a - b with a BCa bootstrap CI, Welch's t and Mann-Whitney U."""
     a, b = _as_sample(a, "compare(a)"), _as_sample(b, "compare(b)")
-    rng = np.random.default_rng(seed)
-    diffs = (a[rng.integers(0, a.size, size=(n_resamples, a.size))].mean(axis=1)
-             - b[rng.integers(0, b.size, size=(n_resamples, b.size))].mean(axis=1))
-    tail = (1 - level) / 2
+    low, high = _bca_ci((a, b), _mean_difference, level=level, n_resamples=n_resamples, seed=seed)
     welch = stats.ttest_ind(a, b, equal_var=False)
     mann_whitney = stats.mannwhitneyu(a, b, alternative="two-sided")
     return {"mean_a": float(a.mean()), "mean_b": float(b.mean()), "diff": float(a.mean() - b.mean()),
-            "diff_low": float(np.quantile(diffs, tail)), "diff_high": float(np.quantile(diffs, 1 - tail)),
+            "diff_low": low, "diff_high": high,
             "welch_t": float(welch.statistic), "welch_p": float(welch.pvalue),
             "mannwhitney_u": float(mann_whitney.statistic), "mannwhitney_p": float(mann_whitney.pvalue),
             "n_a": int(a.size), "n_b": int(b.size)}
@@ -206,7 +221,7 @@ def minimum_detectable_effect(sd: float, n: int, *, level: float = 0.95, power: 
 def compare_paired(a, b, *, level: float = 0.95, n_resamples: int = 5000, seed: int = 0) -> dict:
     """a vs b measured on the same units (a[i] and b[i] belong together) -> paired statistics.
 
-    Keys: mean_a, mean_b, diff (mean of a - b), diff_low / diff_high (percentile bootstrap CI of that mean over
+    Keys: mean_a, mean_b, diff (mean of a - b), diff_low / diff_high (BCa bootstrap CI of that mean over
     units), t / t_p (paired t-test), wilcoxon_p (signed-rank test; 1.0 when every difference is 0), win_rate (share
     of units with a > b, ties counting half), mde (the smallest mean difference detectable with 80 % power at
     `level`), n.
@@ -215,9 +230,7 @@ def compare_paired(a, b, *, level: float = 0.95, n_resamples: int = 5000, seed: 
     if a.size != b.size:
         raise ValueError(f"compare_paired needs one a and one b per unit: got {a.size} and {b.size} values")
     d = a - b
-    rng = np.random.default_rng(seed)
-    means = d[rng.integers(0, d.size, size=(n_resamples, d.size))].mean(axis=1)
-    tail = (1 - level) / 2
+    low, high = _bca_ci((d,), _mean, level=level, n_resamples=n_resamples, seed=seed)
     if np.all(d == 0):
         t, t_p, wilcoxon_p = 0.0, 1.0, 1.0
     else:
@@ -225,7 +238,7 @@ def compare_paired(a, b, *, level: float = 0.95, n_resamples: int = 5000, seed: 
         t, t_p = float(paired_t.statistic), float(paired_t.pvalue)
         wilcoxon_p = float(stats.wilcoxon(a, b, zero_method="zsplit").pvalue)
     return {"mean_a": float(a.mean()), "mean_b": float(b.mean()), "diff": float(d.mean()),
-            "diff_low": float(np.quantile(means, tail)), "diff_high": float(np.quantile(means, 1 - tail)),
+            "diff_low": low, "diff_high": high,
             "t": t, "t_p": t_p, "wilcoxon_p": wilcoxon_p,
             "win_rate": float(np.mean(np.sign(d) + 1) / 2),
             "mde": minimum_detectable_effect(float(d.std(ddof=1)), d.size, level=level), "n": int(d.size)}

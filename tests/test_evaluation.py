@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 from peft import LoraConfig, get_peft_model
+from scipy import stats
 
 from rlxf.evaluation import (
     bootstrap_ci,
@@ -56,6 +57,19 @@ def test_token_logprobs_match_a_plain_forward(two_adapters):
         logits = model(input_ids=torch.cat([query, response])[None]).logits[0]
     expected = torch.log_softmax(logits[len(query) - 1:-1], -1).gather(-1, response[:, None]).squeeze(-1)
     np.testing.assert_allclose(logp, expected.numpy(), atol=1e-5)
+
+
+def test_bootstrap_intervals_are_bca():
+    """On a skewed sample BCa differs from the percentile interval; ours is scipy's BCa with the same seed."""
+    skewed = np.random.default_rng(1).exponential(1.0, 40)
+    expected = stats.bootstrap((skewed,), np.mean, n_resamples=5000, method="BCa", rng=np.random.default_rng(0))
+    assert bootstrap_ci(skewed) == pytest.approx(tuple(expected.confidence_interval), abs=1e-9)
+    paired = compare_paired(skewed, np.zeros_like(skewed))
+    assert (paired["diff_low"], paired["diff_high"]) == pytest.approx(tuple(expected.confidence_interval), abs=1e-9)
+    percentile = stats.bootstrap((skewed,), np.mean, n_resamples=5000, method="percentile",
+                                 rng=np.random.default_rng(0))
+    assert abs(bootstrap_ci(skewed)[1] - percentile.confidence_interval.high) > 1e-3
+    assert bootstrap_ci([2.0, 2.0, 2.0]) == (2.0, 2.0)  # no spread: a degenerate, not a NaN, interval
 
 
 def test_bootstrap_ci_and_compare():
