@@ -796,6 +796,12 @@ def test_likelihood_rater_drives_the_environment_and_the_trainer_checkpoint(tmp_
     assert history[0]["fallbacks"] == 0 and math.isnan(history[0]["parse_rate"])
     state = json.loads(next(tmp_path.glob("checkpoint-*/selfplay_state.json")).read_text())
     assert state["rater_counts"]["likelihood"] == rater.stats["likelihood"] > 0
+    # the same output_dir with the generated rater: "auto" starts a new run instead of continuing this one
+    generated = SelfPlayTrainer(rater.model, rater.tokenizer, ppo, settings, names=("dem", "rep"),
+                                rater=fixed_rater({"dem": "60", "rep": "40"}))
+    assert generated.fingerprint["rater"] == {"kind": "generated"}
+    with pytest.warns(UserWarning, match="belongs to another self-play run"):
+        generated.train(resume="auto")
 
 
 def test_classifier_rater_rates_100_times_the_probability_of_its_party():
@@ -840,3 +846,20 @@ def test_auc_ci_on_a_hand_made_example():
         auc_ci([1, 2, 3, 4], [0, 2, 0, 2])
     with pytest.raises(ValueError, match="score_fn returned 1 scores for 2 texts"):
         rater_auc(lambda texts: [0.5], ["a", "b"], [0, 1])
+
+
+def test_choose_rater_auto_takes_the_best_rater_with_signal_else_the_generated_one():
+    from rlxf.selfplay.raters import choose_rater
+
+    aucs = {"generated": {"d": 0.52, "r": 0.49}, "likelihood": {"d": 0.74, "r": 0.71},
+            "classifier": {"d": 0.9, "r": 0.65}}
+    assert choose_rater("auto", aucs)[0] == "likelihood"  # the classifier fails for one bot
+    assert choose_rater("auto", {**aucs, "classifier": {"d": 0.9, "r": 0.8}})[0] == "classifier"
+    assert choose_rater("auto", {"generated": aucs["generated"], "likelihood": {"d": 0.69, "r": 0.9}})[0] == "generated"
+    assert choose_rater("auto", aucs, endpoint=True)[0] == "generated"
+    assert choose_rater("auto", aucs, base_parameters=1_700_000_000)[0] == "generated"
+    assert choose_rater("classifier", aucs) == ("classifier", "asked for")
+    with pytest.raises(ValueError, match="rater='classifier' was asked for but is not available"):
+        choose_rater("classifier", {"generated": aucs["generated"]})
+    with pytest.raises(ValueError, match="rater must be one of"):
+        choose_rater("judge", aucs)

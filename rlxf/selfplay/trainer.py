@@ -108,7 +108,8 @@ class SelfPlayTrainer:
     self-play settings that change results, and per bot its PPO fingerprint: settings, model, adapter) is stored in
     every checkpoint; see `train` for resuming and for a used output_dir.
     `rater`: who turns replies into ratings (default: `Rater.from_model` on the shared model, each bot rating under
-    its own adapter; or a `rlxf.selfplay.raters.ScoreRater`, whose identity then joins the run's fingerprint).
+    its own adapter; or a `rlxf.selfplay.raters.ScoreRater`). Which kind of rater (and a ScoreRater's calibration) is
+    part of the run's fingerprint.
     """
 
     def __init__(self, model, tokenizer, ppo_config, config: SelfPlaySettings | None = None, *,
@@ -155,8 +156,19 @@ class SelfPlayTrainer:
         self.fingerprint = self.store.fingerprint = {
             "kind": "self-play", "settings": settings_identity(config),
             "bots": {name: {k: v for k, v in self.trainers[name].fingerprint.items() if k != "kind"} for name in names}}
-        if isinstance(self.rater, ScoreRater):  # the generated rater's runs keep their earlier fingerprint
-            self.fingerprint["rater"] = self.rater.identity()
+        # Which kind of rater gives the rewards: "auto" resuming must not continue a run rated by another kind.
+        self.fingerprint["rater"] = (self.rater.identity() if isinstance(self.rater, ScoreRater)
+                                     else {"kind": "generated"})
+        self.store.differences = self._differences
+
+    def _differences(self, state: dict) -> list[str]:
+        """The store's fingerprint check, reading a checkpoint from before raters were recorded as a generated run."""
+        differences = RunStore.differences(self.store, state)
+        kind = self.fingerprint["rater"]["kind"]
+        if "rater" not in (state.get("fingerprint") or {}) and kind != "generated":
+            differences.append(f"rater.kind: 'generated' (checkpoint, from before raters were recorded) vs {kind!r} "
+                               "(this run)")
+        return differences
 
     def _reply_fn(self, name: str) -> Callable[[str], Reply]:
         trainer = self.trainers[name]
