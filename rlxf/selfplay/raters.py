@@ -280,3 +280,52 @@ class ClassifierRater(ScoreRater):
 
     def __repr__(self) -> str:
         return f"ClassifierRater(labels={self.labels}, ratings={self._count})"
+
+
+# ------------------------------------------------------------------------------------------------ choosing a rater
+
+RATER_CHOICES = ("generated", "likelihood", "classifier", "auto")
+SIGNAL_AUC = 0.7
+"""the AUC (own party's held-out tweets rated above the other's) a rater needs for both bots to be chosen by "auto" """
+LARGE_BASE_PARAMETERS = 1_000_000_000
+"""from this base-model size on, "auto" keeps the generated rating (large chat models can answer the question)"""
+
+
+def rate_all(rater: Rater | ScoreRater, texts: Sequence[str], adapter: str | None) -> list[float]:
+    """The ratings (1-100) of `texts` by `adapter`: batched for a `ScoreRater`, one reply per text for a `Rater`
+    (whose `stats` then count the parse paths)."""
+    if isinstance(rater, ScoreRater):
+        return rater.ratings(list(texts), adapter)
+    if isinstance(rater, Rater):
+        return [rater.rate(text, adapter=adapter).value for text in texts]
+    raise ValueError(f"rater must be a Rater or a ScoreRater, got {type(rater).__name__}")
+
+
+def choose_rater(requested: str, aucs: Mapping[str, Mapping[str, float]], *, endpoint: bool = False,
+                 base_parameters: int = 0) -> tuple[str, str]:
+    """The rater self-play uses and why -> (name, reason).
+
+    `requested`: one of `RATER_CHOICES`; `aucs`: {rater name: {bot: AUC}} of the raters that were measured (a rater
+    asked for by name must be among them). "auto" keeps "generated" with a rating endpoint or a base model of at
+    least `LARGE_BASE_PARAMETERS`; else it takes the rater whose smaller AUC over the two bots is largest, if that
+    is at least `SIGNAL_AUC`, and "generated" when none reaches it.
+    """
+    if requested not in RATER_CHOICES:
+        raise ValueError(f"rater must be one of {RATER_CHOICES}, got {requested!r}")
+    if requested != "auto":
+        if requested not in aucs:
+            raise ValueError(f"rater={requested!r} was asked for but is not available here (measured: {sorted(aucs)})"
+                             + ("; the classifier needs notebook 02's party classifier" if requested == CLASSIFIER
+                                else ""))
+        return requested, "asked for"
+    if endpoint:
+        return "generated", "auto: a rating endpoint is set"
+    if base_parameters >= LARGE_BASE_PARAMETERS:
+        return "generated", f"auto: the base model has {base_parameters / 1e9:.1f}B parameters (>= 1B)"
+    worst = {name: min(by_bot.values()) for name, by_bot in aucs.items() if by_bot}
+    if not worst:
+        return "generated", "auto: no rater was measured"
+    best = max(worst, key=worst.get)
+    if worst[best] >= SIGNAL_AUC:
+        return best, f"auto: AUC >= {SIGNAL_AUC} for both bots (lowest {worst[best]:.2f})"
+    return "generated", f"auto: no rater reaches AUC {SIGNAL_AUC} for both bots (best lowest AUC {worst[best]:.2f})"
