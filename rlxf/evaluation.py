@@ -13,11 +13,13 @@ Statistics (every CI a BCa bootstrap, scipy.stats.bootstrap): `bootstrap_ci` (of
 samples: difference of means with its CI, Welch's t-test and the Mann-Whitney U test), `compare_paired` (the same
 units measured twice, e.g. one reply per held-out prompt before and after training: paired CI, paired t,
 Wilcoxon signed-rank, win rate, and the smallest effect the comparison could have detected), `expected_reward_table`
-(several policies against one reference, paired when they answered the same prompts).
+(several policies against one reference, paired when they answered the same prompts), `auc_ci` / `rater_auc` (how
+well scores rank two classes: ROC AUC with its CI).
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
@@ -272,3 +274,62 @@ def expected_reward_table(scores: Mapping[str, Sequence[float]], reference: str,
                     "diff_ci_high": test["diff_high"], **tests, "mde": mde}
         rows.append(row)
     return pd.DataFrame(rows).set_index("policy")
+
+
+def _auc_from_samples(positive: np.ndarray, negative: np.ndarray, axis: int = -1) -> np.ndarray:
+    """P(a positive scores above a negative), ties counting half (Mann-Whitney U / (n_pos n_neg)), along `axis`."""
+    positive, negative = np.moveaxis(positive, axis, -1), np.moveaxis(negative, axis, -1)
+    n_pos, n_neg = positive.shape[-1], negative.shape[-1]
+    lead = np.broadcast_shapes(positive.shape[:-1], negative.shape[:-1])  # the bootstrap's jackknife broadcasts
+    both = np.concatenate([np.broadcast_to(positive, (*lead, n_pos)), np.broadcast_to(negative, (*lead, n_neg))], -1)
+    ranks = stats.rankdata(both, axis=-1)
+    return (ranks[..., :n_pos].sum(axis=-1) - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+
+
+def auc_ci(scores, labels, *, level: float = 0.95, n_resamples: int = 2000, seed: int = 0) -> dict:
+    """ROC AUC of `scores` for the binary `labels` (1: should score high) with a BCa bootstrap confidence interval.
+
+    AUC = P(score of a label-1 item > score of a label-0 item), ties counting half. The bootstrap
+    (scipy.stats.bootstrap, BCa) resamples the two classes separately, so every resample keeps both class sizes.
+    Where every resample gives the same AUC (e.g. perfectly separated scores) the interval is that value.
+    Keys: auc, low, high, n_pos, n_neg.
+    """
+    scores, labels = np.asarray(scores, dtype=float).ravel(), np.asarray(labels).ravel()
+    if scores.size != labels.size:
+        raise ValueError(f"auc_ci needs one label per score: got {scores.size} scores and {labels.size} labels")
+    if not np.all(np.isfinite(scores)):
+        raise ValueError(f"auc_ci: {int((~np.isfinite(scores)).sum())} of the scores are not finite")
+    if not np.isin(labels, (0, 1)).all():
+        raise ValueError(f"auc_ci: labels must be 0 or 1, got the values {sorted(set(labels.tolist()))}")
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    positive, negative = scores[labels == 1], scores[labels == 0]
+    if positive.size < 2 or negative.size < 2:
+        raise ValueError(f"auc_ci needs at least 2 items of each class, got {positive.size} with label 1 and "
+                         f"{negative.size} with label 0")
+    value = float(_auc_from_samples(positive, negative))
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", stats.DegenerateDataWarning)  # handled below
+        result = stats.bootstrap((positive, negative), _auc_from_samples, vectorized=True, paired=False,
+                                 confidence_level=level, n_resamples=n_resamples, method="BCa",
+                                 random_state=np.random.default_rng(seed))
+    low, high = float(result.confidence_interval.low), float(result.confidence_interval.high)
+    if not (np.isfinite(low) and np.isfinite(high)):  # a degenerate bootstrap distribution: BCa is undefined
+        low = high = value
+    return {"auc": value, "low": low, "high": high, "n_pos": int(positive.size), "n_neg": int(negative.size)}
+
+
+def rater_auc(score_fn: Callable[[list[str]], Sequence[float]], texts: Sequence[str], labels: Sequence[int], *,
+              level: float = 0.95, n_resamples: int = 2000, seed: int = 0) -> dict:
+    """How well a rater ranks texts: `auc_ci` of `score_fn(texts)` (one score per text) against `labels`.
+
+    For a party bot's rater, label 1 marks its own party's texts: AUC 0.5 is no signal, 1.0 every own-party text
+    rated above every other-party text.
+    """
+    texts = list(texts)
+    if not texts or not all(isinstance(t, str) for t in texts):
+        raise ValueError("rater_auc: texts must be a non-empty list of strings")
+    scores = np.asarray(score_fn(texts), dtype=float).ravel()
+    if scores.size != len(texts):
+        raise ValueError(f"rater_auc: score_fn returned {scores.size} scores for {len(texts)} texts")
+    return auc_ci(scores, labels, level=level, n_resamples=n_resamples, seed=seed)

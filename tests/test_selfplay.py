@@ -9,6 +9,7 @@ import time
 from types import SimpleNamespace
 
 import gymnasium
+import numpy as np
 import pytest
 import torch
 from gymnasium.utils.env_checker import check_env
@@ -647,3 +648,218 @@ def test_memory_probe_runs_both_shapes(tmp_path):
     assert two["measure"] == one["measure"] and one["peak_bytes"] > one["baseline_bytes"] > 0
     # The study's memory target: two bots on one base cost at most 1.3x one bot (notebook 05 asserts it at its size).
     assert two["peak_bytes"] / one["peak_bytes"] <= 1.3
+
+
+# ------------------------------------------------------------------------------------------------ score raters
+
+
+def test_sigmoid_rating_is_50_at_the_centre_monotone_and_clamped():
+    from rlxf.selfplay.raters import sigmoid_rating
+
+    assert sigmoid_rating(0.3, 0.3, 0.1) == pytest.approx(50.0)
+    assert sigmoid_rating(0.4, 0.3, 0.1) == pytest.approx(100 / (1 + math.exp(-1)))  # one scale above the centre
+    values = [sigmoid_rating(s, 0.0, 0.5) for s in (-3.0, -1.0, -0.1, 0.0, 0.1, 1.0, 3.0)]
+    assert values == sorted(values) and len(set(values)) == len(values)
+    assert sigmoid_rating(-1e6, 0.0, 1.0) == 1.0 and sigmoid_rating(1e6, 0.0, 1.0) == 100.0  # no overflow, clamped
+    with pytest.raises(ValueError, match="scale must be a finite number > 0, got 0"):
+        sigmoid_rating(0.0, 0.0, 0.0)
+
+
+def likelihood_rater(**kwargs):
+    from rlxf.selfplay.raters import LikelihoodRatioRater
+
+    torch.set_num_threads(1)
+    model, tokenizer = two_bot_model()
+    return LikelihoodRatioRater(model, tokenizer, ("dem", "rep"), **kwargs)
+
+
+def test_likelihood_score_is_own_minus_other_mean_token_logprob_batched_as_alone():
+    rater = likelihood_rater(batch_size=4, dtype="fp32")  # the hand-made forward below runs in fp32
+    texts = ["Lower taxes for working families.", "Healthcare is a right", "Secure the border now, please, today."]
+    batched = rater.scores(texts)
+    assert batched["dem"] == pytest.approx(-batched["rep"])  # reference "other": the two bots' scores mirror
+    for i, text in enumerate(texts):
+        ids = rater.tokenizer(text, add_special_tokens=False)["input_ids"]
+        full = torch.tensor([[rater.tokenizer.bos_token_id, *ids]])
+        means = {}
+        for adapter in ("dem", "rep"):
+            with using_adapter(rater.model, adapter), torch.no_grad():
+                logits = rater.model(input_ids=full).logits.float()
+            logp = torch.log_softmax(logits[0, :-1], -1).gather(-1, full[0, 1:, None]).squeeze(-1)
+            means[adapter] = float(logp.mean())
+        # batched with padding, the same as each text alone
+        assert batched["dem"][i] == pytest.approx(means["dem"] - means["rep"], abs=1e-4), text
+    assert abs(batched["dem"]).max() > 1e-3  # the random adapters differ: the test can tell own from other
+
+
+def test_likelihood_mix_reference_is_log_of_the_average_probability():
+    rater = likelihood_rater(reference="mix")
+    text = "Raise the minimum wage."
+    logp = rater.logprobs([text])
+    own, other = logp["dem"][0], logp["rep"][0]
+    expected = float(np.mean(own - np.log((np.exp(own) + np.exp(other)) / 2)))
+    assert rater.scores([text])["dem"][0] == pytest.approx(expected, rel=1e-5)
+
+
+def test_likelihood_rating_is_50_at_the_centre_and_rises_with_the_score():
+    rater = likelihood_rater()
+    text = "We must protect the second amendment."
+    s = rater.scores([text])
+    rater._set_calibration({"dem": float(s["dem"][0]), "rep": float(s["rep"][0])}, {"dem": 0.05, "rep": 0.05})
+    rating = rater.rate(text, "dem")
+    assert rating.value == pytest.approx(50.0) and rating.path == "likelihood" and rating.reply == ""
+    rater._set_calibration({"dem": float(s["dem"][0]) - 0.05, "rep": float(s["rep"][0]) + 0.05},
+                           {"dem": 0.05, "rep": 0.05})
+    assert rater.rate(text, "dem").value == pytest.approx(100 / (1 + math.exp(-1)))  # s one scale above centre
+    assert rater.rate(text, "rep").value == pytest.approx(100 / (1 + math.exp(1)))
+    assert rater.stats == {PARSED: 0, FALLBACK: 0, "likelihood": 3, "total": 3, "parse_rate": pytest.approx(math.nan,
+                                                                                                           nan_ok=True)}
+    rater.reset_stats()
+    assert rater.stats["likelihood"] == 0
+    rater.restore_stats({"likelihood": 7, PARSED: 0, FALLBACK: 0})
+    assert rater.stats["total"] == 7
+    with pytest.raises(ValueError, match="no 'likelihood' count"):
+        rater.restore_stats({PARSED: 3, FALLBACK: 1})
+
+
+def test_likelihood_fit_sets_the_midpoint_and_the_pooled_std(monkeypatch):
+    rater = likelihood_rater()
+    own_dem, own_rep = np.array([0.3, 0.5, 0.4]), np.array([-0.2, 0.0, 0.1, -0.3])  # dem's scores of each party
+    monkeypatch.setattr(rater, "scores", lambda texts: {"dem": np.r_[own_dem, own_rep],
+                                                        "rep": -np.r_[own_dem, own_rep]})
+    report = rater.fit({"dem": ["a", "b", "c"], "rep": ["d", "e", "f", "g"]})
+    pooled = math.sqrt((2 * own_dem.var(ddof=1) + 3 * own_rep.var(ddof=1)) / 5)
+    assert rater.centre["dem"] == pytest.approx((0.4 + -0.1) / 2) and rater.scale["dem"] == pytest.approx(pooled)
+    assert rater.centre["rep"] == pytest.approx(-0.15) and rater.scale["rep"] == pytest.approx(pooled)
+    assert report["dem"]["mean_own"] == pytest.approx(0.4) and report["rep"]["mean_own"] == pytest.approx(0.1)
+    assert report["dem"]["n_own"] == 3 and report["rep"]["n_own"] == 4
+
+
+def test_likelihood_fit_on_real_scores_puts_the_party_means_either_side_of_50():
+    rater = likelihood_rater()
+    texts = {"dem": ["Healthcare for all.", "Protect voting rights.", "Climate action now."],
+             "rep": ["Cut taxes.", "Secure the border.", "Back the blue, support police."]}
+    report = rater.fit(texts)
+    for adapter, other in (("dem", "rep"), ("rep", "dem")):
+        ratings = {party: np.mean(rater.ratings(texts[party], adapter)) for party in texts}
+        above = report[adapter]["mean_own"] > report[adapter]["mean_other"]
+        assert (ratings[adapter] > 50) == above and (ratings[other] < 50) == above
+
+
+def test_likelihood_rater_errors_are_clear():
+    from rlxf.selfplay.raters import LikelihoodRatioRater
+
+    rater = likelihood_rater()
+    with pytest.raises(ValueError, match="call fit"):
+        rater.rate("some text", "dem")
+    rater._set_calibration({"dem": 0.0, "rep": 0.0}, {"dem": 1.0, "rep": 1.0})
+    with pytest.raises(ValueError, match=r"the text to rate is empty \('  '\)"):
+        rater.rate("  ", "dem")
+    with pytest.raises(ValueError, match=r"adapter 'green' is not one of this rater's bots \['dem', 'rep'\]"):
+        rater.rate("some text", "green")
+    with pytest.raises(ValueError, match="adapter None is not one"):
+        rater.rate("some text")
+    with pytest.raises(ValueError, match="reference must be one of"):
+        LikelihoodRatioRater(rater.model, rater.tokenizer, ("dem", "rep"), reference="base")
+    with pytest.raises(ValueError, match=r"lacks the adapter\(s\) \['green'\]"):
+        LikelihoodRatioRater(rater.model, rater.tokenizer, ("dem", "green"))
+    with pytest.raises(ValueError, match=r"scale\['rep'\] must be a finite number > 0, got 0"):
+        LikelihoodRatioRater(rater.model, rater.tokenizer, ("dem", "rep"), centre={"dem": 0, "rep": 0},
+                             scale={"dem": 1, "rep": 0})
+    with pytest.raises(ValueError, match="at least 2 texts of 'rep'"):
+        rater.fit({"dem": ["a", "b"], "rep": ["c"]})
+    with pytest.raises(ValueError, match=r"keyed by \['dem', 'rep'\], got \['dem'\]"):
+        rater.fit({"dem": ["a", "b"]})
+    with pytest.raises(ValueError, match=r"empty_rating must be None or a number in \[1, 100\], got 0"):
+        likelihood_rater(empty_rating=0)
+    lenient = likelihood_rater(empty_rating=1.0, centre={"dem": 0.0, "rep": 0.0}, scale={"dem": 1.0, "rep": 1.0})
+    assert lenient.rate("", "dem").value == 1.0 and lenient.stats["likelihood"] == 1
+
+
+def test_likelihood_rater_drives_the_environment_and_the_trainer_checkpoint(tmp_path):
+    from rlxf.ppo import PPOSettings
+    from rlxf.selfplay import SelfPlaySettings, SelfPlayTrainer
+
+    rater = likelihood_rater(empty_rating=1.0, centre={"dem": 0.0, "rep": 0.0}, scale={"dem": 0.05, "rep": 0.05})
+    bots = [Bot(name, lambda prompt, name=name: f"{name} says taxes are {len(prompt)}", adapter=name)
+            for name in ("dem", "rep")]
+    env = SelfPlayEnv(bots, rater, max_exchanges=2)
+    env.reset(seed=0)
+    _, _, _, _, info = env.step("Cut the deficit.")
+    assert info["transcript"][0]["parse_path"] == "likelihood" and 1.0 <= info["rating"] <= 100.0
+    ppo = PPOSettings(batch_size=2, ppo_epochs=1, max_new_tokens=4, progress_bar=False)
+    settings = SelfPlaySettings(rounds=1, debates_per_round=2, max_exchanges=1, progress_bar=False,
+                                output_dir=str(tmp_path))
+    trainer = SelfPlayTrainer(rater.model, rater.tokenizer, ppo, settings, names=("dem", "rep"), rater=rater)
+    assert trainer.fingerprint["rater"]["kind"] == "likelihood"
+    history = trainer.train()
+    assert history[0]["fallbacks"] == 0 and math.isnan(history[0]["parse_rate"])
+    state = json.loads(next(tmp_path.glob("checkpoint-*/selfplay_state.json")).read_text())
+    assert state["rater_counts"]["likelihood"] == rater.stats["likelihood"] > 0
+    # the same output_dir with the generated rater: "auto" starts a new run instead of continuing this one
+    generated = SelfPlayTrainer(rater.model, rater.tokenizer, ppo, settings, names=("dem", "rep"),
+                                rater=fixed_rater({"dem": "60", "rep": "40"}))
+    assert generated.fingerprint["rater"] == {"kind": "generated"}
+    with pytest.warns(UserWarning, match="belongs to another self-play run"):
+        generated.train(resume="auto")
+
+
+def test_classifier_rater_rates_100_times_the_probability_of_its_party():
+    from rlxf.models import load_classifier
+    from rlxf.selfplay.raters import ClassifierRater
+
+    torch.set_num_threads(1)
+    model, tokenizer = load_classifier("tiny-bert", num_labels=2, device="cpu")
+    rater = ClassifierRater(model, tokenizer, {"dem": 0, "rep": 1})
+    texts = ["Cut taxes.", "Healthcare for all."]
+    p_dem, p_rep = rater.probabilities(texts, "dem"), rater.probabilities(texts, "rep")
+    assert p_dem + p_rep == pytest.approx(np.ones(2))
+    assert rater.rate(texts[0], "dem").value == pytest.approx(max(1.0, 100 * p_dem[0]))
+    assert rater.rate(texts[0], "rep").path == "classifier" and rater.stats["total"] == 2
+    with pytest.raises(ValueError, match="adapter 'green' is not one"):
+        rater.rate("text", "green")
+
+
+# ------------------------------------------------------------------------------------------------ rater AUC
+
+
+def test_auc_ci_on_a_hand_made_example():
+    from rlxf.evaluation import auc_ci, rater_auc
+
+    # own party's texts score 0.35 and 0.8, the other's 0.1 and 0.4: 3 of the 4 pairs are ranked right
+    assert auc_ci([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1])["auc"] == pytest.approx(0.75)
+    assert auc_ci([1.0, 1.0, 0.0, 1.0], [1, 0, 0, 1])["auc"] == pytest.approx(0.75)  # a tie counts half: (1+.5+1+.5)/4
+    assert auc_ci([0.9, 0.8, 0.1, 0.2], [0, 0, 1, 1])["auc"] == 0.0  # ranked the wrong way round
+    separated = auc_ci([3, 4, 1, 2], [1, 1, 0, 0])
+    assert separated == {"auc": 1.0, "low": 1.0, "high": 1.0, "n_pos": 2, "n_neg": 2}  # degenerate bootstrap
+    rng = np.random.default_rng(0)
+    scores = np.r_[rng.normal(0, 1, 60), rng.normal(1, 1, 60)]
+    labels = np.r_[np.zeros(60), np.ones(60)]
+    result = auc_ci(scores, labels)
+    pairs = np.mean(scores[labels == 1][:, None] > scores[labels == 0][None, :])
+    assert result["auc"] == pytest.approx(pairs) and result["low"] < result["auc"] < result["high"]
+    assert 0.1 < result["high"] - result["low"] < 0.4
+    assert rater_auc(lambda texts: [len(t) for t in texts], ["a", "bb", "ccc", "dddd"], [0, 0, 1, 1])["auc"] == 1.0
+    with pytest.raises(ValueError, match="at least 2 items of each class, got 3 with label 1 and 1 with label 0"):
+        auc_ci([1, 2, 3, 4], [1, 1, 1, 0])
+    with pytest.raises(ValueError, match=r"labels must be 0 or 1, got the values \[0, 2\]"):
+        auc_ci([1, 2, 3, 4], [0, 2, 0, 2])
+    with pytest.raises(ValueError, match="score_fn returned 1 scores for 2 texts"):
+        rater_auc(lambda texts: [0.5], ["a", "b"], [0, 1])
+
+
+def test_choose_rater_auto_takes_the_best_rater_with_signal_else_the_generated_one():
+    from rlxf.selfplay.raters import choose_rater
+
+    aucs = {"generated": {"d": 0.52, "r": 0.49}, "likelihood": {"d": 0.74, "r": 0.71},
+            "classifier": {"d": 0.9, "r": 0.65}}
+    assert choose_rater("auto", aucs)[0] == "likelihood"  # the classifier fails for one bot
+    assert choose_rater("auto", {**aucs, "classifier": {"d": 0.9, "r": 0.8}})[0] == "classifier"
+    assert choose_rater("auto", {"generated": aucs["generated"], "likelihood": {"d": 0.69, "r": 0.9}})[0] == "generated"
+    assert choose_rater("auto", aucs, endpoint=True)[0] == "generated"
+    assert choose_rater("auto", aucs, base_parameters=1_700_000_000)[0] == "generated"
+    assert choose_rater("classifier", aucs) == ("classifier", "asked for")
+    with pytest.raises(ValueError, match="rater='classifier' was asked for but is not available"):
+        choose_rater("classifier", {"generated": aucs["generated"]})
+    with pytest.raises(ValueError, match="rater must be one of"):
+        choose_rater("judge", aucs)

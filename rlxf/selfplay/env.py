@@ -41,6 +41,7 @@ from gymnasium.spaces import Text
 from rlxf.adapters import using_adapter
 from rlxf.generation import POLITICAL_QUESTIONS, generate
 from rlxf.selfplay.convergence import neutral_streak
+from rlxf.selfplay.raters import ScoreRater
 from rlxf.selfplay.rating import Rater
 
 POLITICAL_ISSUES: tuple[str, ...] = POLITICAL_QUESTIONS  # the debates' starters
@@ -102,7 +103,8 @@ def turn_prompt(reply: str, leading: str | None) -> str:
 class SelfPlayEnv(gymnasium.Env):
     """Two bots in conversation; the agent's action is its reply, its reward the other bot's rating of it.
 
-    `bots`: the two `Bot`s (distinct names). `rater`: the shared `Rater`; a bot rates under its own adapter.
+    `bots`: the two `Bot`s (distinct names). `rater`: the shared `Rater` (or a `ScoreRater`); a bot rates under its
+    own adapter.
     Observation: the text the agent answers next (the starter, then the other's reply plus any leading prompt);
     the whole conversation is in `info["transcript"]`. Reward: `Rater.normalise(rating)` in [-1, 1]
     (`normalise_reward=False`: the raw rating 1-100). `reset(options={"agent": name, "issue": text})` picks who
@@ -111,7 +113,7 @@ class SelfPlayEnv(gymnasium.Env):
 
     metadata = {"render_modes": ["ansi"]}
 
-    def __init__(self, bots: Sequence[Bot], rater: Rater, *, max_exchanges: int = 4,
+    def __init__(self, bots: Sequence[Bot], rater: Rater | ScoreRater, *, max_exchanges: int = 4,
                  issues: Sequence[str] = POLITICAL_ISSUES, leading_prompts: bool = False,
                  leading_prompt_texts: Sequence[str] = LEADING_PROMPTS, stop_streak: int | None = None,
                  neutral_low: float = 45.0, neutral_high: float = 55.0, normalise_reward: bool = True,
@@ -119,8 +121,9 @@ class SelfPlayEnv(gymnasium.Env):
         bots = list(bots)
         if len(bots) != 2 or not all(isinstance(b, Bot) for b in bots) or bots[0].name == bots[1].name:
             raise ValueError(f"bots must be two Bot objects with different names, got {bots!r}")
-        if not isinstance(rater, Rater):
-            raise ValueError(f"rater must be a rlxf.selfplay.rating.Rater, got {type(rater).__name__}")
+        if not isinstance(rater, (Rater, ScoreRater)):
+            raise ValueError("rater must be a rlxf.selfplay.rating.Rater or a rlxf.selfplay.raters.ScoreRater "
+                             f"(LikelihoodRatioRater, ClassifierRater), got {type(rater).__name__}")
         if max_exchanges < 1:
             raise ValueError(f"max_exchanges must be >= 1, got {max_exchanges}")
         if stop_streak is not None and stop_streak < 1:
@@ -271,7 +274,7 @@ def run_episode(env: SelfPlayEnv, policy: Callable[[str], str | Reply], *, seed:
 class TwoBotDebate:
     """Whole conversations between two bots with given generate functions (no training) -> transcripts."""
 
-    def __init__(self, bots: Sequence[Bot], rater: Rater, **env_kwargs):
+    def __init__(self, bots: Sequence[Bot], rater: Rater | ScoreRater, **env_kwargs):
         self.env = SelfPlayEnv(bots, rater, **env_kwargs)
 
     def run_episode(self, *, seed: int | None = None, issue: str | None = None, agent: str | None = None

@@ -27,6 +27,7 @@ from rlxf.generation import chat_prompt
 from rlxf.ppo import PPOSettings, PPOTrainer
 from rlxf.selfplay.convergence import neutral_streak
 from rlxf.selfplay.env import Bot, Reply, SelfPlayEnv, play_episode
+from rlxf.selfplay.raters import ScoreRater
 from rlxf.selfplay.rating import FALLBACK, PARSED, Rater
 
 
@@ -107,11 +108,12 @@ class SelfPlayTrainer:
     self-play settings that change results, and per bot its PPO fingerprint: settings, model, adapter) is stored in
     every checkpoint; see `train` for resuming and for a used output_dir.
     `rater`: who turns replies into ratings (default: `Rater.from_model` on the shared model, each bot rating under
-    its own adapter).
+    its own adapter; or a `rlxf.selfplay.raters.ScoreRater`). Which kind of rater (and a ScoreRater's calibration) is
+    part of the run's fingerprint.
     """
 
     def __init__(self, model, tokenizer, ppo_config, config: SelfPlaySettings | None = None, *,
-                 names: Sequence[str] = ("democrat", "republican"), rater: Rater | None = None):
+                 names: Sequence[str] = ("democrat", "republican"), rater: Rater | ScoreRater | None = None):
         self.config = config = config if config is not None else SelfPlaySettings()
         names = list(names)
         if len(names) != 2 or names[0] == names[1] or not all(isinstance(n, str) and n for n in names):
@@ -134,8 +136,9 @@ class SelfPlayTrainer:
                 output_dir=str(self.output_dir / name) if self.output_dir is not None else None)
             self.trainers[name] = PPOTrainer(model, tokenizer, bot_config, adapter_name=name)
         self.model = self.trainers[names[0]].model
-        if rater is not None and not isinstance(rater, Rater):
-            raise ValueError(f"rater must be a rlxf.selfplay.rating.Rater or None, got {type(rater).__name__}")
+        if rater is not None and not isinstance(rater, (Rater, ScoreRater)):
+            raise ValueError("rater must be a rlxf.selfplay.rating.Rater, a rlxf.selfplay.raters.ScoreRater "
+                             f"(LikelihoodRatioRater, ClassifierRater) or None, got {type(rater).__name__}")
         self.rater = rater if rater is not None else Rater.from_model(
             self.model, tokenizer, max_new_tokens=config.rating_max_new_tokens)
         self.bots = [Bot(name, self._reply_fn(name), adapter=name) for name in names]
@@ -153,6 +156,19 @@ class SelfPlayTrainer:
         self.fingerprint = self.store.fingerprint = {
             "kind": "self-play", "settings": settings_identity(config),
             "bots": {name: {k: v for k, v in self.trainers[name].fingerprint.items() if k != "kind"} for name in names}}
+        # Which kind of rater gives the rewards: "auto" resuming must not continue a run rated by another kind.
+        self.fingerprint["rater"] = (self.rater.identity() if isinstance(self.rater, ScoreRater)
+                                     else {"kind": "generated"})
+        self.store.differences = self._differences
+
+    def _differences(self, state: dict) -> list[str]:
+        """The store's fingerprint check, reading a checkpoint from before raters were recorded as a generated run."""
+        differences = RunStore.differences(self.store, state)
+        kind = self.fingerprint["rater"]["kind"]
+        if "rater" not in (state.get("fingerprint") or {}) and kind != "generated":
+            differences.append(f"rater.kind: 'generated' (checkpoint, from before raters were recorded) vs {kind!r} "
+                               "(this run)")
+        return differences
 
     def _reply_fn(self, name: str) -> Callable[[str], Reply]:
         trainer = self.trainers[name]
@@ -289,7 +305,7 @@ class SelfPlayTrainer:
         path = self.store.save(self.round, {
             "round": self.round, "episodes": self.episodes, "transcript_lines": self.transcript_lines,
             "names": self.names, "stopped_at": self.stopped_at, "ratings": self.ratings,
-            "rater_counts": {PARSED: self.rater.stats[PARSED], FALLBACK: self.rater.stats[FALLBACK]},
+            "rater_counts": {k: v for k, v in self.rater.stats.items() if k not in ("total", "parse_rate")},
             "config": dataclasses.asdict(self.config), "history": self.history}, write_extras)
         for trainer in self.trainers.values():
             trainer.store.last_checkpoint = path
