@@ -200,7 +200,12 @@ def test_classifier_reward_shape_range_determinism_and_batching(classifier):
 def test_classifier_reward_logit_and_neutrality(classifier):
     model, tokenizer = classifier
     logit = ClassifierReward(model, tokenizer, label=1, output="logit", name="positive_logit")
-    assert np.allclose(logit(PROMPTS, COMPLETIONS), predict_logits(model, tokenizer, COMPLETIONS)[:, 1], atol=1e-6)
+    raw = predict_logits(model, tokenizer, COMPLETIONS)
+    assert np.allclose(logit(PROMPTS, COMPLETIONS), raw[:, 1], atol=1e-6)
+    log_odds = ClassifierReward(model, tokenizer, label=1, output="log_odds")(PROMPTS, COMPLETIONS)
+    assert np.allclose(log_odds, raw[:, 1] - raw[:, 0], atol=1e-5)  # two classes: the difference of the logits
+    p1 = predict_proba(model, tokenizer, COMPLETIONS)[:, 1]
+    assert np.allclose(log_odds, np.log(p1 / (1 - p1)), atol=1e-4)  # = logit(P(positive))
     neutrality = ClassifierReward(model, tokenizer, output="neutrality")
     p = predict_proba(model, tokenizer, COMPLETIONS)
     scores = neutrality(PROMPTS, COMPLETIONS)

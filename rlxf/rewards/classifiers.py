@@ -319,14 +319,16 @@ def load_saved_classifier(directory: str | Path, *, device: str | torch.device |
 class ClassifierReward(RewardFunction):
     """A text classifier's view of each completion: one label's probability or logit, or a binary neutrality.
 
-    `output`: "probability" (P(label), in [0, 1]), "logit" (the label's raw logit; IMDB positive logit as the
-    sentiment yardstick), or "neutrality" (binary classifiers only: 1 - |P(0) - P(1)|, in [0, 1], 1 when the
-    classifier cannot tell the classes apart: e.g. Democrat vs Republican).
+    `output`: "probability" (P(label), in [0, 1]), "logit" (the label's raw logit, as TRL's gpt2-sentiment example),
+    "log_odds" (log P(label) - log P(not label); for two classes the difference of the two logits: unlike a raw logit
+    it does not depend on the softmax's free shift, so its scale is the classifier's confidence), or "neutrality"
+    (binary classifiers only: 1 - |P(0) - P(1)|, in [0, 1], 1 when the classifier cannot tell the classes apart: e.g.
+    Democrat vs Republican).
     `label` is a class index or a name from `model.config.label2id`. With `include_prompt` the classifier reads
     prompt + completion; by default only the completion.
     """
 
-    OUTPUTS = ("probability", "logit", "neutrality")
+    OUTPUTS = ("probability", "logit", "log_odds", "neutrality")
 
     def __init__(
         self,
@@ -390,6 +392,11 @@ class ClassifierReward(RewardFunction):
     def score(self, prompts: list[str], completions: list[str], **kwargs) -> np.ndarray:
         if self.output == "logit":
             return self.logits(prompts, completions, **kwargs)[:, self.label]
+        if self.output == "log_odds":
+            logits = self.logits(prompts, completions, **kwargs).astype(np.float64)
+            others = np.delete(logits, self.label, axis=1)
+            top = others.max(axis=1, keepdims=True)
+            return logits[:, self.label] - (top[:, 0] + np.log(np.exp(others - top).sum(axis=1)))
         proba = self.probabilities(prompts, completions, **kwargs)
         if self.output == "neutrality":
             return 1.0 - np.abs(proba[:, 0] - proba[:, 1])
