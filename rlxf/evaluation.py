@@ -167,17 +167,23 @@ def _as_sample(values, what: str) -> np.ndarray:
 
 def _bca_ci(samples: tuple[np.ndarray, ...], statistic, *, level: float, n_resamples: int,
             seed: int) -> tuple[float, float]:
-    """BCa bootstrap CI (scipy.stats.bootstrap) of `statistic` over independent `samples`; a sample without any
-    spread has a degenerate bootstrap distribution, and its CI is the statistic itself."""
+    """BCa bootstrap CI (scipy.stats.bootstrap) of `statistic(*samples, axis=...)` over independent `samples`.
+
+    Where the bootstrap distribution is degenerate (no spread in any sample, or every resample giving the same value,
+    e.g. perfectly separated scores for an AUC) BCa is undefined, and the CI is the statistic itself.
+    """
     if not 0 < level < 1:
         raise ValueError(f"level must be in (0, 1), got {level}")
+    value = float(statistic(*samples))
     if all(np.ptp(sample) == 0 for sample in samples):
-        value = float(statistic(*samples))
         return value, value
-    result = stats.bootstrap(samples, lambda *xs, axis=-1: statistic(*xs, axis=axis), confidence_level=level,
-                             n_resamples=n_resamples, method="BCa", vectorized=True,
-                             rng=np.random.default_rng(seed))
-    return float(result.confidence_interval.low), float(result.confidence_interval.high)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", stats.DegenerateDataWarning)  # handled below
+        result = stats.bootstrap(samples, lambda *xs, axis=-1: statistic(*xs, axis=axis), confidence_level=level,
+                                 n_resamples=n_resamples, method="BCa", vectorized=True,
+                                 rng=np.random.default_rng(seed))
+    low, high = float(result.confidence_interval.low), float(result.confidence_interval.high)
+    return (low, high) if np.isfinite(low) and np.isfinite(high) else (value, value)
 
 
 def _mean(x, axis=-1):
@@ -308,14 +314,7 @@ def auc_ci(scores, labels, *, level: float = 0.95, n_resamples: int = 2000, seed
         raise ValueError(f"auc_ci needs at least 2 items of each class, got {positive.size} with label 1 and "
                          f"{negative.size} with label 0")
     value = float(_auc_from_samples(positive, negative))
-    with np.errstate(all="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", stats.DegenerateDataWarning)  # handled below
-        result = stats.bootstrap((positive, negative), _auc_from_samples, vectorized=True, paired=False,
-                                 confidence_level=level, n_resamples=n_resamples, method="BCa",
-                                 random_state=np.random.default_rng(seed))
-    low, high = float(result.confidence_interval.low), float(result.confidence_interval.high)
-    if not (np.isfinite(low) and np.isfinite(high)):  # a degenerate bootstrap distribution: BCa is undefined
-        low = high = value
+    low, high = _bca_ci((positive, negative), _auc_from_samples, level=level, n_resamples=n_resamples, seed=seed)
     return {"auc": value, "low": low, "high": high, "n_pos": int(positive.size), "n_neg": int(negative.size)}
 
 
