@@ -57,3 +57,19 @@ def distinctive_words(
     top_a = table.nlargest(top_k, "z").assign(side="a")
     top_b = table.nsmallest(top_k, "z").assign(side="b")
     return pd.concat([top_a, top_b], ignore_index=True)
+
+
+def lexicon(texts_a: Iterable[str], texts_b: Iterable[str], top_k: int = 25, min_count: int = 5) -> list[str]:
+    """The `top_k` words most distinctive of corpus A against B (`distinctive_words`, positive z only)."""
+    table = distinctive_words(texts_a, texts_b, top_k=top_k, min_count=min_count)
+    return table[(table.side == "a") & (table.z > 0)].word.tolist()
+
+
+def lexicon_share(texts: Iterable[str], vocabulary: Iterable[str]) -> np.ndarray:
+    """Share of each text's words (`words`: lower-cased, no stop words) that are in `vocabulary`; 0 for no words."""
+    wanted = set(vocabulary)
+    shares = []
+    for text in texts:
+        tokens = words(text)
+        shares.append(sum(token in wanted for token in tokens) / len(tokens) if tokens else 0.0)
+    return np.asarray(shares, dtype=float)
