@@ -14,7 +14,9 @@ samples: difference of means with its CI, Welch's t-test and the Mann-Whitney U 
 units measured twice, e.g. one reply per held-out prompt before and after training: paired CI, paired t,
 Wilcoxon signed-rank, win rate, and the smallest effect the comparison could have detected), `expected_reward_table`
 (several policies against one reference, paired when they answered the same prompts), `auc_ci` / `rater_auc` (how
-well scores rank two classes: ROC AUC with its CI).
+well scores rank two classes: ROC AUC with its CI). For a handful of independent runs (e.g. one value per seed)
+`t_interval` gives the mean with a Student-t CI instead: with n = 3 a bootstrap has only 10 distinct resamples and
+its interval is too narrow. `least_squares_slope` is the trend of a series (e.g. a rating per round).
 """
 
 from __future__ import annotations
@@ -211,6 +213,31 @@ def compare(a, b, *, level: float = 0.95, n_resamples: int = 5000, seed: int = 0
             "welch_t": float(welch.statistic), "welch_p": float(welch.pvalue),
             "mannwhitney_u": float(mann_whitney.statistic), "mannwhitney_p": float(mann_whitney.pvalue),
             "n_a": int(a.size), "n_b": int(b.size)}
+
+
+def t_interval(values, *, level: float = 0.95) -> dict:
+    """Mean of a few independent values (e.g. one per seed) with its Student-t confidence interval.
+
+    mean ± t_(1-alpha/2, n-1) · sd / sqrt(n), sd with ddof=1 (t_(0.975, 2) = 4.30: three seeds give a wide interval,
+    as they should). Returns mean, low, high, sd, n; every value equal gives low = high = mean.
+    """
+    if not 0 < level < 1:
+        raise ValueError(f"t_interval: level must be in (0, 1), got {level}")
+    array = _as_sample(values, "t_interval")
+    mean, sd = float(array.mean()), float(array.std(ddof=1))
+    half = float(stats.t.ppf(1 - (1 - level) / 2, array.size - 1)) * sd / np.sqrt(array.size)
+    return {"mean": mean, "low": mean - half, "high": mean + half, "sd": sd, "n": int(array.size)}
+
+
+def least_squares_slope(x, y) -> float:
+    """Slope of the least-squares line through the points (x[i], y[i]): the change of y per unit of x."""
+    x, y = _as_sample(x, "least_squares_slope(x)"), _as_sample(y, "least_squares_slope(y)")
+    if x.size != y.size:
+        raise ValueError(f"least_squares_slope needs one y per x: got {x.size} x and {y.size} y values")
+    if np.ptp(x) == 0:
+        raise ValueError(f"least_squares_slope: every x is {x[0]:g}; a slope needs at least two different x")
+    dx = x - x.mean()
+    return float(dx @ (y - y.mean()) / (dx @ dx))
 
 
 def minimum_detectable_effect(sd: float, n: int, *, level: float = 0.95, power: float = 0.8) -> float:

@@ -267,3 +267,8 @@ def test_pca_2d_keeps_the_main_direction():
     projected = pca_2d(points)
     assert projected.shape == (4, 2)
     assert np.allclose(np.abs(np.diff(projected[:, 0])), 1.0, atol=0.02)  # the x axis is the first component
+    same, explained = pca_2d(points, explained=True)
+    np.testing.assert_array_equal(same, projected)
+    assert explained[0] > 0.99 and explained[0] + explained[1] <= 1.0 + 1e-9  # nearly all variance is along x
+    _, flat = pca_2d(np.ones((3, 4)), explained=True)
+    assert list(flat) == [0.0, 0.0]

@@ -11,9 +11,11 @@ from rlxf.evaluation import (
     compare,
     compare_paired,
     expected_reward_table,
+    least_squares_slope,
     minimum_detectable_effect,
     policy_report,
     summarise,
+    t_interval,
     token_logprobs,
 )
 from rlxf.models import load_causal_lm
@@ -132,6 +134,35 @@ def test_minimum_detectable_effect():
     assert minimum_detectable_effect(2.0, 25, power=0.5) == pytest.approx(1.959964 * 2 / 5, rel=1e-5)
     with pytest.raises(ValueError, match="n >= 2"):
         minimum_detectable_effect(1.0, 1)
+
+
+def test_t_interval_known_values():
+    # mean 2, sd 1, n 3: half-width t_(0.975, 2) / sqrt(3) = 4.302653 / 1.732051 = 2.484138
+    ci = t_interval([1.0, 2.0, 3.0])
+    assert ci["mean"] == 2.0 and ci["sd"] == 1.0 and ci["n"] == 3
+    assert ci["low"] == pytest.approx(2 - 2.484138, abs=1e-6) and ci["high"] == pytest.approx(2 + 2.484138, abs=1e-6)
+    narrow = t_interval([1.0, 2.0, 3.0], level=0.5)  # t_(0.75, 2) = 0.816497
+    assert narrow["high"] - narrow["mean"] == pytest.approx(0.816497 / np.sqrt(3), abs=1e-6)
+    same = t_interval([0.5, 0.5])
+    assert same["low"] == same["high"] == same["mean"] == 0.5
+    with pytest.raises(ValueError, match="at least 2 values"):
+        t_interval([1.0])
+    with pytest.raises(ValueError, match="non-finite"):
+        t_interval([1.0, float("nan")])
+    with pytest.raises(ValueError, match="level"):
+        t_interval([1.0, 2.0], level=95)
+
+
+def test_least_squares_slope_known_values():
+    assert least_squares_slope([1, 2, 3], [2, 4, 6]) == pytest.approx(2.0)
+    # x - mean = [-1.5, -0.5, 0.5, 1.5], y - mean = [-1.5, 0.5, -0.5, 1.5]: 4 / 5
+    assert least_squares_slope([0, 1, 2, 3], [1, 3, 2, 4]) == pytest.approx(0.8)
+    assert least_squares_slope([1, 2], [50, 50]) == 0.0
+    assert least_squares_slope([1, 2, 3], [5, 3, 1]) == pytest.approx(np.polyfit([1, 2, 3], [5, 3, 1], 1)[0])
+    with pytest.raises(ValueError, match="one y per x"):
+        least_squares_slope([1, 2, 3], [1, 2])
+    with pytest.raises(ValueError, match="two different x"):
+        least_squares_slope([2, 2], [1, 3])
 
 
 def test_expected_reward_table_paired():

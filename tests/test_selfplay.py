@@ -863,3 +863,46 @@ def test_choose_rater_auto_takes_the_best_rater_with_signal_else_the_generated_o
         choose_rater("classifier", {"generated": aucs["generated"]})
     with pytest.raises(ValueError, match="rater must be one of"):
         choose_rater("judge", aucs)
+
+
+def test_run_seeds_keep_the_runs_debate_seeds_apart():
+    from rlxf.selfplay import run_seeds
+    from rlxf.selfplay.trainer import SEED_STRIDE
+
+    assert run_seeds(7, 3, 16) == [7, 7 + SEED_STRIDE, 7 + 2 * SEED_STRIDE]
+    assert run_seeds(0, 1, SEED_STRIDE) == [0]
+    with pytest.raises(ValueError, match="n must be >= 1"):
+        run_seeds(0, 0, 16)
+    with pytest.raises(ValueError, match="reuse the debate seeds"):
+        run_seeds(0, 2, SEED_STRIDE + 1)
+
+
+def test_run_convergence_reads_one_run_by_both_criteria(tmp_path):
+    from rlxf.evaluation import least_squares_slope
+    from rlxf.selfplay import list_snapshots, read_history
+    from rlxf.selfplay.convergence import neutral_streak, run_convergence, snapshot_distances
+
+    trainer = selfplay_trainer(tmp_path, snapshot_every=3)  # snapshots of rounds 0 and 3 only
+    trainer.train()
+    result = run_convergence(trainer.model, tmp_path, ["dem", "rep"], streak_n=2, low=1, high=100)
+    history = read_history(tmp_path)
+    assert result["rounds"] == 3 and result["ratings"] == 12  # 3 rounds x 2 debates x 1 exchange x 2 bots
+    assert result["neutral streak reached"] and result["longest neutral run"] == 12  # every rating is in [1, 100]
+    for name in ("dem", "rep"):
+        expected = least_squares_slope([1, 2, 3], [row[f"{name}/rating_received"] for row in history])
+        assert result["rating slope per round"][name] == pytest.approx(expected)
+    totals = snapshot_distances(trainer.model, list_snapshots(tmp_path), ["dem", "rep"])
+    relative = totals[totals["layer"] == "total"].set_index("round")["relative"]
+    assert result["snapshot rounds"] == [0, 3]
+    assert result["ΔW relative change"] == pytest.approx(relative[3] - relative[0])
+    assert result["ΔW relative first"] == pytest.approx(relative[0])
+    strict = run_convergence(trainer.model, tmp_path, ["dem", "rep"], streak_n=13, low=1, high=100)
+    assert not strict["neutral streak reached"]
+    ratings = [row["rating_by_other"] for t in read_transcripts(tmp_path / "transcripts.jsonl") for row in t]
+    assert strict["longest neutral run"] == neutral_streak(ratings, 1, 100, 13)["longest"]
+    no_snapshots = tmp_path / "no-snapshots"
+    no_snapshots.mkdir()
+    for name in ("history.jsonl", "transcripts.jsonl"):
+        (no_snapshots / name).write_text((tmp_path / name).read_text())
+    with pytest.raises(ValueError, match="0 adapter snapshot"):
+        run_convergence(trainer.model, no_snapshots, ["dem", "rep"], streak_n=2)

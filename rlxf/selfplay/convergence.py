@@ -212,6 +212,47 @@ def snapshot_distances(model, snapshots: dict[int, str | Path], names: Sequence[
     return pd.concat(tables, ignore_index=True)
 
 
+def run_convergence(model, run_dir: str | Path, names: Sequence[str], *, streak_n: int, low: float = 45.0,
+                    high: float = 55.0) -> dict:
+    """One self-play run (`SelfPlayTrainer`'s output_dir) by the two criteria, as numbers to compare across seeds.
+
+    `neutral streak reached` / `longest neutral run`: `neutral_streak` over all ratings in order (transcripts);
+    `rating slope per round`: per bot, the least-squares slope of its mean rating received per round (rating points
+    per round; NaN for a run of one round); `ΔW relative first` / `last` / `change`: the total relative ΔW distance
+    between the two bots (`delta_distance`) at the first and the last adapter snapshot, and last minus first
+    (negative: the weight changes moved closer). `model` is a PeftModel holding adapters `names`; their weights are
+    overwritten with the snapshots'.
+    """
+    from rlxf.evaluation import least_squares_slope
+    from rlxf.selfplay.env import read_transcripts
+    from rlxf.selfplay.trainer import list_snapshots, read_history
+
+    run_dir, names = Path(run_dir), list(names)
+    history = read_history(run_dir)
+    if not history:
+        raise ValueError(f"{run_dir / 'history.jsonl'} holds no rounds: the run never finished one")
+    ratings = [row["rating_by_other"] for transcript in read_transcripts(run_dir / "transcripts.jsonl")
+               for row in transcript]
+    streak = neutral_streak(ratings, low, high, streak_n)
+    rounds = [row["round"] for row in history]
+    slopes = {name: least_squares_slope(rounds, [row[f"{name}/rating_received"] for row in history])
+              if len(rounds) > 1 else float("nan") for name in names}
+    snapshots = list_snapshots(run_dir)
+    if len(snapshots) < 2:
+        raise ValueError(f"{run_dir / 'snapshots'} holds {len(snapshots)} adapter snapshot(s); the ΔW change needs "
+                         "the first and the last (SelfPlaySettings.snapshot_every >= 1)")
+    first, last = min(snapshots), max(snapshots)
+    distances = snapshot_distances(model, {first: snapshots[first], last: snapshots[last]}, names)
+    relative = distances[distances["layer"] == "total"].set_index("round")["relative"]
+    return {"rounds": len(history), "ratings": len(ratings),
+            "neutral streak reached": streak["first_complete"] is not None,
+            "longest neutral run": streak["longest"],
+            "rating slope per round": slopes,
+            "snapshot rounds": [first, last],
+            "ΔW relative first": float(relative[first]), "ΔW relative last": float(relative[last]),
+            "ΔW relative change": float(relative[last] - relative[first])}
+
+
 @torch.no_grad()
 def embed_texts(encoder, tokenizer, texts: Sequence[str], *, batch_size: int = 32, max_length: int = 128) -> np.ndarray:
     """Sentence embeddings: the mean of the encoder's last hidden states over real tokens, L2-normalised.
@@ -237,10 +278,18 @@ def embed_texts(encoder, tokenizer, texts: Sequence[str], *, batch_size: int = 3
     return np.concatenate(rows)
 
 
-def pca_2d(embeddings) -> np.ndarray:
-    """The first two principal components of the rows (centred, via SVD) -> [n, 2]."""
+def pca_2d(embeddings, *, explained: bool = False):
+    """The first two principal components of the rows (centred, via SVD) -> [n, 2].
+
+    `explained=True`: (that array, the share of the rows' total variance each of the two components explains).
+    """
     array = _as_matrix(embeddings, "embeddings")
     centred = array - array.mean(axis=0)
-    _, _, components = np.linalg.svd(centred, full_matrices=False)
+    _, singular, components = np.linalg.svd(centred, full_matrices=False)
     projected = centred @ components[:2].T
-    return projected if projected.shape[1] == 2 else np.pad(projected, ((0, 0), (0, 2 - projected.shape[1])))
+    projected = projected if projected.shape[1] == 2 else np.pad(projected, ((0, 0), (0, 2 - projected.shape[1])))
+    if not explained:
+        return projected
+    variance = singular ** 2
+    shares = variance[:2] / variance.sum() if variance.sum() > 0 else np.zeros(min(2, variance.size))
+    return projected, np.pad(shares, (0, 2 - shares.size))

@@ -340,6 +340,26 @@ class SelfPlayTrainer:
         return self.store.last_checkpoint
 
 
+SEED_STRIDE = 10_000
+"""how far apart the seeds of independent self-play runs are (`run_seeds`)"""
+
+
+def run_seeds(seed: int, n: int, debates_per_run: int) -> list[int]:
+    """The seeds of `n` independent self-play runs: seed, seed + SEED_STRIDE, seed + 2 * SEED_STRIDE, ...
+
+    A run seeds its debate d with its seed + d (its issue and leading prompts), so runs seeded one apart would replay
+    each other's debates shifted by one; seeds SEED_STRIDE apart keep the debate seeds of runs of up to SEED_STRIDE
+    debates (`rounds * debates_per_round`) apart.
+    """
+    n, debates_per_run = check_count(n, "run_seeds(n=...)"), check_count(debates_per_run, "debates_per_run")
+    if n < 1:
+        raise ValueError(f"run_seeds: n must be >= 1 (the number of self-play runs), got {n}")
+    if debates_per_run > SEED_STRIDE:
+        raise ValueError(f"run_seeds: a run of {debates_per_run} debates would reuse the debate seeds of the next run "
+                         f"(seeds are {SEED_STRIDE} apart); lower rounds * debates_per_round")
+    return [seed + k * SEED_STRIDE for k in range(n)]
+
+
 def snapshot_dir(output_dir: str | Path, round_index: int) -> Path:
     """Where `SelfPlayTrainer` saves both adapters after `round_index` rounds."""
     return Path(output_dir) / "snapshots" / f"round-{round_index:04d}"
