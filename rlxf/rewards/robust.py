@@ -188,7 +188,7 @@ def train_mean_variance_model(model, tokenizer, pairs, settings: PreferenceSetti
                 step += 1
                 bar.update(1)
                 if step == 1 or step % settings.logging_steps == 0 or step == total:
-                    history.append({"step": step, "epoch": step / per_epoch, "loss": float(loss),
+                    history.append({"step": step, "epoch": step / per_epoch, "loss": loss.item(),
                                     "accuracy": float((mu_c > mu_r).float().mean()),
                                     "sigma": float(sigma.mean())})
     model.eval()
