@@ -456,9 +456,10 @@ def _write_headline(profile: Profile, total_seconds: float) -> None:
     _write_json(profile.artifacts_dir / "headline.json", headline)
 
 
-# The notebooks' own JSON summaries (01's data manifest, 02-07's summaries), published beside the run's.
+# The notebooks' own JSON summaries (01's data manifest, 02-08's summaries), published beside the run's.
 NOTEBOOK_SUMMARIES = ("data/manifest.json", "adapters/summary.json", "rewards/summary.json", "ppo/summary.json",
-                      "selfplay/summary.json", "selfplay/convergence.json", "evaluation/summary.json")
+                      "selfplay/summary.json", "selfplay/convergence.json", "evaluation/summary.json",
+                      "preference/summary.json")
 
 
 def publish(profile: Profile, results_dir: Path | None = None) -> Path:

@@ -15,7 +15,7 @@ LAYERS = [
     {"rlxf.paths", "rlxf.memory", "rlxf.plotting", "rlxf.textstats", "rlxf.device", "rlxf.checks", "rlxf.tracking",
      "rlxf.progress", "rlxf.distributed"},
     {"rlxf.models", "rlxf.data", "rlxf.adapters", "rlxf.generation", "rlxf.checkpoint"},
-    {"rlxf.ppo", "rlxf.sft", "rlxf.trl_runs", "rlxf.evaluation", "rlxf.rewards"},
+    {"rlxf.ppo", "rlxf.sft", "rlxf.trl_runs", "rlxf.evaluation", "rlxf.rewards", "rlxf.preference_opt"},
     {"rlxf.selfplay"},
     {"rlxf.notebook", "rlxf.run", "rlxf.train"},
 ]

@@ -210,7 +210,7 @@ def test_shared_parameters_reach_only_the_notebooks_that_declare_them(tmp_path):
 
 # What each notebook reads from earlier ones (docs/ARCHITECTURE.md, "What notebooks hand to each other").
 NEEDS = {"02": ["01"], "03": ["01", "02"], "04": ["01", "02", "03"], "05": ["01", "02"], "06": ["02", "05"],
-         "07": ["01", "02", "03", "04"]}
+         "07": ["01", "02", "03", "04"], "08": ["01", "02", "03"]}
 
 
 def _smoke_inputs_for(key: str) -> None:

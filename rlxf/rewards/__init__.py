@@ -6,6 +6,7 @@
 - `tasks`: the studies' three classifiers (MONA experience, party, sentiment), trained once and cached
 - `experience`: `ExperienceReward`, P(MET) from the MONA classifier
 - `preference`: Bradley-Terry reward models (TRL `RewardTrainer`) and their ensembles
+- `robust`: Iterated Data Smoothing (noisy labels) and a mean-and-variance model (annotators who disagree)
 - `judge`: the judge-evaluator pipeline (a local model or an OpenAI-compatible endpoint)
 """
 
@@ -42,13 +43,21 @@ from rlxf.rewards.preference import (
     PreferenceSettings,
     RewardEnsemble,
     check_pairs,
+    clean_pairs,
     encode_texts,
     flip_labels,
     pairwise_accuracy,
+    score_pairs,
     score_texts,
     train_reward_model,
 )
 from rlxf.rewards.reports import Calibration, baselines, calibration, classification_report
+from rlxf.rewards.robust import (
+    ids_relabel,
+    score_mean_variance,
+    train_ids_reward_model,
+    train_mean_variance_model,
+)
 from rlxf.rewards.tasks import (
     MONA_LABELS,
     PARTIES,
@@ -75,8 +84,10 @@ __all__ = [
     # experience
     "MONA_METADATA_FIELDS", "ExperienceReward",
     # preference
-    "PreferenceResult", "PreferenceSettings", "RewardEnsemble", "check_pairs", "encode_texts", "flip_labels",
-    "pairwise_accuracy", "score_texts", "train_reward_model",
+    "PreferenceResult", "PreferenceSettings", "RewardEnsemble", "check_pairs", "clean_pairs", "encode_texts",
+    "flip_labels", "pairwise_accuracy", "score_pairs", "score_texts", "train_reward_model",
+    # robust
+    "ids_relabel", "score_mean_variance", "train_ids_reward_model", "train_mean_variance_model",
     # judge
     "JUDGE_SYSTEM_PROMPT", "JUDGE_TEMPLATE", "Evaluator", "EvaluatorSettings", "HTTPJudge", "JudgeError",
     "JudgeReply", "LocalJudge", "VerdictSentiment", "parse_verdict", "ranking_accuracy", "verdict_score",

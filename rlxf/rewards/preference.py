@@ -104,6 +104,28 @@ def check_pairs(pairs) -> list[dict]:
     return out
 
 
+def clean_pairs(pairs, *, what: str = "pairs", verbose: bool = True) -> tuple[list[dict], dict]:
+    """Checked pairs without those whose chosen or rejected text is empty (blank) or whose two texts are identical.
+
+    Returns (kept pairs, counts {"kept", "empty", "identical"}); says how many were dropped and why (`what` names
+    the set) unless `verbose=False`. Such a pair carries no preference: a reward model or DPO would learn nothing from
+    it but noise (identical texts) or an artefact of length (an empty reply).
+    """
+    kept, empty, identical = [], 0, 0
+    for pair in check_pairs(pairs):
+        if not pair["chosen"].strip() or not pair["rejected"].strip():
+            empty += 1
+        elif pair["chosen"].strip() == pair["rejected"].strip():
+            identical += 1
+        else:
+            kept.append(pair)
+    counts = {"kept": len(kept), "empty": empty, "identical": identical}
+    if verbose and (empty or identical):
+        print(f"{what}: dropped {empty + identical} of {len(kept) + empty + identical} pairs "
+              f"({empty} with an empty chosen or rejected text, {identical} with identical texts)")
+    return kept, counts
+
+
 def encode_texts(tokenizer, texts: Sequence[str], max_length: int) -> list[list[int]]:
     """Token ids as the reward model is trained and scored: special tokens, the EOS id if any, the last max_length."""
     texts = check_texts(texts, "texts")
@@ -125,98 +147,142 @@ def encode_texts(tokenizer, texts: Sequence[str], max_length: int) -> list[list[
     return encoded
 
 
-def train_reward_model(model, tokenizer, pairs, settings: PreferenceSettings) -> PreferenceResult:
-    """Train `model` (a sequence classifier with num_labels=1) on pairs with TRL's Bradley-Terry RewardTrainer."""
-    pairs = check_pairs(pairs)
-    if not pairs:
-        raise ValueError("pairs is empty: expected at least one preference pair")
+def pair_dataset(tokenizer, pairs: list[dict], max_length: int, **columns) -> Dataset:
+    """TRL's pre-tokenised preference dataset (`chosen_ids`, `rejected_ids`) of checked pairs, plus `columns`."""
+    return Dataset.from_dict({
+        "chosen_ids": encode_texts(tokenizer, [p["prompt"] + p["chosen"] for p in pairs], max_length),
+        "rejected_ids": encode_texts(tokenizer, [p["prompt"] + p["rejected"] for p in pairs], max_length),
+        **columns,
+    })
+
+
+def reward_config(settings: PreferenceSettings, scratch: str) -> RewardConfig:
+    """TRL's RewardConfig for `settings`: precision from rlxf.device, no checkpointing, nothing saved."""
+    return RewardConfig(
+        output_dir=settings.output_dir or scratch,
+        num_train_epochs=settings.epochs,
+        max_steps=settings.max_steps,
+        learning_rate=settings.learning_rate,
+        per_device_train_batch_size=settings.batch_size,
+        gradient_accumulation_steps=settings.gradient_accumulation_steps,
+        max_length=settings.max_length,
+        center_rewards_coefficient=settings.center_rewards_coefficient,
+        logging_steps=settings.logging_steps,
+        logging_first_step=True,
+        **trainer_precision_kwargs(training_precision(settings.dtype)),  # the Trainer moves to a GPU if any
+        # TRL's default is True (transformers' new name: activation_checkpointing); it only costs time here.
+        activation_checkpointing=False,
+        gradient_checkpointing=False,
+        save_strategy="no",
+        report_to=settings.report_to,
+        seed=settings.seed,
+        dataloader_num_workers=0,
+        dataloader_pin_memory=torch.cuda.is_available(),
+    )
+
+
+def check_reward_model(model, tokenizer) -> None:
+    """A reward model has one output (num_labels=1) and its tokenizer a pad token; an error saying which is missing."""
     if int(model.config.num_labels) != 1:
         raise ValueError(
             f"a reward model needs num_labels=1 (one scalar per text); this model has {model.config.num_labels}"
         )
     if tokenizer.pad_token is None:
         raise ValueError("the tokenizer has no pad token: set tokenizer.pad_token before training")
-    dataset = Dataset.from_dict({
-        "chosen_ids": encode_texts(tokenizer, [p["prompt"] + p["chosen"] for p in pairs], settings.max_length),
-        "rejected_ids": encode_texts(tokenizer, [p["prompt"] + p["rejected"] for p in pairs], settings.max_length),
-    })
+
+
+def train_reward_model(model, tokenizer, pairs, settings: PreferenceSettings) -> PreferenceResult:
+    """Train `model` (a sequence classifier with num_labels=1) on pairs with TRL's Bradley-Terry RewardTrainer."""
+    pairs = check_pairs(pairs)
+    if not pairs:
+        raise ValueError("pairs is empty: expected at least one preference pair")
+    check_reward_model(model, tokenizer)
+    dataset = pair_dataset(tokenizer, pairs, settings.max_length)
     with tempfile.TemporaryDirectory(prefix="rlxf-reward-") as scratch:
-        args = RewardConfig(
-            output_dir=settings.output_dir or scratch,
-            num_train_epochs=settings.epochs,
-            max_steps=settings.max_steps,
-            learning_rate=settings.learning_rate,
-            per_device_train_batch_size=settings.batch_size,
-            gradient_accumulation_steps=settings.gradient_accumulation_steps,
-            max_length=settings.max_length,
-            center_rewards_coefficient=settings.center_rewards_coefficient,
-            logging_steps=settings.logging_steps,
-            logging_first_step=True,
-            **trainer_precision_kwargs(training_precision(settings.dtype)),  # the Trainer moves to a GPU if any
-            # TRL's default is True (transformers' new name: activation_checkpointing); it only costs time here.
-            activation_checkpointing=False,
-            gradient_checkpointing=False,
-            save_strategy="no",
-            report_to=settings.report_to,
-            seed=settings.seed,
-            dataloader_num_workers=0,
-            dataloader_pin_memory=torch.cuda.is_available(),
-        )
-        trainer = RewardTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
+        trainer = RewardTrainer(model=model, args=reward_config(settings, scratch), train_dataset=dataset,
+                                processing_class=tokenizer)
         start = time.perf_counter()
         trainer.train()
         seconds = time.perf_counter() - start
-    history = [
+    return PreferenceResult(trained_model(trainer), tokenizer, log_rows(trainer), seconds, len(pairs), settings)
+
+
+def log_rows(trainer) -> list[dict]:
+    """A RewardTrainer's logged training rows: step, epoch, loss, accuracy, margin."""
+    return [
         {key: row[key] for key in ("step", "epoch", "loss", "accuracy", "margin") if key in row}
         for row in trainer.state.log_history
         if "loss" in row
     ]
+
+
+def trained_model(trainer) -> torch.nn.Module:
+    """The trainer's model without accelerate's autocast wrapper, in eval mode."""
     trained = without_autocast_wrapper(trainer.model)
     trained.eval()
-    return PreferenceResult(trained, tokenizer, history, seconds, len(pairs), settings)
+    return trained
+
+
+def pad_batch(encoded: Sequence[Sequence[int]], rows: Sequence[int], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rows `rows` of `encoded` right-padded (as TRL's preference collator pads) -> (input_ids, attention_mask)."""
+    width = max(len(encoded[i]) for i in rows)
+    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for j, i in enumerate(rows):
+        input_ids[j, : len(encoded[i])] = torch.tensor(encoded[i])
+        attention_mask[j, : len(encoded[i])] = 1
+    return input_ids, attention_mask
 
 
 @torch.no_grad()
-def score_texts(model, tokenizer, texts: Sequence[str], batch_size: int = 16, max_length: int = 256) -> np.ndarray:
-    """The reward model's scalar per text (encoded as in training), batched without gradients; order kept."""
+def text_outputs(model, tokenizer, texts: Sequence[str], batch_size: int = 16, max_length: int = 256) -> np.ndarray:
+    """Every output of a sequence classifier per text, shape (n, num_labels), encoded as in training; order kept."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     encoded = encode_texts(tokenizer, texts, max_length)
+    width = int(model.config.num_labels)
     if not encoded:
-        return np.zeros(0, dtype=np.float32)
+        return np.zeros((0, width), dtype=np.float32)
     pad_id = tokenizer.pad_token_id
     if pad_id is None:
         raise ValueError("the tokenizer has no pad token: set tokenizer.pad_token to score texts in batches")
     device = next(model.parameters()).device
     order = np.argsort([len(ids) for ids in encoded], kind="stable")
-    scores = np.zeros(len(encoded), dtype=np.float32)
+    outputs = np.zeros((len(encoded), width), dtype=np.float32)
     was_training = model.training
     model.eval()
     try:
         for start in range(0, len(encoded), batch_size):
             rows = order[start : start + batch_size]
-            width = max(len(encoded[i]) for i in rows)
-            # Right padding, as TRL's preference collator pads: the score is read at the last real token.
-            input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-            attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
-            for j, i in enumerate(rows):
-                input_ids[j, : len(encoded[i])] = torch.tensor(encoded[i])
-                attention_mask[j, : len(encoded[i])] = 1
+            # The score is read at the last real token of a right-padded row, as in training.
+            input_ids, attention_mask = pad_batch(encoded, rows, pad_id)
             logits = model(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device)).logits
-            scores[rows] = logits[:, 0].float().cpu().numpy()
+            outputs[rows] = logits.float().cpu().numpy()
     finally:
         model.train(was_training)
-    return scores
+    return outputs
+
+
+def score_texts(model, tokenizer, texts: Sequence[str], batch_size: int = 16, max_length: int = 256) -> np.ndarray:
+    """The reward model's scalar per text (encoded as in training), batched without gradients; order kept."""
+    return text_outputs(model, tokenizer, texts, batch_size, max_length)[:, 0]
 
 
 def pairwise_accuracy(model, tokenizer, pairs, *, batch_size: int = 16, max_length: int = 256) -> float:
     """Share of pairs whose chosen text scores above the rejected one (a tie counts half)."""
+    chosen, rejected = score_pairs(model, tokenizer, pairs, batch_size=batch_size, max_length=max_length)
+    return float(np.mean((chosen > rejected) + 0.5 * (chosen == rejected)))
+
+
+def score_pairs(model, tokenizer, pairs, *, batch_size: int = 16, max_length: int = 256
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """The reward model's scores of prompt + chosen and prompt + rejected, one each per pair."""
     pairs = check_pairs(pairs)
     if not pairs:
         raise ValueError("pairs is empty: expected at least one preference pair")
     chosen = score_texts(model, tokenizer, [p["prompt"] + p["chosen"] for p in pairs], batch_size, max_length)
     rejected = score_texts(model, tokenizer, [p["prompt"] + p["rejected"] for p in pairs], batch_size, max_length)
-    return float(np.mean((chosen > rejected) + 0.5 * (chosen == rejected)))
+    return chosen, rejected
 
 
 def flip_labels(pairs, fraction: float, seed: int) -> list[dict]:
