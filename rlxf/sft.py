@@ -22,6 +22,7 @@ from peft import PeftModel, get_peft_model
 from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
 
 from rlxf.adapters import LORA_TARGET_MODULES, check_target_modules, lora_config, save_adapter, write_card
+from rlxf.batching import BucketByLength
 from rlxf.device import check_dtype, trainer_precision_kwargs, training_precision, without_autocast_wrapper
 from rlxf.models import base_model_reference
 from rlxf.tracking import check_report_to
@@ -247,6 +248,10 @@ def _training_kwargs(settings: SFTSettings, has_eval: bool) -> dict[str, Any]:
     }
 
 
+class _BucketedTrainer(BucketByLength, Trainer):
+    """transformers' Trainer with length-bucketed batches (rlxf.batching): tweets vary in length, padding is waste."""
+
+
 class _LogLastStep(TrainerCallback):
     """Logs the training loss at the final step too, so a history always ends where training ended."""
 
@@ -302,7 +307,7 @@ def build_trainer(
         eval_examples = encode(tokenizer, evals, max_length=settings.max_length) if evals else None
         set_seed(settings.seed)  # the LoRA A matrices are initialised at random
         peft_model = get_peft_model(model, lora_config(settings))
-        return Trainer(
+        return _BucketedTrainer(
             model=peft_model,
             args=TrainingArguments(**_training_kwargs(settings, bool(evals))),
             data_collator=CausalLMCollator(tokenizer.pad_token_id),
@@ -328,7 +333,8 @@ def build_trainer(
         completion_only_loss=None,
     )
     # SFTTrainer seeds (args.seed) before it wraps the model with peft_config, as the Trainer path does above.
-    return SFTTrainer(
+    bucketed_sft_trainer = type("BucketedSFTTrainer", (BucketByLength, SFTTrainer), {})
+    return bucketed_sft_trainer(
         model=model,
         args=config,
         train_dataset=as_dataset(train),
