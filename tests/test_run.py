@@ -357,3 +357,76 @@ def test_the_gpu_profile_dry_run_runs_every_notebook(capsys):
     assert summary["profile"] == "gpu-dry-run"
     assert [e["key"] for e in summary["notebooks"] if e["status"] == "ok"] == list(run.discover_notebooks())
     assert list((REPO_ROOT / "artifacts" / "gpu-dry-run" / "figures").glob("04_*.png"))
+
+
+class _FakeProcesses:
+    """subprocess.Popen stand-in for execute_parallel: each 'notebook' finishes on its second poll and records the
+    run as a child runner would (run_summary.json), or fails when its key is in `fail`."""
+
+    def __init__(self, profile, fail=()):
+        self.profile, self.fail, self.log, self.running = profile, set(fail), [], set()
+
+    def __call__(self, command, env):
+        key = command[command.index("--only") + 1]
+        self.log.append(("start", key, env["OMP_NUM_THREADS"], frozenset(self.running)))
+        self.running.add(key)
+        fake, polls = self, []
+
+        class Process:
+            returncode = None
+
+            def poll(self):
+                polls.append(1)
+                if len(polls) < 2:
+                    return None
+                fake.running.discard(key)
+                self.returncode = 1 if key in fake.fail else 0
+                if self.returncode == 0:
+                    fake.log.append(("done", key))
+                    run._write_summary(fake.profile, [run.NotebookRun(key, f"{key}_x.ipynb", 1.0, [], "out")])
+                return self.returncode
+
+        return Process()
+
+
+def _parallel(tmp_path, monkeypatch, fail=()):
+    profile = _profile(tmp_path)
+    fake = _FakeProcesses(profile, fail)
+    monkeypatch.setattr(run, "_spawn", fake)
+    monkeypatch.setattr(run.time, "sleep", lambda s: None)
+    monkeypatch.setattr(run.os, "cpu_count", lambda: 2)
+    steps = [(key, Path(f"{key}_x.ipynb"), {}) for key in sorted(run.DEPENDS)]
+    return profile, fake, steps
+
+
+def test_parallel_runs_start_each_notebook_after_what_it_reads(tmp_path, monkeypatch):
+    profile, fake, steps = _parallel(tmp_path, monkeypatch)
+    runs = run.execute_parallel(profile, steps, 2, ["--quiet"])
+    assert sorted(r.key for r in runs) == sorted(run.DEPENDS)
+    finished = []
+    for event in fake.log:
+        if event[0] == "done":
+            finished.append(event[1])
+        else:
+            _, key, threads, alongside = event
+            assert set(run.DEPENDS[key]) <= set(finished), f"{key} started before {run.DEPENDS[key]} finished"
+            assert len(alongside) < 2  # never more than --jobs at once
+            if alongside or key in ("03", "05"):  # 03 and 05 start together
+                assert threads == "1", key
+            if key in ("01", "02"):  # alone: every core
+                assert threads == "2"
+    summary = json.loads((profile.artifacts_dir / "run_summary.json").read_text())
+    headline = json.loads((profile.artifacts_dir / "headline.json").read_text())
+    assert summary["jobs"] == 2 and headline[f"total_{profile.name}_seconds"] == summary["wall_seconds"]
+
+
+def test_a_failed_parallel_notebook_stops_what_depends_on_it(tmp_path, monkeypatch):
+    profile, fake, steps = _parallel(tmp_path, monkeypatch, fail={"03"})
+    with pytest.raises(run.RunnerError, match=r"03 failed .*not started: .*04"):
+        run.execute_parallel(profile, steps, 2, [])
+    assert "04" not in {event[1] for event in fake.log if event[0] == "start"}
+
+
+def test_every_notebook_has_its_dependencies_declared():
+    assert set(run.DEPENDS) == set(run.discover_notebooks())
+    assert all(set(deps) < set(run.DEPENDS) and all(d < key for d in deps) for key, deps in run.DEPENDS.items())

@@ -1,0 +1,179 @@
+"""The README's "What the demo run measured" section, written from the committed `results/<profile>/` JSON files.
+
+`python -m rlxf.report --profile demo` prints the section; `--write-readme` puts it between the README's markers
+(`<!-- results:demo:start -->` ... `<!-- results:demo:end -->`). Every number there is a value in one of the files
+it names, formatted, never typed by hand; `tests/test_report.py` fails when the README and the files disagree.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from rlxf.paths import REPO_ROOT
+
+# the notebooks' summaries, in notebook order (rlxf.run.NOTEBOOK_SUMMARIES holds the same paths)
+SUMMARIES = (
+    ("02", "adapters/summary.json"),
+    ("03", "rewards/summary.json"),
+    ("04", "ppo/summary.json"),
+    ("05", "selfplay/summary.json"),
+    ("06", "selfplay/convergence.json"),
+    ("07", "evaluation/summary.json"),
+    ("08", "preference/summary.json"),
+)
+SKIP_KEYS = {"data"}  # "shared" or "fixtures": stated once, from the manifest
+
+
+def markers(profile: str) -> tuple[str, str]:
+    return f"<!-- results:{profile}:start -->", f"<!-- results:{profile}:end -->"
+
+
+def _is_interval(key: str, value: Any) -> bool:
+    return "CI" in key and isinstance(value, list) and len(value) == 2 and all(
+        isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+
+
+def fmt(value: Any, key: str = "") -> str:
+    """A JSON value in one line: lists joined by " / " (a 95 % CI under a key that says "CI": "low to high"),
+    objects as "key: value; ...", numbers as written (thousands separated)."""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:,.0f}" if abs(value) >= 1000 and value == int(value) else (
+            f"{value:,.1f}" if abs(value) >= 1000 else repr(value))
+    if isinstance(value, int):
+        return f"{value:,}"
+    if _is_interval(key, value):
+        return f"{fmt(value[0])} to {fmt(value[1])}"
+    if isinstance(value, list):
+        if value and all(isinstance(v, list) for v in value):
+            return " and ".join(f"[{fmt(v, key)}]" for v in value)
+        return " / ".join(fmt(v) for v in value)
+    if isinstance(value, dict):
+        return "; ".join(f"{k}: {fmt_inner(v, key)}" for k, v in value.items())
+    return str(value)
+
+
+def fmt_inner(value: Any, key: str = "") -> str:
+    if isinstance(value, dict):
+        return "(" + ", ".join(f"{k} {fmt_inner(v, key)}" for k, v in value.items()) + ")"
+    if isinstance(value, list) and len(value) > 1 and not all(isinstance(v, list) for v in value):
+        return "[" + fmt(value, key) + "]"
+    return fmt(value, key)
+
+
+def _read(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(
+            f"{path} does not exist: run `python -m rlxf.run --profile ... --publish` first") from None
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path} is not valid JSON: {error}") from None
+
+
+def data_lines(manifest: dict) -> list[str]:
+    """The counts of 01 that a reader wants, from data/manifest.json."""
+    political, plato, mona = manifest.get("political", {}), manifest.get("plato", {}), manifest.get("mona", {})
+    lines = [f"data source: {manifest.get('data_source', '?')}"]
+    if political:
+        lines.append(f"tweets: {fmt(political['raw_rows'])} raw ({fmt(political['raw_by_party'])}), "
+                     f"{fmt(political['rows'])} after cleaning ({fmt(political['by_party'])}; "
+                     f"{political['duplicates_dropped']} exact duplicates and {political['empty_dropped']} empty "
+                     "dropped)")
+    if plato:
+        lines.append(f"Plato: {plato['dialogues']} speaker-labelled dialogues, {fmt(plato['turns'])} turns, "
+                     f"{fmt(plato['socrates_turns'])} by Socrates")
+    if mona:
+        lines.append(f"MONA: {fmt(mona['raw_rows'])} rows, {fmt(mona['labelled_rows'])} labelled "
+                     f"({fmt(mona['by_label'])}), {mona['not_assessed_rows']} not assessed; MET share by condition "
+                     "type: " + "; ".join(f"{k} {v['met_share']} of {v['labelled']}"
+                                          for k, v in mona.get("by_condition_type", {}).items()))
+    for name, label in (("imdb", "IMDB reviews"), ("hh", "HH-RLHF harmless pairs")):
+        if name in manifest:
+            lines.append(f"{label}: {fmt(manifest[name]['rows'])}")
+    return lines
+
+
+def render(results_dir: Path, profile: str = "demo") -> str:
+    """The markdown section (without its markers) for the files in `results_dir`."""
+    run = _read(results_dir / "run_summary.json")
+    headline = _read(results_dir / "headline.json")
+    machine = run.get("machine", {})
+    rows = ["| notebook | seconds | threads | precision |", "|---|---|---|---|"]
+    for entry in run["notebooks"]:
+        precision = entry.get("precision", "").removeprefix("precision ").split(":")[0]
+        rows.append(f"| `{Path(entry['notebook']).stem}` | {fmt(round(entry['seconds']))} | "
+                    f"{entry.get('threads') or '?'} | {precision} |")
+    total = run.get("total_seconds", sum(e["seconds"] for e in run["notebooks"]))
+    rows.append(f"| sum of the notebooks | {fmt(round(total))} | | |")
+    if "wall_seconds" in run:
+        wall = run["wall_seconds"]
+        rows.append(f"| **wall clock**, up to {run.get('jobs')} notebooks at once | **{fmt(round(wall))}** "
+                    f"({wall / 60:.1f} min) | | |")
+    out = [
+        f"Written by `python -m rlxf.report --profile {profile} --write-readme` from `results/{profile}/`; every number"
+        " below is a value in the file named before it.",
+        "",
+        f"**Run** (`results/{profile}/run_summary.json`): {machine.get('cpu', '?')}, {machine.get('cores', '?')} "
+        f"cores, torch {machine.get('torch', '?')}, GPU {machine.get('gpu') or 'none'}.",
+        "",
+        *rows,
+        "",
+    ]
+    manifest_path = results_dir / "data" / "manifest.json"
+    if manifest_path.is_file():
+        out.append(f"**01** (`results/{profile}/data/manifest.json`)")
+        out += [f"- {line}" for line in data_lines(_read(manifest_path))]
+        out.append("")
+    for key, name in SUMMARIES:
+        path = results_dir / name
+        if not path.is_file():
+            continue
+        out.append(f"**{key}** (`results/{profile}/{name}`)")
+        out += [f"- {k}: {fmt(v, k)}" for k, v in _read(path).items() if k not in SKIP_KEYS]
+        out.append("")
+    out.append(f"**Headline** (`results/{profile}/headline.json`)")
+    out += [f"- `{k}`: {fmt(v, k)}" for k, v in headline.items()]
+    return "\n".join(out).rstrip() + "\n"
+
+
+def replace_section(readme: str, section: str, profile: str) -> str:
+    start, end = markers(profile)
+    if readme.count(start) != 1 or readme.count(end) != 1:
+        raise ValueError(f"the README must hold {start} and {end} once each")
+    head, rest = readme.split(start)
+    _, tail = rest.split(end)
+    return f"{head}{start}\n{section}{end}{tail}"
+
+
+def section_in(readme: str, profile: str) -> str:
+    start, end = markers(profile)
+    if start not in readme or end not in readme:
+        raise ValueError(f"the README has no {start} ... {end} section")
+    return readme.split(start)[1].split(end)[0].lstrip("\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m rlxf.report", description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", default="demo", help="results/<profile>/ to read (default: demo)")
+    parser.add_argument("--results", type=Path, default=None, help="another results root (default: results/)")
+    parser.add_argument("--write-readme", action="store_true", help="replace the README's section with it")
+    args = parser.parse_args(argv)
+    results_dir = (args.results or REPO_ROOT / "results") / args.profile
+    section = render(results_dir, args.profile)
+    if args.write_readme:
+        readme = REPO_ROOT / "README.md"
+        readme.write_text(replace_section(readme.read_text(), section, args.profile))
+        print(f"wrote {readme}: {len(section.splitlines())} lines from {results_dir}")
+    else:
+        sys.stdout.write(section)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
