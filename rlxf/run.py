@@ -11,9 +11,8 @@ Jupyter kernel `rlxf` (`make lab` registers it for the venv) when there is one, 
 `--jobs N` runs up to N notebooks at once, each in its own `python -m rlxf.run --only NN` process, a notebook as
 soon as the notebooks it reads from (`DEPENDS`) have finished; the cores are split between the notebooks running at
 once (`OMP_NUM_THREADS`), and a notebook that runs alone gets them all. On a 2-core CPU two one-thread notebooks do
-more work per second than one two-thread notebook (measured: generation 64 tokens/s with 1 thread, 82 with 2;
-LoRA forward+backward 2.29 s with 1 thread, 1.37 s with 2). run_summary.json then holds each notebook's own
-seconds (overlapping) and the run's `wall_seconds`, which the headline's total is.
+more work per second than one two-thread notebook (`benchmarks/threads.py` measures it). run_summary.json then holds
+each notebook's own seconds (overlapping) and the run's `wall_seconds`, which the headline's total is.
 
 `--dry-run` runs a profile's notebooks on CPU in minutes: its parameters, except that every number or list (sizes,
 steps, rates), `data_dir` and `dtype` take the smoke profile's value and the models become the tiny ones; outputs go
@@ -24,21 +23,31 @@ from __future__ import annotations
 
 import argparse
 import ast
-import json
 import math
 import os
-import platform
 import re
 import sys
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from rlxf.paths import REPO_ROOT
+from rlxf.runlog import (  # noqa: F401  (re-exported: rlxf.run is where callers and tests look for them)
+    NOTEBOOK_SUMMARIES,
+    NotebookRun,
+    Profile,
+    RunnerError,
+    _precision,
+    _write_headline,
+    _write_summary,
+    machine,
+    publish,
+    read_summary,
+    summary_table,
+)
 
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
 CONFIGS_DIR = REPO_ROOT / "configs"
@@ -64,39 +73,6 @@ DEPENDS = {
     "07": ("01", "02", "03", "04"),  # 04's adapters; 03's classifiers
     "08": ("01", "02", "03"),      # HH pairs, tweets; the party and sentiment classifiers
 }
-
-
-class RunnerError(RuntimeError):
-    """A run that cannot start or did not finish; the message says which notebook, cell or parameter."""
-
-
-@dataclass
-class Profile:
-    """A profile YAML read and checked: where things go and which parameters each notebook gets."""
-
-    name: str
-    figures_dir: Path
-    artifacts_dir: Path
-    params: dict[str, Any]
-    notebooks: dict[str, dict[str, Any]] = field(default_factory=dict)
-    shared: dict[str, Any] = field(default_factory=dict)
-    """parameters several notebooks declare (e.g. the party classifier's settings): each gets those it declares"""
-
-
-@dataclass
-class NotebookRun:
-    """One executed notebook: what ran, for how long, what it wrote."""
-
-    key: str
-    notebook: str
-    seconds: float
-    figures: list[str]
-    output: str
-    status: str = "ok"
-    precision: str = ""
-    """the compute precision chosen from the notebook's `dtype` parameter on this machine, and why"""
-    threads: int = 0
-    """CPU threads the notebook's kernel ran with (OMP_NUM_THREADS when set, else torch's default)"""
 
 
 def discover_notebooks(notebooks_dir: Path = NOTEBOOKS_DIR) -> dict[str, Path]:
@@ -452,153 +428,6 @@ def execute_parallel(profile: Profile, steps: list[tuple[str, Path, dict[str, An
                           f"{', '.join(waiting) or 'none'}")
     _write_summary(profile, [], wall={"wall_seconds": wall, "jobs": jobs})
     return runs
-
-
-def machine() -> dict[str, Any]:
-    """What the timings ran on: CPU model, cores, torch threads, python and torch versions, GPU if any."""
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as info:
-            cpu = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), cpu)
-    except OSError:
-        pass
-    import torch
-
-    gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "gpu": gpu,
-            "python": platform.python_version(), "torch": torch.__version__}
-
-
-def _precision(params: dict[str, Any]) -> str:
-    """The precision rlxf.device chooses here for a notebook's `dtype` parameter ("" when it declares none)."""
-    if "dtype" not in params:
-        return ""
-    from rlxf.device import precision
-
-    return str(precision(params["dtype"]))
-
-
-def read_summary(artifacts_dir: Path) -> dict[str, Any]:
-    """The run summary of a profile's artifacts directory ({"notebooks": [], ...} when there is none yet)."""
-    path = Path(artifacts_dir) / "run_summary.json"
-    if not path.is_file():
-        return {"notebooks": []}
-    try:
-        summary = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise RunnerError(f"{path} is not valid JSON ({err}); move it aside to start a new summary") from None
-    if not isinstance(summary, dict) or not isinstance(summary.get("notebooks"), list):
-        return {"notebooks": []}  # an older format: start a new summary
-    return summary
-
-
-@contextmanager
-def _summary_lock(artifacts_dir: Path):
-    """Notebooks running at once (--jobs) each merge into run_summary.json: one at a time."""
-    import fcntl
-
-    artifacts_dir.mkdir(parents=True, exist_ok=True)
-    with open(artifacts_dir / ".run_summary.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
-def _write_summary(profile: Profile, runs: list[NotebookRun], wall: dict[str, Any] | None = None) -> None:
-    """Merge this run into run_summary.json: one entry per notebook, a failed re-run keeps the last good one.
-    `wall`: {"wall_seconds", "jobs"} of a --jobs run, whose wall time is then the headline's total."""
-    with _summary_lock(profile.artifacts_dir):
-        _merge_summary(profile, runs, wall)
-
-
-def _merge_summary(profile: Profile, runs: list[NotebookRun], wall: dict[str, Any] | None) -> None:
-    summary = read_summary(profile.artifacts_dir)
-    entries = {entry["key"]: entry for entry in summary["notebooks"]}
-    for run in runs:
-        previous = entries.get(run.key)
-        if run.status == "ok" or previous is None or previous.get("status") != "ok":
-            entries[run.key] = dict(run.__dict__)
-        else:
-            previous["last_failure"] = {"seconds": run.seconds, "output": run.output}
-    ok = [entry for entry in entries.values() if entry["status"] == "ok"]
-    summary.update(profile=profile.name, machine=machine(), notebooks=[entries[k] for k in sorted(entries)],
-                   total_seconds=round(sum(entry["seconds"] for entry in ok), 1))
-    if wall is not None:
-        summary.update(wall_seconds=round(wall["wall_seconds"], 1), jobs=wall["jobs"])
-    elif runs:  # a sequential (re-)run: an earlier --jobs wall time no longer describes the summary
-        summary.pop("wall_seconds", None)
-        summary.pop("jobs", None)
-    _write_json(profile.artifacts_dir / "run_summary.json", summary)
-    _write_headline(profile, summary.get("wall_seconds", summary["total_seconds"]))
-
-
-def _write_json(path: Path, value: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(value, indent=2) + "\n")
-    tmp.replace(path)
-
-
-def _merge(into: dict[str, Any], more: dict[str, Any], where: str) -> None:
-    for key, value in more.items():
-        if isinstance(value, dict) and isinstance(into.get(key), dict):
-            _merge(into[key], value, f"{where}.{key}")
-        elif key in into and into[key] != value:
-            raise RunnerError(f"headline key {where}.{key} is written by two notebooks with different values")
-        else:
-            into[key] = value
-
-
-def _write_headline(profile: Profile, total_seconds: float) -> None:
-    """Merge the notebooks' headline numbers (`<artifacts>/headline/NN.json`, rlxf.notebook.record_headline) into
-    `<artifacts>/headline.json`, with the total seconds of the notebooks in run_summary.json."""
-    headline: dict[str, Any] = {}
-    for part in sorted((profile.artifacts_dir / "headline").glob("*.json")):
-        try:
-            _merge(headline, json.loads(part.read_text()), part.stem)
-        except json.JSONDecodeError as err:
-            raise RunnerError(f"{part} is not valid JSON ({err}); re-run its notebook") from None
-    headline[f"total_{profile.name}_seconds"] = total_seconds
-    _write_json(profile.artifacts_dir / "headline.json", headline)
-
-
-# The notebooks' own JSON summaries (01's data manifest, 02-08's summaries), published beside the run's.
-NOTEBOOK_SUMMARIES = ("data/manifest.json", "adapters/summary.json", "rewards/summary.json", "ppo/summary.json",
-                      "selfplay/summary.json", "selfplay/convergence.json", "evaluation/summary.json",
-                      "preference/summary.json")
-
-
-def publish(profile: Profile, results_dir: Path | None = None) -> Path:
-    """Copy the run's small JSON summaries to `results/<profile>/`, the committed record every number in the README is
-    traced to: run_summary.json, headline.json and the notebooks' summaries that exist (NOTEBOOK_SUMMARIES, under the
-    same relative paths). Never weights or tables."""
-    target = Path(results_dir or REPO_ROOT / "results") / profile.name
-    for name in NOTEBOOK_SUMMARIES:
-        source = profile.artifacts_dir / name
-        if source.is_file():
-            _write_json(target / name, json.loads(source.read_text()))
-    for name in ("run_summary.json", "headline.json"):
-        source = profile.artifacts_dir / name
-        if not source.is_file():
-            raise RunnerError(f"nothing to publish: {source} does not exist (run the notebooks first)")
-        summary = json.loads(source.read_text())
-        if name == "run_summary.json":  # the executed notebooks stay in artifacts; paths there mean nothing here
-            for entry in summary["notebooks"]:
-                entry["output"] = Path(entry["output"]).name
-        _write_json(target / name, summary)
-    return target
-
-
-def summary_table(runs: list[NotebookRun]) -> str:
-    """A plain-text table: notebook, status, seconds, figures written."""
-    rows = [("notebook", "status", "seconds", "figures written")]
-    rows += [(r.notebook, r.status, f"{r.seconds:.1f}", ", ".join(r.figures) or "-") for r in runs]
-    widths = [max(len(row[i]) for row in rows) for i in range(3)]
-    return "\n".join(
-        "  ".join(cell.ljust(widths[i]) if i < 3 else cell for i, cell in enumerate(row)) for row in rows
-    )
 
 
 @contextmanager

@@ -13,11 +13,11 @@ from rlxf.paths import REPO_ROOT
 # Lowest first; a module may import modules of its own layer or lower ones. Packages name their whole folder.
 LAYERS = [
     {"rlxf.paths", "rlxf.memory", "rlxf.plotting", "rlxf.textstats", "rlxf.device", "rlxf.checks", "rlxf.tracking",
-     "rlxf.progress", "rlxf.distributed"},
+     "rlxf.progress", "rlxf.distributed", "rlxf.batching"},
     {"rlxf.models", "rlxf.data", "rlxf.adapters", "rlxf.generation", "rlxf.checkpoint"},
     {"rlxf.ppo", "rlxf.sft", "rlxf.trl_runs", "rlxf.evaluation", "rlxf.rewards", "rlxf.preference_opt"},
     {"rlxf.selfplay"},
-    {"rlxf.notebook", "rlxf.run", "rlxf.train"},
+    {"rlxf.notebook", "rlxf.run", "rlxf.train", "rlxf.report", "rlxf.runlog"},
 ]
 
 

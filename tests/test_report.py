@@ -4,7 +4,6 @@ import json
 
 import pytest
 
-from rlxf.paths import REPO_ROOT
 from rlxf.report import fmt, render, replace_section, section_in
 
 
