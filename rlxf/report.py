@@ -25,7 +25,7 @@ SUMMARIES = (
     ("07", "evaluation/summary.json"),
     ("08", "preference/summary.json"),
 )
-SKIP_KEYS = {"data"}  # "shared" or "fixtures": stated once, from the manifest
+SKIP_KEYS = {"data", "adapter_dirs"}  # stated once, from the manifest; paths of the machine that ran it
 
 
 def markers(profile: str) -> tuple[str, str]:

@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from rlxf.paths import REPO_ROOT
 from rlxf.report import fmt, render, replace_section, section_in
 
 
@@ -50,3 +51,10 @@ def test_replace_section_round_trip():
     with pytest.raises(ValueError, match="once each"):
         replace_section("# no markers\n", "x", "demo")
 
+
+
+def test_the_readme_quotes_the_committed_demo_results():
+    """The README's measured section is exactly what the committed results/demo/ files render to: a number changed
+    in either place without the other fails here (regenerate with `python -m rlxf.report --write-readme`)."""
+    readme = (REPO_ROOT / "README.md").read_text()
+    assert section_in(readme, "demo") == render(REPO_ROOT / "results" / "demo", "demo")
