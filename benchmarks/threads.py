@@ -27,15 +27,16 @@ REPO = Path(__file__).resolve().parent.parent
 
 def worker(model_name: str) -> dict:
     import torch
-    from peft import LoraConfig, get_peft_model
+    from peft import get_peft_model
 
+    from rlxf.adapters import lora_config
     from rlxf.device import precision, store_frozen_weights
     from rlxf.generation import chat_prompt, sample_tokens
     from rlxf.models import load_causal_lm
+    from rlxf.ppo import PPOSettings
 
     model, tokenizer = load_causal_lm(model_name, device="cpu", dtype=torch.float32)
-    model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, target_modules=["q_proj", "v_proj"],
-                                             task_type="CAUSAL_LM"))
+    model = get_peft_model(model, lora_config(PPOSettings(lora_target_modules=("q_proj", "v_proj"))))
     chosen = store_frozen_weights(model, precision("auto", "cpu"))
     prompts = [chat_prompt(tokenizer, f"Write a short opinion about topic number {i} in politics.") for i in range(8)]
     queries = [torch.tensor(tokenizer(p)["input_ids"]) for p in prompts]

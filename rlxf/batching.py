@@ -5,7 +5,7 @@ the batch: about 1.6 tokens computed per real token at batch 16. `LengthBucketSa
 each window of `window` batches by length, cuts it into batches and shuffles the batches, so the order stays random
 at the batch level (no long-to-short curriculum, unlike transformers' `LengthGroupedSampler`, which runs every window
 from its longest batch to its shortest) while padding falls to a few per cent. `BucketByLength` puts it into a
-`transformers.Trainer` (and its subclasses: TRL's trainers).
+`transformers.Trainer` (and its subclasses: TRL's trainers); `BucketedTrainer` is the plain Trainer with it.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
+from transformers import Trainer
 
 
 class LengthBucketSampler(torch.utils.data.Sampler[int]):
@@ -75,3 +76,7 @@ class BucketByLength:
         lengths = [len(dataset[i]["input_ids"]) for i in range(len(dataset))]
         seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
         return LengthBucketSampler(lengths, self.args.per_device_train_batch_size, seed=seed)
+
+
+class BucketedTrainer(BucketByLength, Trainer):
+    """transformers' Trainer with length-bucketed training batches (the classifiers and SFT train with it)."""

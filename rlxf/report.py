@@ -14,17 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from rlxf.paths import REPO_ROOT
+from rlxf.runlog import SUMMARY_FILES
 
-# the notebooks' summaries, in notebook order (rlxf.run.NOTEBOOK_SUMMARIES holds the same paths)
-SUMMARIES = (
-    ("02", "adapters/summary.json"),
-    ("03", "rewards/summary.json"),
-    ("04", "ppo/summary.json"),
-    ("05", "selfplay/summary.json"),
-    ("06", "selfplay/convergence.json"),
-    ("07", "evaluation/summary.json"),
-    ("08", "preference/summary.json"),
-)
 SKIP_KEYS = {"data", "adapter_dirs"}  # stated once, from the manifest; paths of the machine that ran it
 
 
@@ -125,12 +116,12 @@ def render(results_dir: Path, profile: str = "demo") -> str:
         *rows,
         "",
     ]
-    manifest_path = results_dir / "data" / "manifest.json"
+    manifest_path = results_dir / SUMMARY_FILES[0][1]
     if manifest_path.is_file():
         out.append(f"**01** (`results/{profile}/data/manifest.json`)")
         out += [f"- {line}" for line in data_lines(_read(manifest_path))]
         out.append("")
-    for key, name in SUMMARIES:
+    for key, name in SUMMARY_FILES[1:]:  # 01's manifest: data_lines above
         path = results_dir / name
         if not path.is_file():
             continue

@@ -371,9 +371,7 @@ def execute(
 
 
 def _threads() -> int:
-    value = os.environ.get("OMP_NUM_THREADS", "")
-    if value.isdigit() and int(value) > 0:
-        return int(value)
+    """The kernel's threads: torch's pool follows OMP_NUM_THREADS, which the kernel inherits from this process."""
     import torch
 
     return torch.get_num_threads()

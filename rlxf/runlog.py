@@ -158,9 +158,11 @@ def _write_headline(profile: Profile, total_seconds: float) -> None:
 
 
 # The notebooks' own JSON summaries (01's data manifest, 02-08's summaries), published beside the run's.
-NOTEBOOK_SUMMARIES = ("data/manifest.json", "adapters/summary.json", "rewards/summary.json", "ppo/summary.json",
-                      "selfplay/summary.json", "selfplay/convergence.json", "evaluation/summary.json",
-                      "preference/summary.json")
+SUMMARY_FILES = (("01", "data/manifest.json"), ("02", "adapters/summary.json"), ("03", "rewards/summary.json"),
+                 ("04", "ppo/summary.json"), ("05", "selfplay/summary.json"), ("06", "selfplay/convergence.json"),
+                 ("07", "evaluation/summary.json"), ("08", "preference/summary.json"))
+"""(notebook, summary path under artifacts/<profile>/): what `publish` copies and `rlxf.report` renders"""
+NOTEBOOK_SUMMARIES = tuple(path for _, path in SUMMARY_FILES)
 
 
 def publish(profile: Profile, results_dir: Path | None = None) -> Path:

@@ -22,7 +22,7 @@ from peft import PeftModel, get_peft_model
 from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
 
 from rlxf.adapters import LORA_TARGET_MODULES, check_target_modules, lora_config, save_adapter, write_card
-from rlxf.batching import BucketByLength
+from rlxf.batching import BucketByLength, BucketedTrainer
 from rlxf.device import check_dtype, trainer_precision_kwargs, training_precision, without_autocast_wrapper
 from rlxf.models import base_model_reference
 from rlxf.tracking import check_report_to
@@ -248,10 +248,6 @@ def _training_kwargs(settings: SFTSettings, has_eval: bool) -> dict[str, Any]:
     }
 
 
-class _BucketedTrainer(BucketByLength, Trainer):
-    """transformers' Trainer with length-bucketed batches (rlxf.batching): tweets vary in length, padding is waste."""
-
-
 class _LogLastStep(TrainerCallback):
     """Logs the training loss at the final step too, so a history always ends where training ended."""
 
@@ -307,7 +303,7 @@ def build_trainer(
         eval_examples = encode(tokenizer, evals, max_length=settings.max_length) if evals else None
         set_seed(settings.seed)  # the LoRA A matrices are initialised at random
         peft_model = get_peft_model(model, lora_config(settings))
-        return _BucketedTrainer(
+        return BucketedTrainer(
             model=peft_model,
             args=TrainingArguments(**_training_kwargs(settings, bool(evals))),
             data_collator=CausalLMCollator(tokenizer.pad_token_id),

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, Trainer, TrainingArguments
+from transformers import AutoModelForSequenceClassification, AutoTokenizer, TrainingArguments
 from transformers.data.data_collator import DataCollatorWithPadding
 
-from rlxf.batching import BucketByLength
+from rlxf.batching import BucketedTrainer
 from rlxf.checkpoint import atomic_dir
 from rlxf.device import check_dtype, trainer_precision_kwargs, training_precision, without_autocast_wrapper
 from rlxf.progress import progress
@@ -133,10 +133,6 @@ class _EncodedTexts(torch.utils.data.Dataset):
         return item
 
 
-class _BucketedTrainer(BucketByLength, Trainer):
-    """transformers' Trainer with length-bucketed batches (rlxf.batching): short texts waste ~40 % on padding."""
-
-
 def _weighted_cross_entropy(weights: torch.Tensor):
     """A Trainer `compute_loss_func`: class-weighted cross-entropy, normalised per example across accumulation."""
 
@@ -224,7 +220,7 @@ def train_classifier(
             dataloader_num_workers=0,
             dataloader_pin_memory=torch.cuda.is_available(),
         )
-        trainer = _BucketedTrainer(
+        trainer = BucketedTrainer(
             model=model,
             args=args,
             train_dataset=_EncodedTexts(tokenizer, train_texts, labels, settings.max_length),
