@@ -68,7 +68,7 @@ from rlxf.checkpoint import (
     weights_hash,
 )
 from rlxf.checks import check_count, check_list, check_optional_count, check_prompts, check_rewards
-from rlxf.device import check_dtype, precision, store_frozen_weights
+from rlxf.device import check_dtype, follow_thread_budget, precision, store_frozen_weights
 from rlxf.distributed import average_gradients, is_distributed, masked_moments, mean_over_ranks
 from rlxf.generation import collate, eos_ids, keeps_logits, padding_id, sample_tokens, token_ids
 
@@ -361,6 +361,7 @@ class PPOTrainer:
                   timings: dict[str, float]) -> dict:
         """Rollout forwards, KL-shaped rewards, GAE, clipped PPO updates; logs and returns the metrics."""
         cfg, step = self.config, self.step_count + 1
+        follow_thread_budget()  # every step on the cores the runner gives this notebook now (rlxf.run --jobs)
         start = time.perf_counter()
         self.model.set_adapter(self.adapter_name)
         self.model.eval()  # dropout off (someone may have switched the shared model to train mode)

@@ -10,6 +10,8 @@ import os
 
 from tqdm.auto import tqdm
 
+from rlxf.device import follow_thread_budget
+
 
 def enabled() -> bool:
     """Whether bars are on: `RLXF_PROGRESS=0` (or "false", "off") turns every rlxf bar off."""
@@ -23,4 +25,5 @@ def progress(iterable=None, *, total: int | None = None, desc: str, unit: str = 
         total = len(iterable)
     if show is None:
         show = enabled() and (total is None or total > 1)
+    follow_thread_budget()  # a long loop starts: on the cores the runner gives this notebook now
     return tqdm(iterable, total=total, desc=desc, unit=unit, leave=False, disable=not show, dynamic_ncols=True)

@@ -10,9 +10,12 @@ Jupyter kernel `rlxf` (`make lab` registers it for the venv) when there is one, 
 
 `--jobs N` runs up to N notebooks at once, each in its own `python -m rlxf.run --only NN` process, a notebook as
 soon as the notebooks it reads from (`DEPENDS`) have finished; the cores are split between the notebooks running at
-once (`OMP_NUM_THREADS`), and a notebook that runs alone gets them all. On a 2-core CPU two one-thread notebooks do
-more work per second than one two-thread notebook (`benchmarks/threads.py` measures it). run_summary.json then holds
-each notebook's own seconds (overlapping) and the run's `wall_seconds`, which the headline's total is.
+once (`OMP_NUM_THREADS` at the start), and a notebook that runs alone gets them all. When a notebook finishes, the
+ones still running get its cores at their next long loop (a file per notebook, `<artifacts>/threads/NN`, read by
+`rlxf.device.follow_thread_budget`). On a 2-core CPU two one-thread notebooks do more work per second than one
+two-thread notebook (`benchmarks/threads.py` measures it). run_summary.json then holds each notebook's own seconds
+(overlapping), its threads at the start, every change of a share (`threads_timeline`) and the run's `wall_seconds`,
+which the headline's total is.
 
 `--dry-run` runs a profile's notebooks on CPU in minutes: its parameters, except that every number or list (sizes,
 steps, rates), `data_dir` and `dtype` take the smoke profile's value and the models become the tiny ones; outputs go
@@ -389,21 +392,38 @@ def execute_parallel(profile: Profile, steps: list[tuple[str, Path, dict[str, An
     """Run the planned notebooks, up to `jobs` at once, each as `python -m rlxf.run --only NN <child_args>` as soon
     as the planned notebooks it depends on (DEPENDS) have finished; stop launching at the first failure (the ones
     running finish) and name it. The cores are split between the notebooks running at once."""
+    from rlxf.device import THREADS_FILE
+
     keys = [key for key, _, _ in steps]
     waiting, running, done, failed = list(keys), {}, [], []
     cores = os.cpu_count() or 1
+    budgets_dir = profile.artifacts_dir / "threads"
+    budgets_dir.mkdir(parents=True, exist_ok=True)
+    threads, timeline = {}, []  # each running notebook's current share; every change, for run_summary.json
     started = time.time()
     while waiting or running:
         ready = [k for k in waiting if all(d in done or d not in keys for d in DEPENDS.get(k, ()))]
-        while ready and len(running) < jobs and not failed:
-            key = ready.pop(0)
-            waiting.remove(key)
-            alone = not running and not ready
-            threads = cores if alone else max(1, cores // jobs)
-            env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
-            command = [sys.executable, "-m", "rlxf.run", "--profile", profile.name, "--only", key, *child_args]
-            print(f"[rlxf.run] start {key} with {threads} thread(s) at {time.time() - started:.0f} s", flush=True)
-            running[key] = _spawn(command, env)
+        launch = []
+        while ready and len(running) + len(launch) < jobs and not failed:
+            launch.append(ready.pop(0))
+            waiting.remove(launch[-1])
+        # The cores are split between everything running now; a notebook still running takes its new share at its
+        # next long loop (rlxf.device.follow_thread_budget reads the file named by RLXF_THREADS_FILE).
+        for key, share in split_cores(cores, [*running, *launch]).items():
+            if threads.get(key) == share:
+                continue
+            at = round(time.time() - started, 1)
+            (budgets_dir / key).write_text(f"{share}\n")
+            threads[key] = share
+            timeline.append({"key": key, "threads": share, "at_s": at})
+            if key in launch:
+                env = {**os.environ, "OMP_NUM_THREADS": str(share), "MKL_NUM_THREADS": str(share),
+                       THREADS_FILE: str((budgets_dir / key).resolve())}
+                command = [sys.executable, "-m", "rlxf.run", "--profile", profile.name, "--only", key, *child_args]
+                print(f"[rlxf.run] start {key} with {share} thread(s) at {at:.0f} s", flush=True)
+                running[key] = _spawn(command, env)
+            else:
+                print(f"[rlxf.run] {key} now gets {share} thread(s) at {at:.0f} s", flush=True)
         if failed and not running:
             break
         if not running:
@@ -413,6 +433,7 @@ def execute_parallel(profile: Profile, steps: list[tuple[str, Path, dict[str, An
             if process.poll() is None:
                 continue
             del running[key]
+            threads.pop(key, None)
             (done if process.returncode == 0 else failed).append(key)
             print(f"[rlxf.run] {key} {'done' if process.returncode == 0 else 'FAILED'} at "
                   f"{time.time() - started:.0f} s", flush=True)
@@ -424,8 +445,17 @@ def execute_parallel(profile: Profile, steps: list[tuple[str, Path, dict[str, An
     if failed:
         raise RunnerError(f"notebook(s) {', '.join(failed)} failed (see above); not started: "
                           f"{', '.join(waiting) or 'none'}")
-    _write_summary(profile, [], wall={"wall_seconds": wall, "jobs": jobs})
+    _write_summary(profile, [], wall={"wall_seconds": wall, "jobs": jobs, "threads_timeline": timeline})
     return runs
+
+
+def split_cores(cores: int, keys: list[str]) -> dict[str, int]:
+    """The cores split between the notebooks `keys` running at once: an equal share each (at least 1), the remainder
+    to the first ones."""
+    if not keys:
+        return {}
+    share, extra = divmod(cores, len(keys))
+    return {key: max(1, share + (i < extra)) for i, key in enumerate(keys)}
 
 
 @contextmanager

@@ -101,7 +101,8 @@ def _summary_lock(artifacts_dir: Path):
 
 def _write_summary(profile: Profile, runs: list[NotebookRun], wall: dict[str, Any] | None = None) -> None:
     """Merge this run into run_summary.json: one entry per notebook, a failed re-run keeps the last good one.
-    `wall`: {"wall_seconds", "jobs"} of a --jobs run, whose wall time is then the headline's total."""
+    `wall`: {"wall_seconds", "jobs", "threads_timeline"} of a --jobs run, whose wall time is then the headline's
+    total; the timeline lists every change of a notebook's thread share ({"key", "threads", "at_s"})."""
     with _summary_lock(profile.artifacts_dir):
         _merge_summary(profile, runs, wall)
 
@@ -119,10 +120,11 @@ def _merge_summary(profile: Profile, runs: list[NotebookRun], wall: dict[str, An
     summary.update(profile=profile.name, machine=machine(), notebooks=[entries[k] for k in sorted(entries)],
                    total_seconds=round(sum(entry["seconds"] for entry in ok), 1))
     if wall is not None:
-        summary.update(wall_seconds=round(wall["wall_seconds"], 1), jobs=wall["jobs"])
+        summary.update(wall_seconds=round(wall["wall_seconds"], 1), jobs=wall["jobs"],
+                       threads_timeline=wall.get("threads_timeline", []))
     elif runs:  # a sequential (re-)run: an earlier --jobs wall time no longer describes the summary
-        summary.pop("wall_seconds", None)
-        summary.pop("jobs", None)
+        for key in ("wall_seconds", "jobs", "threads_timeline"):
+            summary.pop(key, None)
     _write_json(profile.artifacts_dir / "run_summary.json", summary)
     _write_headline(profile, summary.get("wall_seconds", summary["total_seconds"]))
 

@@ -23,7 +23,13 @@ from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
 
 from rlxf.adapters import LORA_TARGET_MODULES, check_target_modules, lora_config, save_adapter, write_card
 from rlxf.batching import BucketByLength, BucketedTrainer
-from rlxf.device import check_dtype, trainer_precision_kwargs, training_precision, without_autocast_wrapper
+from rlxf.device import (
+    check_dtype,
+    thread_budget_callback,
+    trainer_precision_kwargs,
+    training_precision,
+    without_autocast_wrapper,
+)
 from rlxf.models import base_model_reference
 from rlxf.tracking import check_report_to
 
@@ -295,7 +301,7 @@ def build_trainer(
     kind, train, evals = _prepare_data(train_texts, train_pairs, eval_texts, eval_pairs, settings)
     # A private copy: the caller's base model stays bare, so one base serves every adapter and the base metrics.
     model = copy.deepcopy(model)
-    callbacks = [_LogLastStep()]
+    callbacks = [_LogLastStep(), thread_budget_callback()]
 
     if settings.method == "trainer":
         encode = tokenize_texts if kind == "texts" else tokenize_pairs

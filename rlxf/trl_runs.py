@@ -17,7 +17,13 @@ import pandas as pd
 from transformers import PrinterCallback, TrainerCallback
 
 from rlxf.adapters import LORA_TARGET_MODULES, lora_config
-from rlxf.device import check_dtype, trainer_precision_kwargs, training_precision, without_autocast_wrapper
+from rlxf.device import (
+    check_dtype,
+    thread_budget_callback,
+    trainer_precision_kwargs,
+    training_precision,
+    without_autocast_wrapper,
+)
 from rlxf.tracking import check_report_to
 
 METHODS = ("grpo", "rloo")
@@ -122,7 +128,8 @@ def train_trl(method: str, model, tokenizer, dataset, reward_fn: Callable, setti
     trainer_class = GRPOTrainer if method == "grpo" else RLOOTrainer
     clock = _Clock()
     trainer = trainer_class(model=model, reward_funcs=[reward_fn], args=args, train_dataset=dataset,
-                            processing_class=tokenizer, peft_config=peft_config, callbacks=[clock])
+                            processing_class=tokenizer, peft_config=peft_config,
+                            callbacks=[clock, thread_budget_callback()])
     trainer.remove_callback(PrinterCallback)  # the history below replaces a printed dict per step
     trainer.train()
     rows = [row for row in clock.rows if "reward" in row]

@@ -182,3 +182,36 @@ def test_chat_prompt_adds_no_default_system_prompt():
     tokenizer.chat_template = SMOLLM2_TEMPLATE
     assert chat_prompt(tokenizer, "Hi") == "<|im_start|>system\n<|im_end|>\n" + plain  # empty, not SmolLM's default
     assert "Be brief" in chat_prompt(tokenizer, "Hi", system="Be brief")
+
+
+def test_follow_thread_budget_takes_the_share_the_runner_writes(tmp_path, monkeypatch):
+    before = torch.get_num_threads()
+    budget = tmp_path / "04"
+    monkeypatch.setenv(rlxf_device.THREADS_FILE, str(budget))
+    try:
+        budget.write_text("2\n")
+        assert rlxf_device.follow_thread_budget() == 2 == torch.get_num_threads()
+        budget.write_text("1\n")
+        assert rlxf_device.follow_thread_budget() == 1 == torch.get_num_threads()
+        for unusable in ("", "many", "0"):  # a half-written or nonsense file changes nothing
+            budget.write_text(unusable)
+            assert rlxf_device.follow_thread_budget() == 1
+        budget.unlink()
+        assert rlxf_device.follow_thread_budget() == 1
+        monkeypatch.delenv(rlxf_device.THREADS_FILE)
+        torch.set_num_threads(2)
+        assert rlxf_device.follow_thread_budget() == 2  # no runner: left alone
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_trainers_follow_the_thread_budget_at_every_step(tmp_path, monkeypatch):
+    before = torch.get_num_threads()
+    budget = tmp_path / "03"
+    budget.write_text("1\n")
+    monkeypatch.setenv(rlxf_device.THREADS_FILE, str(budget))
+    try:
+        rlxf_device.thread_budget_callback().on_step_begin(None, None, None)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

@@ -360,14 +360,16 @@ def test_the_gpu_profile_dry_run_runs_every_notebook(capsys):
 
 
 class _FakeProcesses:
-    """subprocess.Popen stand-in for execute_parallel: each 'notebook' finishes on its second poll and records the
-    run as a child runner would (run_summary.json), or fails when its key is in `fail`."""
+    """subprocess.Popen stand-in for execute_parallel: each 'notebook' finishes on its second poll (or its number in
+    `polls`) and records the run as a child runner would (run_summary.json), or fails when its key is in `fail`."""
 
-    def __init__(self, profile, fail=()):
+    def __init__(self, profile, fail=(), polls=None):
         self.profile, self.fail, self.log, self.running = profile, set(fail), [], set()
+        self.polls, self.budget_files = polls or {}, {}
 
     def __call__(self, command, env):
         key = command[command.index("--only") + 1]
+        self.budget_files[key] = Path(env["RLXF_THREADS_FILE"])
         self.log.append(("start", key, env["OMP_NUM_THREADS"], frozenset(self.running)))
         self.running.add(key)
         fake, polls = self, []
@@ -377,7 +379,7 @@ class _FakeProcesses:
 
             def poll(self):
                 polls.append(1)
-                if len(polls) < 2:
+                if len(polls) < fake.polls.get(key, 2):
                     return None
                 fake.running.discard(key)
                 self.returncode = 1 if key in fake.fail else 0
@@ -389,9 +391,9 @@ class _FakeProcesses:
         return Process()
 
 
-def _parallel(tmp_path, monkeypatch, fail=()):
+def _parallel(tmp_path, monkeypatch, fail=(), polls=None):
     profile = _profile(tmp_path)
-    fake = _FakeProcesses(profile, fail)
+    fake = _FakeProcesses(profile, fail, polls)
     monkeypatch.setattr(run, "_spawn", fake)
     monkeypatch.setattr(run.time, "sleep", lambda s: None)
     monkeypatch.setattr(run.os, "cpu_count", lambda: 2)
@@ -418,6 +420,25 @@ def test_parallel_runs_start_each_notebook_after_what_it_reads(tmp_path, monkeyp
     summary = json.loads((profile.artifacts_dir / "run_summary.json").read_text())
     headline = json.loads((profile.artifacts_dir / "headline.json").read_text())
     assert summary["jobs"] == 2 and headline[f"total_{profile.name}_seconds"] == summary["wall_seconds"]
+
+
+def test_a_notebook_left_running_alone_gets_the_freed_cores(tmp_path, monkeypatch):
+    # 04 runs long; 06 and 08 finish beside it, and 07 waits for 04: 04 then runs alone and should get both cores.
+    profile, fake, steps = _parallel(tmp_path, monkeypatch, polls={"04": 8})
+    run.execute_parallel(profile, steps, 2, [])
+    timeline = json.loads((profile.artifacts_dir / "run_summary.json").read_text())["threads_timeline"]
+    shares_04 = [entry["threads"] for entry in timeline if entry["key"] == "04"]
+    assert shares_04[0] == 1 and shares_04[-1] == 2, timeline
+    assert fake.budget_files["04"].read_text().strip() == "2"  # what its kernel reads at its next long loop
+    assert [entry["at_s"] for entry in timeline] == sorted(entry["at_s"] for entry in timeline)
+
+
+def test_split_cores_gives_every_notebook_a_share():
+    assert run.split_cores(2, ["04"]) == {"04": 2}
+    assert run.split_cores(2, ["04", "08"]) == {"04": 1, "08": 1}
+    assert run.split_cores(5, ["a", "b"]) == {"a": 3, "b": 2}
+    assert run.split_cores(1, ["a", "b", "c"]) == {"a": 1, "b": 1, "c": 1}  # never 0: oversubscribed instead
+    assert run.split_cores(4, []) == {}
 
 
 def test_a_failed_parallel_notebook_stops_what_depends_on_it(tmp_path, monkeypatch):

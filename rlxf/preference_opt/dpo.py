@@ -27,7 +27,13 @@ import torch
 import torch.nn.functional as F
 
 from rlxf.adapters import LORA_TARGET_MODULES, check_target_modules, lora_config
-from rlxf.device import check_dtype, trainer_precision_kwargs, training_precision, without_autocast_wrapper
+from rlxf.device import (
+    check_dtype,
+    thread_budget_callback,
+    trainer_precision_kwargs,
+    training_precision,
+    without_autocast_wrapper,
+)
 from rlxf.evaluation import token_logprobs
 from rlxf.rewards.base import RewardFunction
 from rlxf.rewards.preference import check_pairs
@@ -212,7 +218,8 @@ def train_dpo(model, tokenizer, pairs, settings: DPOSettings) -> DPOResult:
     dataset = Dataset.from_dict({key: [p[key] for p in pairs] for key in ("prompt", "chosen", "rejected")})
     with tempfile.TemporaryDirectory(prefix="rlxf-dpo-") as scratch:
         trainer = DPOTrainer(model=model, args=dpo_config(settings, scratch), train_dataset=dataset,
-                             processing_class=tokenizer, peft_config=lora_config(settings))
+                             processing_class=tokenizer, peft_config=lora_config(settings),
+                             callbacks=[thread_budget_callback()])
         if len(trainer.train_dataset) < len(pairs):
             print(f"DPO: TRL left out {len(pairs) - len(trainer.train_dataset)} of {len(pairs)} pairs whose prompt "
                   f"alone fills max_length={settings.max_length}")

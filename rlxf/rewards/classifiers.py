@@ -22,7 +22,13 @@ from transformers.data.data_collator import DataCollatorWithPadding
 
 from rlxf.batching import BucketedTrainer
 from rlxf.checkpoint import atomic_dir
-from rlxf.device import check_dtype, trainer_precision_kwargs, training_precision, without_autocast_wrapper
+from rlxf.device import (
+    check_dtype,
+    thread_budget_callback,
+    trainer_precision_kwargs,
+    training_precision,
+    without_autocast_wrapper,
+)
 from rlxf.progress import progress
 from rlxf.rewards.base import RewardFunction, check_batch, check_texts
 from rlxf.tracking import check_report_to
@@ -227,6 +233,7 @@ def train_classifier(
             eval_dataset=eval_set,
             data_collator=DataCollatorWithPadding(tokenizer),
             compute_loss_func=None if weights is None else _weighted_cross_entropy(torch.tensor(weights).float()),
+            callbacks=[thread_budget_callback()],
         )
         start = time.perf_counter()
         trainer.train()

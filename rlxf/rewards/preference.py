@@ -20,7 +20,13 @@ import torch
 from datasets import Dataset
 from trl import RewardConfig, RewardTrainer
 
-from rlxf.device import check_dtype, trainer_precision_kwargs, training_precision, without_autocast_wrapper
+from rlxf.device import (
+    check_dtype,
+    thread_budget_callback,
+    trainer_precision_kwargs,
+    training_precision,
+    without_autocast_wrapper,
+)
 from rlxf.rewards.base import RewardFunction, check_batch, check_texts
 from rlxf.tracking import check_report_to
 
@@ -200,7 +206,7 @@ def train_reward_model(model, tokenizer, pairs, settings: PreferenceSettings) ->
     dataset = pair_dataset(tokenizer, pairs, settings.max_length)
     with tempfile.TemporaryDirectory(prefix="rlxf-reward-") as scratch:
         trainer = RewardTrainer(model=model, args=reward_config(settings, scratch), train_dataset=dataset,
-                                processing_class=tokenizer)
+                                processing_class=tokenizer, callbacks=[thread_budget_callback()])
         start = time.perf_counter()
         trainer.train()
         seconds = time.perf_counter() - start

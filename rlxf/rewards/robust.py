@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from transformers import TrainerCallback
 from trl import RewardTrainer
 
-from rlxf.device import training_precision
+from rlxf.device import thread_budget_callback, training_precision
 from rlxf.progress import progress
 from rlxf.rewards.preference import (
     PreferenceResult,
@@ -123,7 +123,7 @@ def train_ids_reward_model(model, tokenizer, pairs, settings: PreferenceSettings
     with tempfile.TemporaryDirectory(prefix="rlxf-ids-") as scratch:
         trainer = SmoothedRewardTrainer(model=model, args=reward_config(settings, scratch), train_dataset=dataset,
                                         processing_class=tokenizer, soft_labels=torch.ones(len(pairs)),
-                                        callbacks=[relabel])
+                                        callbacks=[relabel, thread_budget_callback()])
         trainer_ref.append(trainer)
         start = time.perf_counter()
         trainer.train()
