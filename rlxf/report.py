@@ -95,7 +95,7 @@ def render(results_dir: Path, profile: str = "demo") -> str:
     run = _read(results_dir / "run_summary.json")
     headline = _read(results_dir / "headline.json")
     machine = run.get("machine", {})
-    rows = ["| notebook | seconds | threads | precision |", "|---|---|---|---|"]
+    rows = ["| notebook | seconds | threads at start | precision |", "|---|---|---|---|"]
     for entry in run["notebooks"]:
         precision = entry.get("precision", "").removeprefix("precision ").split(":")[0]
         rows.append(f"| `{Path(entry['notebook']).stem}` | {fmt(round(entry['seconds']))} | "
@@ -106,6 +106,13 @@ def render(results_dir: Path, profile: str = "demo") -> str:
         wall = run["wall_seconds"]
         rows.append(f"| **wall clock**, up to {run.get('jobs')} notebooks at once | **{fmt(round(wall))}** "
                     f"({wall / 60:.1f} min) | | |")
+    started, changes = set(), []
+    for change in run.get("threads_timeline", []):  # a key's first entry is its start; later ones are new shares
+        if change["key"] in started:
+            changes.append(f"{change['key']} to {change['threads']} at {fmt(round(change['at_s']))} s")
+        started.add(change["key"])
+    if changes:
+        rows += ["", "Shares of the cores changed while running (`threads_timeline`): " + "; ".join(changes) + "."]
     out = [
         f"Written by `python -m rlxf.report --profile {profile} --write-readme` from `results/{profile}/`; every number"
         " below is a value in the file named before it.",

@@ -22,6 +22,8 @@ def _results(tmp_path):
     (root / "run_summary.json").write_text(json.dumps({
         "machine": {"cpu": "AMD EPYC", "cores": 2, "torch_threads": 2, "torch": "2.13.0+cpu", "gpu": None},
         "total_seconds": 130.0, "wall_seconds": 100.0, "jobs": 2,
+        "threads_timeline": [{"key": "01", "threads": 1, "at_s": 0.0}, {"key": "04", "threads": 1, "at_s": 0.0},
+                             {"key": "04", "threads": 2, "at_s": 1230.4}],
         "notebooks": [{"notebook": "01_data_hydration.ipynb", "seconds": 10.2, "threads": 2,
                        "precision": "precision bf16 on cpu: x"},
                       {"notebook": "04_lora_ppo.ipynb", "seconds": 119.8, "precision": "precision fp32 on cpu: y"}]}))
@@ -34,6 +36,7 @@ def test_render_names_each_file_and_carries_its_numbers(tmp_path):
     text = render(_results(tmp_path))
     assert "| `01_data_hydration` | 10 | 2 | bf16 on cpu |" in text and "| sum of the notebooks | 130 | | |" in text
     assert "**wall clock**, up to 2 notebooks at once | **100** (1.7 min)" in text
+    assert "changed while running (`threads_timeline`): 04 to 2 at 1,230 s." in text  # starts are not changes
     assert "**04** (`results/demo/ppo/summary.json`)\n- sentiment gain, 95% CI: 0.6 to 1.39" in text
     assert "- `sentiment`: ppo: (gain 0.96, ci [0.6 / 1.39])" in text
     assert "data: shared" not in text  # said once, from the manifest
