@@ -68,7 +68,7 @@ from rlxf.checkpoint import (
     weights_hash,
 )
 from rlxf.checks import check_count, check_list, check_optional_count, check_prompts, check_rewards
-from rlxf.device import check_dtype, follow_thread_budget, precision, store_frozen_weights
+from rlxf.device import check_dtype, follow_thread_budget, precision, store_frozen_weights, training_attention
 from rlxf.distributed import average_gradients, is_distributed, masked_moments, mean_over_ranks
 from rlxf.generation import collate, eos_ids, keeps_logits, padding_id, sample_tokens, token_ids
 
@@ -346,7 +346,7 @@ class PPOTrainer:
         input_ids = batch["input_ids"][rows]
         r_len = batch["response_mask"].shape[1]
         extra = {"logits_to_keep": r_len + 1} if self._logits_to_keep else {}
-        with self.precision.autocast():  # matmuls in the compute dtype; everything after in fp32
+        with self.precision.autocast(), training_attention(self.device.type):  # the same kernels in every forward
             out = self.model(input_ids=input_ids, attention_mask=batch["attention_mask"][rows], use_cache=False,
                              position_ids=batch["position_ids"][rows], output_hidden_states=True, **extra)
         # Position t predicts token t+1: the response is predicted by the r_len positions before its end.

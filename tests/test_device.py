@@ -96,6 +96,8 @@ def test_frozen_weights_stored_in_bf16_give_the_same_autocast_results():
     torch.manual_seed(0)
     model = get_peft_model(model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False))
     ids = torch.stack([encode_text(tokenizer, "The movie was long and dull")])
+    head = model.get_output_embeddings()
+    was_tied = head.weight is model.get_input_embeddings().weight
     with BF16.autocast():
         before = model(input_ids=ids).logits
     fp32_before = model(input_ids=ids).logits
@@ -106,7 +108,10 @@ def test_frozen_weights_stored_in_bf16_give_the_same_autocast_results():
     assert cast and all("lora_" not in name for name in cast)
     assert all(p.dtype == torch.float32 for name, p in model.named_parameters() if "lora_" in name)
     embedding = model.get_input_embeddings().weight
-    assert embedding.dtype == torch.float32  # and so a tied lm_head too
+    assert embedding.dtype == torch.float32  # the residual stream starts in fp32
+    assert head.weight.dtype == torch.bfloat16 and not head.weight.requires_grad
+    if was_tied:  # the head got its own bf16 copy: the same values autocast cast the tied weight to
+        assert head.weight is not embedding and torch.equal(head.weight, embedding.to(torch.bfloat16))
     with BF16.autocast():
         after = model(input_ids=ids).logits
     assert torch.equal(before, after)  # the bf16 values autocast would have cast to, so the same numbers

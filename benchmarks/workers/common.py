@@ -20,6 +20,7 @@ import torch
 from transformers import GenerationConfig
 
 from benchmarks.workers.settings import BenchSettings
+from rlxf.device import precision
 from rlxf.generation import collate, keeps_logits
 from rlxf.memory import PhasePeak
 from rlxf.models import load_causal_lm, load_classifier
@@ -112,7 +113,8 @@ def response_tokens(generated, eos_id: int) -> list:
 
 
 def evaluate(model, tokenizer, reward_model, prompt_ids, settings: BenchSettings, seed: int) -> dict:
-    """Mean reward of `eval_samples` sampled replies per prompt: the same code, seed and sampling for both libraries."""
+    """Mean reward of `eval_samples` sampled replies per prompt: the same code, seed, sampling and compute precision
+    (`settings.dtype`, as in training) for both libraries."""
     queries = [torch.tensor(p) for p in prompt_ids for _ in range(settings.eval_samples)]
     batch = collate(queries, [q[:0] for q in queries], tokenizer.pad_token_id)
     generation = GenerationConfig(do_sample=True, max_new_tokens=settings.max_new_tokens,
@@ -122,7 +124,7 @@ def evaluate(model, tokenizer, reward_model, prompt_ids, settings: BenchSettings
     was_training = model.training
     model.eval()
     torch.manual_seed(seed + EVAL_SEED_OFFSET)
-    with torch.no_grad():
+    with torch.no_grad(), precision(settings.dtype, "cpu").autocast():
         output = model.generate(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                                 generation_config=generation)
     model.train(was_training)
