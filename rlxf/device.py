@@ -211,6 +211,7 @@ def store_frozen_weights(model: nn.Module, chosen: Precision) -> Precision:
     if chosen.dtype == torch.float32:
         return chosen
     tied = {id(p) for module in model.modules() if isinstance(module, nn.Embedding) for p in module.parameters()}
+    converted = False
     for name, module in model.named_modules():
         if type(module) is not nn.Linear or "lora_" in name or "modules_to_save" in name:
             continue
@@ -223,12 +224,15 @@ def store_frozen_weights(model: nn.Module, chosen: Precision) -> Precision:
             else:
                 parameter.data = parameter.data.to(chosen.dtype)
         module.__class__ = FrozenLowPrecisionLinear
+        converted = True
     # A model loaded from safetensors holds its weights in one memory-mapped file: while any tensor still points into
     # it (the fp32 embedding, the norms), every page of the converted fp32 weights that was read stays mapped and
-    # resident (~0.5 GB for SmolLM2-135M). Copying the frozen fp32 ones that are left releases the file.
-    for parameter in model.parameters():
-        if not parameter.requires_grad and parameter.dtype == torch.float32:
-            parameter.data = parameter.data.clone()
+    # resident (~0.5 GB for SmolLM2-135M). Copying the frozen fp32 ones that are left releases the file; a model
+    # converted earlier (several trainers on one shared policy) has nothing left to release.
+    if converted:
+        for parameter in model.parameters():
+            if not parameter.requires_grad and parameter.dtype == torch.float32:
+                parameter.data = parameter.data.clone()
     return chosen
 
 
