@@ -1,4 +1,4 @@
-"""rlxf.ppo vs TRL 1.12.0's experimental PPOTrainer: where the time of an update goes, peak memory and reward.
+"""rlxf.algos.ppo vs TRL 1.12.0's experimental PPOTrainer: where the time of an update goes, peak memory and reward.
 
     python benchmarks/ppo_vs_trl.py [--model smollm2-135m-instruct] [--updates 8] [--repeats 2] [--threads 2]
                                     [--dtype auto|fp32|bf16] [--trl-critics full,lora] [--out PATH]
@@ -7,9 +7,9 @@ Both libraries get the same policy (LoRA r=8 on q_proj/v_proj), the same 4 chat 
 base under a seeded linear head, `load_classifier(model, num_labels=1)`), the same sampling (temperature, top_k=0,
 top_p=1, at most `max_new_tokens`, stop at the tokenizer's EOS, which is kept and scored), 4 PPO epochs on one
 minibatch of 4, AdamW at a constant lr, a fixed KL coefficient (k1), one compute precision (`--dtype`, resolved once
-by `rlxf.device.precision` on this CPU), CPU, the same thread count. TRL runs once per critic in `--trl-critics`
+by `rlxf.lm.precision.precision` on this CPU), CPU, the same thread count. TRL runs once per critic in `--trl-critics`
 ("full": a fully trainable value model, TRL's setup; "lora": LoRA + head); the headline ratios are against "lora".
-Each run is a fresh subprocess (rlxf, TRL full, TRL lora, rlxf, ...) started by `rlxf.memory.peak_memory`, so its
+Each run is a fresh subprocess (rlxf, TRL full, TRL lora, rlxf, ...) started by `rlxf.infra.memory.peak_memory`, so its
 peak memory is its own and is the measure used everywhere in rlxf: the process's VmHWM (the workers run on CPU, with
 CUDA hidden).
 TRL 1.12.0 is installed with `pip --target` into its own directory (the venv's trl 1.16 is untouched) and put first
@@ -100,8 +100,8 @@ def check_requirements(metadata_file: Path, extras: tuple[str, ...] = ()) -> Non
 
 def run_worker(variant: str, settings: BenchSettings, seed: int, trl_dir: Path) -> dict:
     """One benchmark run ("rlxf", "trl-full" or "trl-lora") in a fresh subprocess, measured by
-    rlxf.memory.peak_memory -> its result dict."""
-    from rlxf.memory import peak_memory
+    rlxf.infra.memory.peak_memory -> its result dict."""
+    from rlxf.infra.memory import peak_memory
 
     library, _, critic = variant.partition("-")
     threads = str(settings.threads)
@@ -305,7 +305,7 @@ def parse_args(argv: list[str] | None = None) -> tuple[BenchSettings, argparse.N
 
 def main(argv: list[str] | None = None) -> dict:
     """Run the benchmark; print the tables; write the JSON; return the results."""
-    from rlxf.device import precision
+    from rlxf.lm.precision import precision
     from rlxf.paths import artifacts_dir
 
     settings, args = parse_args(argv)

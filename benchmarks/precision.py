@@ -1,5 +1,5 @@
-"""fp32 vs the machine's compute precision (rlxf.device) on SmolLM2-135M: forward, forward+backward, generate, a PPO
-step of notebook 04's size, and the prompt tokens the chat template adds. Runs alternate (A B A B); medians printed.
+"""fp32 vs the machine's compute precision on SmolLM2-135M (rlxf.lm.precision): forward, forward+backward, generate, a
+PPO step of notebook 04's size, and the prompt tokens the chat template adds. Runs alternate (A B A B); medians printed.
 
     python benchmarks/precision.py [--model smollm2-135m-instruct] [--repeats 3] [--threads 2] [--skip-ppo]
 """
@@ -13,10 +13,10 @@ import time
 
 import torch
 
-from rlxf.device import Precision, precision
-from rlxf.generation import chat_prompt, encode_text, eos_ids, generate_responses, padding_id, sampling_config
-from rlxf.models import load_causal_lm
-from rlxf.ppo import PPOSettings, PPOTrainer
+from rlxf.algos.ppo import PPOSettings, PPOTrainer
+from rlxf.lm.generation import chat_prompt, encode_text, eos_ids, generate_responses, padding_id, sampling_config
+from rlxf.lm.models import load_causal_lm
+from rlxf.lm.precision import Precision, precision
 
 PROMPTS = ["What is justice?", "What is your opinion on abortion?", "Should the federal minimum wage be raised?",
            "How should we respond to climate change?", "The movie was", "What is beauty?",

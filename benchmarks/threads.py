@@ -5,7 +5,7 @@
 The answer decides `python -m rlxf.run --jobs`: where N threads do less than N times the work of one, N one-thread
 notebooks side by side get more done than one N-thread notebook. Each thread count runs in a fresh process (torch
 fixes its thread pool at start-up) and measures, in the precision `rlxf.device` picks here:
-- generation: 8 chat prompts x 32 sampled tokens through `rlxf.generation.sample_tokens`, LoRA r=8 on q_proj/v_proj
+- generation: 8 chat prompts x 32 sampled tokens through `rlxf.lm.generation.sample_tokens`, LoRA r=8 on q_proj/v_proj
   (tokens per second, best of 3);
 - a training step: forward + backward of the same LoRA model on 8 x 64 tokens (seconds, best of 3).
 Results: a table on stdout and `--out` (default `artifacts/benchmarks/threads.json`), with the throughput of
@@ -29,11 +29,11 @@ def worker(model_name: str) -> dict:
     import torch
     from peft import get_peft_model
 
-    from rlxf.adapters import lora_config
-    from rlxf.device import precision, store_frozen_weights
-    from rlxf.generation import chat_prompt, sample_tokens
-    from rlxf.models import load_causal_lm
-    from rlxf.ppo import PPOSettings
+    from rlxf.algos.ppo import PPOSettings
+    from rlxf.lm.adapters import lora_config
+    from rlxf.lm.generation import chat_prompt, sample_tokens
+    from rlxf.lm.models import load_causal_lm
+    from rlxf.lm.precision import precision, store_frozen_weights
 
     model, tokenizer = load_causal_lm(model_name, device="cpu", dtype=torch.float32)
     model = get_peft_model(model, lora_config(PPOSettings(lora_target_modules=("q_proj", "v_proj"))))

@@ -10,7 +10,7 @@ import os
 
 from tqdm.auto import tqdm
 
-from rlxf.device import follow_thread_budget
+from rlxf.infra.threads import follow_thread_budget
 
 
 def enabled() -> bool:

@@ -20,17 +20,18 @@ from pathlib import Path
 
 import yaml
 
-from rlxf.adapters import save_adapter
+from rlxf.algos.ppo import PPOSettings, PPOTrainer
+from rlxf.algos.sft import SFTSettings, train_lora_sft
+from rlxf.algos.trl_online import TRLSettings, train_trl
 from rlxf.data import hydrate, read_table
+from rlxf.data.prompts import POLITICAL_QUESTIONS, SOCRATES_PROMPTS
 from rlxf.data.source import locate_data
-from rlxf.distributed import barrier, init_from_env, rank_and_world
-from rlxf.generation import POLITICAL_QUESTIONS, SOCRATES_PROMPTS, chat_prompt
-from rlxf.models import load_causal_lm, load_classifier
-from rlxf.ppo import PPOSettings, PPOTrainer
+from rlxf.infra.distributed import barrier, init_from_env, rank_and_world
+from rlxf.lm.adapters import save_adapter
+from rlxf.lm.generation import chat_prompt
+from rlxf.lm.models import load_causal_lm, load_classifier
+from rlxf.rewards.bradley_terry import PreferenceSettings, train_reward_model
 from rlxf.rewards.classifiers import ClassifierReward
-from rlxf.rewards.preference import PreferenceSettings, train_reward_model
-from rlxf.sft import SFTSettings, train_lora_sft
-from rlxf.trl_runs import TRLSettings, train_trl
 
 SETTINGS = {"sft": SFTSettings, "reward": PreferenceSettings, "grpo": TRLSettings, "rloo": TRLSettings,
             "ppo": PPOSettings}
@@ -41,7 +42,7 @@ class ScriptArguments:
     """What a training stage reads and where it writes (the method's settings hold the rest)."""
 
     model: str = "tiny-llama"
-    """base model: a name from rlxf.models (smollm2-135m-instruct, tiny-llama, ...), a hub id or a directory"""
+    """base model: a name from rlxf.lm.models (smollm2-135m-instruct, tiny-llama, ...), a hub id or a directory"""
     data: str = "fixtures"
     """corpora for sft (political tweets) and reward (HH-RLHF): "fixtures", "" (auto) or a data directory"""
     output_dir: str = "artifacts/train"

@@ -7,9 +7,9 @@ import sys
 
 import torch
 
-from rlxf.distributed import init_from_env, rank_and_world
-from rlxf.models import load_causal_lm
-from rlxf.ppo import PPOSettings, PPOTrainer
+from rlxf.algos.ppo import PPOSettings, PPOTrainer
+from rlxf.infra.distributed import init_from_env, rank_and_world
+from rlxf.lm.models import load_causal_lm
 
 QUERIES = ["Should taxes go up?", "What about schools?", "Is trade good for workers?", "Why vote at all?"]
 RESPONSES = [[11, 12, 13, 14, 15, 16], [21, 22, 23, 24, 25, 26], [31, 32, 33, 34, 35, 36], [41, 42, 43, 44, 45, 46]]

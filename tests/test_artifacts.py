@@ -11,9 +11,9 @@ import torch
 from huggingface_hub import ModelCard
 from peft import PeftModel
 
-from rlxf.adapters import attach_policy, push_adapter, push_adapters, save_adapter
-from rlxf.models import SMOLLM2, SMOLLM2_HUB_ID, base_model_reference, load_causal_lm
-from rlxf.ppo import PPOSettings
+from rlxf.algos.ppo import PPOSettings
+from rlxf.lm.adapters import attach_policy, push_adapter, push_adapters, save_adapter
+from rlxf.lm.models import SMOLLM2, SMOLLM2_HUB_ID, base_model_reference, load_causal_lm
 
 
 @pytest.fixture(scope="module")

@@ -1,10 +1,10 @@
-"""rlxf.batching: length-bucketed batches are a permutation, cut where a Trainer cuts, and carry little padding."""
+"""rlxf.infra.batching: length-bucketed batches are a permutation, cut where a Trainer cuts, carry little padding."""
 
 import numpy as np
 import pytest
 import torch
 
-from rlxf.batching import BucketByLength, LengthBucketSampler, padding_ratio
+from rlxf.infra.batching import BucketByLength, LengthBucketSampler, padding_ratio
 
 
 def _lengths(n=203, seed=0):

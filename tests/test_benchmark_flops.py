@@ -8,8 +8,8 @@ from torch.utils.flop_counter import FlopCounterMode
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from benchmarks.workers.flops import matmul_peak_gflops, model_flops, update_flops
-from rlxf.adapters import attach_policy
-from rlxf.ppo import PPOSettings
+from rlxf.algos.ppo import PPOSettings
+from rlxf.lm.adapters import attach_policy
 
 
 def lora_llama(attn_implementation: str = "sdpa"):

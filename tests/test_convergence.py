@@ -220,7 +220,7 @@ def test_distinct_n_flags_repetition():
 
 
 def test_snapshot_distances_track_a_run(tmp_path):
-    from rlxf.adapters import save_adapter
+    from rlxf.lm.adapters import save_adapter
 
     model = two_adapter_model()
     save_adapter(model, "dem", tmp_path / "round-0" / "dem")
@@ -247,7 +247,7 @@ def test_snapshot_distances_track_a_run(tmp_path):
 
 
 def test_embed_texts_mean_pools_and_normalises():
-    from rlxf.models import load_classifier
+    from rlxf.lm.models import load_classifier
 
     encoder, tokenizer = load_classifier("tiny-bert")
     texts = ["taxes should be cut", "healthcare for all", "taxes should be cut"]

@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from rlxf import device as rlxf_device
-from rlxf.device import FrozenLowPrecisionLinear, Precision, cpu_bf16_flags, precision, store_frozen_weights
-from rlxf.evaluation import token_logprobs
-from rlxf.generation import chat_prompt, encode_text
-from rlxf.models import load_causal_lm
-from rlxf.ppo import PPOSettings, PPOTrainer
+from rlxf.algos.ppo import PPOSettings, PPOTrainer
+from rlxf.eval.policy import token_logprobs
+from rlxf.infra import threads
+from rlxf.lm import precision as rlxf_device
+from rlxf.lm.generation import chat_prompt, encode_text
+from rlxf.lm.models import load_causal_lm
+from rlxf.lm.precision import FrozenLowPrecisionLinear, Precision, cpu_bf16_flags, precision, store_frozen_weights
 
 pytestmark = [pytest.mark.filterwarnings("ignore:Model has `tie_word_embeddings=True`:UserWarning"),
               pytest.mark.usefixtures("one_thread")]  # one_thread: tests/conftest.py
@@ -67,7 +68,7 @@ def test_cpu_flags_are_read_from_cpuinfo(tmp_path):
     without.write_text("processor\t: 0\nflags\t\t: fpu sse avx2 avx512f\n")
     assert cpu_bf16_flags(str(with_bf16)) == {"avx512_bf16", "amx_bf16"}
     assert cpu_bf16_flags(str(without)) == frozenset()
-    assert cpu_bf16_flags(str(tmp_path / "missing")) is None  # not Linux: rlxf.device times a matmul instead
+    assert cpu_bf16_flags(str(tmp_path / "missing")) is None  # not Linux: rlxf.lm.precision times a matmul instead
 
 
 # --- numerics on tiny-llama -----------------------------------------------------------------------------------
@@ -127,16 +128,16 @@ def ppo_settings(dtype: str, **overrides) -> PPOSettings:
 
 @pytest.mark.parametrize("dtype", ["fp32", "bf16"])
 def test_ppo_ratio_is_exactly_one_before_the_first_update(dtype, monkeypatch):
-    import rlxf.ppo
+    import rlxf.algos.ppo
 
     log_ratios = []
-    policy_loss = rlxf.ppo.policy_loss
+    policy_loss = rlxf.algos.ppo.policy_loss
 
     def recording(logprobs, old_logprobs, advantages, mask, cliprange):
         log_ratios.append(((logprobs - old_logprobs) * mask).detach())
         return policy_loss(logprobs, old_logprobs, advantages, mask, cliprange)
 
-    monkeypatch.setattr(rlxf.ppo, "policy_loss", recording)
+    monkeypatch.setattr(rlxf.algos.ppo, "policy_loss", recording)
     monkeypatch.setattr(rlxf_device, "cpu_has_fast_bf16", lambda: NATIVE)  # bf16 without a warning anywhere
     model, tokenizer = load_causal_lm("tiny-llama", device="cpu")
     trainer = PPOTrainer(model, tokenizer, ppo_settings(dtype, ppo_epochs=2))
@@ -192,20 +193,20 @@ def test_chat_prompt_adds_no_default_system_prompt():
 def test_follow_thread_budget_takes_the_share_the_runner_writes(tmp_path, monkeypatch):
     before = torch.get_num_threads()
     budget = tmp_path / "04"
-    monkeypatch.setenv(rlxf_device.THREADS_FILE, str(budget))
+    monkeypatch.setenv(threads.THREADS_FILE, str(budget))
     try:
         budget.write_text("2\n")
-        assert rlxf_device.follow_thread_budget() == 2 == torch.get_num_threads()
+        assert threads.follow_thread_budget() == 2 == torch.get_num_threads()
         budget.write_text("1\n")
-        assert rlxf_device.follow_thread_budget() == 1 == torch.get_num_threads()
+        assert threads.follow_thread_budget() == 1 == torch.get_num_threads()
         for unusable in ("", "many", "0"):  # a half-written or nonsense file changes nothing
             budget.write_text(unusable)
-            assert rlxf_device.follow_thread_budget() == 1
+            assert threads.follow_thread_budget() == 1
         budget.unlink()
-        assert rlxf_device.follow_thread_budget() == 1
-        monkeypatch.delenv(rlxf_device.THREADS_FILE)
+        assert threads.follow_thread_budget() == 1
+        monkeypatch.delenv(threads.THREADS_FILE)
         torch.set_num_threads(2)
-        assert rlxf_device.follow_thread_budget() == 2  # no runner: left alone
+        assert threads.follow_thread_budget() == 2  # no runner: left alone
     finally:
         torch.set_num_threads(before)
 
@@ -214,9 +215,9 @@ def test_trainers_follow_the_thread_budget_at_every_step(tmp_path, monkeypatch):
     before = torch.get_num_threads()
     budget = tmp_path / "03"
     budget.write_text("1\n")
-    monkeypatch.setenv(rlxf_device.THREADS_FILE, str(budget))
+    monkeypatch.setenv(threads.THREADS_FILE, str(budget))
     try:
-        rlxf_device.thread_budget_callback().on_step_begin(None, None, None)
+        threads.thread_budget_callback().on_step_begin(None, None, None)
         assert torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)

@@ -12,7 +12,7 @@ import sys
 import torch
 import yaml
 
-from rlxf.distributed import average_gradients, masked_moments, mean_over_ranks, rank_and_world
+from rlxf.infra.distributed import average_gradients, masked_moments, mean_over_ranks, rank_and_world
 from rlxf.paths import REPO_ROOT
 
 WORKER = REPO_ROOT / "tests" / "ddp_ppo_worker.py"

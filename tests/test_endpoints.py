@@ -1,5 +1,6 @@
 """Endpoint judges and raters for notebooks 04, 05 and 07, against a stub OpenAI-compatible server on 127.0.0.1:
-`make_judge` (judge_url / judge_endpoint_model) and `Rater.from_endpoint` (rater_url / rater_endpoint_model)."""
+`make_judge` (judge_url / judge_endpoint_model) and `GeneratedRater.from_endpoint` (rater_url /
+rater_endpoint_model)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import pytest
 
 from rlxf.rewards.judge import HTTPJudge, make_judge
 from rlxf.selfplay import Bot, TwoBotDebate
-from rlxf.selfplay.rating import PARSED, RATER_SYSTEM_PROMPT, Rater
+from rlxf.selfplay.generated_rater import RATER_SYSTEM_PROMPT, GeneratedRater
+from rlxf.selfplay.rating_parse import PARSED
 from tests.stubs import local_server
 
 SECRET = "sk-endpoint-secret-123"
@@ -63,7 +65,7 @@ def test_make_judge_refuses_the_key_over_plain_http_to_another_host(monkeypatch)
 
 
 def test_endpoint_rater_parses_the_rating_from_the_reply(stub):
-    rater = Rater.from_endpoint(stub.url, "served-rater", retries=0)
+    rater = GeneratedRater.from_endpoint(stub.url, "served-rater", retries=0)
     rating = rater.rate("Taxes should be lower.", adapter="democrat")  # the adapter is ignored: one rater for both
     assert (rating.value, rating.path, rating.reply) == (73.0, PARSED, "73")
     body = stub.requests[-1]["body"]
@@ -74,7 +76,7 @@ def test_endpoint_rater_parses_the_rating_from_the_reply(stub):
 
 
 def test_endpoint_rater_has_no_logprob_fallback_and_names_failures(stub):
-    rater = Rater.from_endpoint(stub.url, "served-rater", retries=0, timeout_s=5.0)
+    rater = GeneratedRater.from_endpoint(stub.url, "served-rater", retries=0, timeout_s=5.0)
     stub.answer = lambda message: "I would rather not say."
     with pytest.raises(ValueError, match="no logprob fallback"):
         rater.rate("Some text.")
@@ -82,12 +84,13 @@ def test_endpoint_rater_has_no_logprob_fallback_and_names_failures(stub):
     with pytest.raises(RuntimeError, match=r"rater endpoint failed \(http_503\)"):
         rater.rate("Some text.")
     with pytest.raises(ValueError, match="rater_endpoint_model is empty"):
-        Rater.from_endpoint(stub.url, "")
+        GeneratedRater.from_endpoint(stub.url, "")
 
 
 def test_a_debate_runs_with_the_endpoint_rater(stub):
     stub.answer = lambda message: "I'd say 40 out of 100."
     bots = [Bot("democrat", lambda prompt: "We should invest in schools.", adapter="democrat"),
             Bot("republican", lambda prompt: "We should cut spending.", adapter="republican")]
-    transcript = TwoBotDebate(bots, Rater.from_endpoint(stub.url, "served-rater"), max_exchanges=1).run_episode(seed=0)
+    rater = GeneratedRater.from_endpoint(stub.url, "served-rater")
+    transcript = TwoBotDebate(bots, rater, max_exchanges=1).run_episode(seed=0)
     assert transcript and all(row["rating_by_other"] == 40.0 for row in transcript)

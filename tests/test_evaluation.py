@@ -6,20 +6,18 @@ import torch
 from peft import LoraConfig, get_peft_model
 from scipy import stats
 
-from rlxf.evaluation import (
+from rlxf.algos.trl_online import TRLSettings, train_trl
+from rlxf.analysis.stats import (
     bootstrap_ci,
     compare,
     compare_paired,
     expected_reward_table,
     least_squares_slope,
     minimum_detectable_effect,
-    policy_report,
-    summarise,
     t_interval,
-    token_logprobs,
 )
-from rlxf.models import load_causal_lm
-from rlxf.trl_runs import TRLSettings, train_trl
+from rlxf.eval.policy import policy_report, summarise, token_logprobs
+from rlxf.lm.models import load_causal_lm
 
 PROMPTS = ["Propose a condition:", "The fiscal target is", "Describe the reform.", "Another one:"]
 
@@ -199,5 +197,5 @@ def test_trl_settings_reject_bad_values():
     with pytest.raises(ValueError, match="num_generations"):
         TRLSettings(num_generations=1)
     with pytest.raises(ValueError, match="method"):
-        from rlxf.trl_runs import trl_config
+        from rlxf.algos.trl_online import trl_config
         trl_config("ppo", TRLSettings())

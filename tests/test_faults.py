@@ -22,9 +22,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from rlxf.checkpoint import CorruptCheckpoint, RunMismatch, clean_orphans, verify_checkpoint
-from rlxf.models import load_causal_lm
-from rlxf.ppo import PPOSettings, PPOTrainer, RewardFunctionError
+from rlxf.algos.ppo import PPOSettings, PPOTrainer, RewardFunctionError
+from rlxf.infra.checkpoint import CorruptCheckpoint, RunMismatch, clean_orphans, verify_checkpoint
+from rlxf.lm.models import load_causal_lm
 from rlxf.rewards.judge import Evaluator, EvaluatorSettings, HTTPJudge, JudgeError
 from tests.stubs import local_server
 
@@ -91,7 +91,7 @@ def test_same_seed_twice_gives_the_same_run(uninterrupted, tmp_path):
 def child(output_dir: str, mode: str) -> None:
     """The child process: a PPO run of STEPS steps; "die-in-write" kills itself while checkpoint-4 is being written."""
     torch.set_num_threads(1)
-    import rlxf.checkpoint as checkpoint
+    import rlxf.infra.checkpoint as checkpoint
 
     if mode == "die-in-write":
         write_manifest = checkpoint.write_manifest

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from trl.trainer.utils import get_callable_name
 
-from rlxf.models import load_causal_lm, load_classifier
+from rlxf.lm.models import load_causal_lm, load_classifier
 from rlxf.rewards.judge import (
     Evaluator,
     EvaluatorSettings,
@@ -315,7 +315,7 @@ def test_local_judge_with_sentiment_verdicts():
 
 
 class _ScriptedLM:
-    """Stands in for rlxf.generation.generate: the first call forgets the verdict, the follow-up writes it."""
+    """Stands in for rlxf.lm.generation.generate: the first call forgets the verdict, the follow-up writes it."""
 
     def __init__(self):
         self.prompts: list[list[str]] = []

@@ -10,15 +10,17 @@ import pytest
 
 from rlxf.paths import REPO_ROOT
 
-# Lowest first; a module may import modules of its own layer or lower ones. Packages name their whole folder.
+# Lowest first; a module may import modules of its own layer or lower ones. Each room is a folder of `rlxf/` (or one of
+# the few top-level modules), so `ls rlxf` shows the layers.
 LAYERS = [
-    {"rlxf.paths", "rlxf.memory", "rlxf.plotting", "rlxf.textstats", "rlxf.device", "rlxf.checks", "rlxf.tracking",
-     "rlxf.progress", "rlxf.distributed", "rlxf.batching"},
-    {"rlxf.models", "rlxf.data", "rlxf.adapters", "rlxf.generation", "rlxf.checkpoint"},
-    {"rlxf.ppo", "rlxf.sft", "rlxf.trl_runs", "rlxf.evaluation", "rlxf.rewards", "rlxf.preference_opt"},
-    {"rlxf.selfplay"},
-    {"rlxf.notebook", "rlxf.run", "rlxf.train", "rlxf.report", "rlxf.runlog"},
+    {"rlxf.paths", "rlxf.progress", "rlxf.analysis", "rlxf.infra"},  # ground floor: no model code
+    {"rlxf.lm", "rlxf.data"},  # a name becomes a model and samples; corpora become tables
+    {"rlxf.rewards", "rlxf.eval"},  # every reward_fn; measuring a policy
+    {"rlxf.algos"},  # PPO, SFT, DPO, TRL's online trainers
+    {"rlxf.selfplay"},  # two bots, ratings, the two-bot trainer
+    {"rlxf.run", "rlxf.train"},  # the notebook runner, its records and report; stages from YAML
 ]
+TOP_LEVEL_MODULES = {"__init__.py", "paths.py", "progress.py", "train.py"}
 
 
 def _module_name(path: Path) -> str:
@@ -92,9 +94,9 @@ def test_size_limits_of_the_layout():
 
 
 def test_one_home_for_lora_configs_and_adapter_switches():
-    """`LoraConfig(` and every context manager that switches adapters live in rlxf/adapters.py alone."""
+    """`LoraConfig(` and every context manager that switches adapters live in rlxf/lm/adapters.py alone."""
     for path in (REPO_ROOT / "rlxf").rglob("*.py"):
-        if path.name == "adapters.py":
+        if path.relative_to(REPO_ROOT).as_posix() == "rlxf/lm/adapters.py":
             continue
         tree = ast.parse(path.read_text())
         calls = {node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
@@ -106,3 +108,30 @@ def test_one_home_for_lora_configs_and_adapter_switches():
                          if isinstance(c, ast.Call) and isinstance(c.func, ast.Attribute)}
                 where = f"{path.relative_to(REPO_ROOT)}:{fn.lineno} {fn.name}"
                 assert not inner & {"set_adapter", "disable_adapter"}, f"{where} switches adapters: use using_adapter"
+
+
+def test_the_top_level_shows_the_layers():
+    """`ls rlxf`: the role folders of LAYERS and at most six modules."""
+    top = REPO_ROOT / "rlxf"
+    modules = {p.name for p in top.glob("*.py")}
+    folders = {p.name for p in top.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
+    rooms = {room.split(".")[1] for layer in LAYERS for room in layer}
+    assert modules == TOP_LEVEL_MODULES and len(modules) <= 6
+    assert folders == {room for room in rooms if f"{room}.py" not in modules}
+
+
+def test_one_home_for_adapter_loading():
+    """Saved adapters are loaded in rlxf/lm/adapters.py alone (PEFT's loaders are called nowhere else)."""
+    for path in (REPO_ROOT / "rlxf").rglob("*.py"):
+        if path.relative_to(REPO_ROOT).as_posix() == "rlxf/lm/adapters.py":
+            continue
+        tree = ast.parse(path.read_text())
+        defs = {n.name for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)}
+        assert not {d for d in defs if d.startswith("load_adapter")}, f"{path.relative_to(REPO_ROOT)} loads adapters"
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call):
+                name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+                owner = ast.unparse(node.func.value) if isinstance(node.func, ast.Attribute) else ""
+                peft_call = (name == "set_peft_model_state_dict" or (name == "from_pretrained" and "Peft" in owner)
+                             or (name == "load_adapter" and isinstance(node.func, ast.Attribute)))
+                assert not peft_call, f"{path.relative_to(REPO_ROOT)}:{node.lineno} loads an adapter"

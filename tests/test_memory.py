@@ -1,8 +1,8 @@
-"""rlxf.memory: a phase's peak in this process, and the environment of `peak_memory`'s fresh process."""
+"""rlxf.infra.memory: a phase's peak in this process, and the environment of `peak_memory`'s fresh process."""
 
 import pytest
 
-from rlxf.memory import PhasePeak, hold, memory_measure, peak_memory, process_peak_bytes
+from rlxf.infra.memory import PhasePeak, hold, memory_measure, peak_memory, process_peak_bytes
 
 
 def test_phase_peak_sees_only_its_block_and_keeps_the_process_peak():

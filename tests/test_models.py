@@ -13,7 +13,7 @@ import pytest
 import torch
 from huggingface_hub import constants as hf_constants
 
-from rlxf import models
+from rlxf.lm import models
 
 GGUF_MISSING = importlib.util.find_spec(models.SMOLLM2_PACKAGE) is None
 MINILM_MISSING = importlib.util.find_spec(models.MINILM_PACKAGE) is None

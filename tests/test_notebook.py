@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from rlxf.data import TABLES
-from rlxf.notebook import record_headline, setup
+from rlxf.run.notebook import record_headline, setup
 
 
 def test_setup_seeds_locates_and_hydrates(tmp_path, capsys):

@@ -10,7 +10,7 @@ import ast
 import nbformat
 import pytest
 
-from rlxf.run import COMMON_PARAMS, NOTEBOOKS_DIR, discover_notebooks
+from rlxf.run.runner import COMMON_PARAMS, NOTEBOOKS_DIR, discover_notebooks
 
 NOTEBOOKS = sorted(discover_notebooks().values())
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import pytest
 
+from rlxf.analysis.plotting import PARTY_COLOURS, draw_neutral_band, party_colour, save_figure
 from rlxf.data.political import PARTIES
-from rlxf.plotting import PARTY_COLOURS, draw_neutral_band, party_colour, save_figure
 from rlxf.selfplay import SelfPlaySettings
 
 

@@ -8,10 +8,7 @@ import math
 import pytest
 import torch
 
-from rlxf.checkpoint import RunMismatch
-from rlxf.generation import collate, truncate_after_eos
-from rlxf.models import load_causal_lm
-from rlxf.ppo import (
+from rlxf.algos.ppo import (
     AdaptiveKLController,
     FixedKLController,
     PPOSettings,
@@ -24,6 +21,9 @@ from rlxf.ppo import (
     policy_loss,
     value_loss,
 )
+from rlxf.infra.checkpoint import RunMismatch
+from rlxf.lm.generation import collate, truncate_after_eos
+from rlxf.lm.models import load_causal_lm
 
 PROMPTS = ["What is justice?", "How are you today?", "The movie was", "I think the government"]
 

@@ -10,25 +10,21 @@ import pandas as pd
 import pytest
 import torch
 
-from rlxf.models import load_causal_lm, load_classifier
-from rlxf.preference_opt import (
+from rlxf.algos.dpo import (
     DPOSettings,
     MappedPromptReward,
-    annotator_sides,
-    borda_scores,
     check_beta,
-    check_rate,
-    contested,
     dpo_config,
     dpo_loss,
     dpo_token_ids,
     implicit_rewards,
     sequence_logps,
     shorten,
-    simulate_labels,
     train_dpo,
 )
-from rlxf.rewards.preference import PreferenceSettings, clean_pairs, score_pairs
+from rlxf.lm.models import load_causal_lm, load_classifier
+from rlxf.rewards.annotators import annotator_sides, borda_scores, check_rate, contested, simulate_labels
+from rlxf.rewards.bradley_terry import PreferenceSettings, clean_pairs, score_pairs
 from rlxf.rewards.robust import (
     ids_relabel,
     probit_preference_loss,
@@ -122,7 +118,7 @@ def test_trls_loss_equals_dpo_loss_on_our_log_probabilities():
     from datasets import Dataset
     from trl import DPOTrainer
 
-    from rlxf.adapters import lora_config
+    from rlxf.lm.adapters import lora_config
 
     model, tokenizer = load_causal_lm("tiny-llama", device="cpu")
     settings = DPOSettings(beta=0.5, max_length=64, dtype="fp32", lora_target_modules="all-linear")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from rlxf import progress as progress_module
-from rlxf.models import load_causal_lm, load_classifier
+from rlxf.lm.models import load_causal_lm, load_classifier
 from rlxf.progress import progress
 
 
@@ -27,18 +27,18 @@ def bars(monkeypatch):
         opened.append(desc)
         return progress(*args, desc=desc, **kwargs)
 
-    import rlxf.evaluation
-    import rlxf.generation
+    import rlxf.eval.policy
+    import rlxf.lm.generation
     import rlxf.rewards.classifiers
 
-    for module in (rlxf.generation, rlxf.evaluation, rlxf.rewards.classifiers):
+    for module in (rlxf.lm.generation, rlxf.eval.policy, rlxf.rewards.classifiers):
         monkeypatch.setattr(module, "progress", recording)
     return opened
 
 
 def test_generation_evaluation_and_prediction_have_bars(bars):
-    from rlxf.evaluation import policy_report
-    from rlxf.generation import generate
+    from rlxf.eval.policy import policy_report
+    from rlxf.lm.generation import generate
     from rlxf.rewards.classifiers import predict_logits
 
     model, tokenizer = load_causal_lm("tiny-llama")

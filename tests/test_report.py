@@ -1,11 +1,11 @@
-"""rlxf.report: the README's measured numbers are the committed results, formatted, and nothing else."""
+"""rlxf.run.report: the README's measured numbers are the committed results, formatted, and nothing else."""
 
 import json
 
 import pytest
 
 from rlxf.paths import REPO_ROOT
-from rlxf.report import fmt, render, replace_section, section_in
+from rlxf.run.report import fmt, render, replace_section, section_in
 
 
 def test_fmt_by_hand():
@@ -58,6 +58,6 @@ def test_replace_section_round_trip():
 
 def test_the_readme_quotes_the_committed_demo_results():
     """The README's measured section is exactly what the committed results/demo/ files render to: a number changed
-    in either place without the other fails here (regenerate with `python -m rlxf.report --write-readme`)."""
+    in either place without the other fails here (regenerate with `python -m rlxf.run.report --write-readme`)."""
     readme = (REPO_ROOT / "README.md").read_text()
     assert section_in(readme, "demo") == render(REPO_ROOT / "results" / "demo", "demo")

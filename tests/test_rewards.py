@@ -12,8 +12,17 @@ from trl import GRPOConfig, GRPOTrainer
 from trl.trainer.utils import get_callable_name, is_async_callable
 
 from rlxf.data.mona import model_text
-from rlxf.models import load_causal_lm, load_classifier
+from rlxf.lm.models import load_causal_lm, load_classifier
 from rlxf.rewards.base import CombinedReward, ConstantReward, check_batch
+from rlxf.rewards.bradley_terry import (
+    PreferenceSettings,
+    RewardEnsemble,
+    encode_texts,
+    flip_labels,
+    pairwise_accuracy,
+    score_texts,
+    train_reward_model,
+)
 from rlxf.rewards.classifiers import (
     ClassifierReward,
     ClassifierSettings,
@@ -26,15 +35,6 @@ from rlxf.rewards.classifiers import (
     train_classifier,
 )
 from rlxf.rewards.experience import ExperienceReward
-from rlxf.rewards.preference import (
-    PreferenceSettings,
-    RewardEnsemble,
-    encode_texts,
-    flip_labels,
-    pairwise_accuracy,
-    score_texts,
-    train_reward_model,
-)
 from rlxf.rewards.reports import baselines, calibration, classification_report
 
 COMPLETIONS = ["What a wonderful film!", "Terrible plot, boring music.", "", "I think taxes should be cut.", "ok"]

@@ -9,8 +9,9 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
-from rlxf import run
 from rlxf.paths import REPO_ROOT
+from rlxf.run import runlog
+from rlxf.run import runner as run
 
 
 def _notebook(path: Path, body: str, params: str | None = None) -> Path:
@@ -141,7 +142,7 @@ def test_profile_values_are_type_checked_too(tmp_path):
 
 
 def test_headlines_are_merged_with_the_total_and_published(tmp_path):
-    body = ("from rlxf.notebook import record_headline\n"
+    body = ("from rlxf.run.notebook import record_headline\n"
             "record_headline(artifacts_dir, '{key}', {{'sentiment': {{'{key}': {value}}}, 'n{key}': 1}})")
     notebooks = {"01": _notebook(tmp_path / "01_a.ipynb", body.format(key="01", value=0.5)),
                  "02": _notebook(tmp_path / "02_b.ipynb", body.format(key="02", value=2))}
@@ -168,7 +169,7 @@ def test_two_notebooks_may_not_write_one_headline_number_differently(tmp_path):
     for key, value in (("01", 1), ("02", 2)):
         (tmp_path / "artifacts" / "headline" / f"{key}.json").write_text(json.dumps({"a": {"b": value}}))
     with pytest.raises(run.RunnerError, match="headline key 02.a.b is written by two notebooks"):
-        run._write_headline(_profile(tmp_path), 1.0)
+        runlog._write_headline(_profile(tmp_path), 1.0)
 
 
 def test_publish_needs_a_run(tmp_path):

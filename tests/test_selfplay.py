@@ -1,4 +1,4 @@
-"""Self-play: rating parsing, the logprob fallback, the Rater, the two-bot environment's contract, transcripts."""
+"""Self-play: rating parsing, the logprob fallback, the GeneratedRater, the two-bot environment, transcripts."""
 
 from __future__ import annotations
 
@@ -18,12 +18,11 @@ from hypothesis import strategies as st
 from peft import LoraConfig, get_peft_model
 from torch import nn
 
-from rlxf.adapters import save_adapter, using_adapter
-from rlxf.generation import chat_prompt
-from rlxf.models import load_causal_lm
+from rlxf.data.prompts import LEADING_PROMPTS, POLITICAL_QUESTIONS
+from rlxf.lm.adapters import save_adapter, using_adapter
+from rlxf.lm.generation import chat_prompt
+from rlxf.lm.models import load_causal_lm
 from rlxf.selfplay import (
-    LEADING_PROMPTS,
-    POLITICAL_ISSUES,
     Bot,
     Reply,
     SelfPlayEnv,
@@ -33,15 +32,8 @@ from rlxf.selfplay import (
     run_episode,
     write_transcripts,
 )
-from rlxf.selfplay.rating import (
-    FALLBACK,
-    PARSED,
-    Rater,
-    number_distribution,
-    number_token_ids,
-    parse_rating,
-    rating_from_logprobs,
-)
+from rlxf.selfplay.generated_rater import GeneratedRater, number_distribution, number_token_ids, rating_from_logprobs
+from rlxf.selfplay.rating_parse import FALLBACK, PARSED, parse_rating
 
 # ------------------------------------------------------------------------------------------------ parse_rating
 
@@ -275,12 +267,13 @@ def test_rating_from_logprobs_is_the_expected_rating(tiny):
     assert rating_from_logprobs(model, tokenizer, prompt, chat=False) == pytest.approx(0.75 * 7 + 0.25 * 42)
 
 
-# ------------------------------------------------------------------------------------------------ Rater
+# ------------------------------------------------------------------------------------------------ GeneratedRater
 
 
-def fixed_rater(replies: dict[str | None, str], fallback: float | None = None) -> Rater:
+def fixed_rater(replies: dict[str | None, str], fallback: float | None = None) -> GeneratedRater:
     """A deterministic rater: each adapter (who rates) always answers the same text."""
-    return Rater(lambda prompt, adapter: replies[adapter], None if fallback is None else (lambda p, a: fallback))
+    fallback_fn = None if fallback is None else (lambda p, a: fallback)
+    return GeneratedRater(lambda prompt, adapter: replies[adapter], fallback_fn)
 
 
 def test_rater_parses_falls_back_and_counts():
@@ -301,13 +294,14 @@ def test_rater_without_fallback_refuses_a_reply_without_number():
     with pytest.raises(ValueError, match="holds no rating"):
         fixed_rater({None: "I agree."}).rate("text")
     with pytest.raises(ValueError, match="placeholder"):
-        Rater(lambda p, a: "1", template="no placeholder")
+        GeneratedRater(lambda p, a: "1", template="no placeholder")
 
 
 def test_normalise_maps_the_scale_to_minus_one_one():
-    assert Rater.normalise(1) == -1.0 and Rater.normalise(100) == 1.0 and Rater.normalise(50.5) == 0.0
+    normalise = GeneratedRater.normalise
+    assert normalise(1) == -1.0 and normalise(100) == 1.0 and normalise(50.5) == 0.0
     with pytest.raises(ValueError, match=r"in \[1, 100\]"):
-        Rater.normalise(0)
+        GeneratedRater.normalise(0)
 
 
 # ------------------------------------------------------------------------------------------------ environment
@@ -323,7 +317,7 @@ def test_reset_and_step_contract():
     env = SelfPlayEnv(fake_bots(), fixed_rater({"dem": "80", "rep": "I'd say 30/100"}), max_exchanges=3)
     assert isinstance(env, gymnasium.Env)
     observation, info = env.reset(seed=3)
-    assert isinstance(observation, str) and observation in POLITICAL_ISSUES
+    assert isinstance(observation, str) and observation in POLITICAL_QUESTIONS
     assert env.observation_space.contains(observation) and isinstance(info, dict)
     assert info["agent"] == "dem" and info["other"] == "rep" and info["transcript"] == []
     result = env.step("We need universal healthcare.")
@@ -332,7 +326,7 @@ def test_reset_and_step_contract():
     assert isinstance(observation, str) and isinstance(reward, float)
     assert terminated is False and truncated is False
     # The agent's reward is the OTHER bot's rating of its reply; the agent rates the other's reply back.
-    assert info["rating"] == 30.0 and reward == pytest.approx(Rater.normalise(30.0))
+    assert info["rating"] == 30.0 and reward == pytest.approx(GeneratedRater.normalise(30.0))
     assert info["opponent_turn"]["speaker"] == "rep" and info["opponent_turn"]["rating_by_other"] == 80.0
     assert observation == "rep says yes to: We need universal he"  # the other's reply is the next observation
     assert info["parse_path"] == PARSED and info["ratings"] == [30.0, 80.0]
@@ -392,7 +386,7 @@ def test_reset_options_seed_and_bad_input():
     observation, info = env.reset(options={"agent": "rep", "issue": "Is pizza a vegetable?"})
     assert observation == "Is pizza a vegetable?" and info["agent"] == "rep"
     _, reward, *_ = env.step("Yes.")
-    assert reward == pytest.approx(Rater.normalise(60.0))  # now dem rates the agent rep
+    assert reward == pytest.approx(GeneratedRater.normalise(60.0))  # now dem rates the agent rep
     with pytest.raises(ValueError, match="unknown options"):
         env.reset(options={"speaker": "dem"})
     with pytest.raises(ValueError, match="options\\['agent'\\] must be one of"):
@@ -484,7 +478,7 @@ def test_using_adapter_restores_the_active_adapter_and_trainability():
 def test_episode_with_real_adapters_and_model_rater():
     model, tokenizer = two_bot_model()
     bots = [Bot.from_adapter(name, model, tokenizer, name, max_new_tokens=6) for name in ("dem", "rep")]
-    rater = Rater.from_model(model, tokenizer, max_new_tokens=4)
+    rater = GeneratedRater.from_model(model, tokenizer, max_new_tokens=4)
     env = SelfPlayEnv(bots, rater, max_exchanges=1)
     transcript = run_episode(env, bots[0].reply_fn, seed=0)
     assert [row["speaker"] for row in transcript] == ["dem", "rep"]
@@ -504,7 +498,7 @@ def test_episode_with_real_adapters_and_model_rater():
 
 
 def test_ppo_step_for_dem_changes_only_dems_adapter():
-    from rlxf.ppo import PPOSettings, PPOTrainer
+    from rlxf.algos.ppo import PPOSettings, PPOTrainer
 
     model, tokenizer = two_bot_model()
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
@@ -514,10 +508,11 @@ def test_ppo_step_for_dem_changes_only_dems_adapter():
     observations = [env.reset(seed=s)[0] for s in (0, 1)]
     queries = [chat_prompt(tokenizer, o) for o in observations]
     responses = ["We should compromise.", "No way."]
-    rewards = [Rater.normalise(90.0), Rater.normalise(10.0)]
+    rewards = [GeneratedRater.normalise(90.0), GeneratedRater.normalise(10.0)]
     trainer.step(queries, responses, rewards)
     after = {name: p.detach() for name, p in trainer.model.named_parameters()}
-    # Frozen base weights may now be stored in bf16 (rlxf.device.store_frozen_weights): compare in the stored dtype.
+    # Frozen base weights may now be stored in bf16 (rlxf.lm.precision.store_frozen_weights): compare in the stored
+    # dtype.
     changed = {name for name, p in before.items()
                if name in after and not torch.equal(p.to(after[name].dtype), after[name])}
     assert changed, "the PPO step changed no parameter"
@@ -530,7 +525,7 @@ def test_ppo_step_for_dem_changes_only_dems_adapter():
 
 
 def selfplay_trainer(output_dir=None, rater=None, **overrides):
-    from rlxf.ppo import PPOSettings
+    from rlxf.algos.ppo import PPOSettings
     from rlxf.selfplay import SelfPlaySettings, SelfPlayTrainer
 
     torch.set_num_threads(1)
@@ -601,7 +596,7 @@ def test_selfplay_neutral_streak_stops_training():
 
 
 def test_selfplay_rejects_bad_settings():
-    from rlxf.ppo import PPOSettings
+    from rlxf.algos.ppo import PPOSettings
     from rlxf.selfplay import SelfPlaySettings, SelfPlayTrainer
 
     with pytest.raises(ValueError, match="debates_per_round must be an int >= 1"):
@@ -619,21 +614,21 @@ def test_selfplay_rejects_bad_settings():
 
 
 def test_peak_memory_sees_an_allocation():
-    from rlxf.memory import peak_memory
+    from rlxf.infra.memory import peak_memory
 
-    small = peak_memory("rlxf.memory:hold", {"megabytes": 0})
-    large = peak_memory("rlxf.memory:hold", {"megabytes": 300})
+    small = peak_memory("rlxf.infra.memory:hold", {"megabytes": 0})
+    large = peak_memory("rlxf.infra.memory:hold", {"megabytes": 300})
     assert large["result"] == 300 and small["measure"] == large["measure"]
     if large["measure"] in ("VmHWM", "ru_maxrss"):  # pytest's own big process must not leak into the child's peak
         assert 250 * 2**20 < large["peak_bytes"] - small["peak_bytes"] < 400 * 2**20
     with pytest.raises(RuntimeError, match="(?s)hold.*failed.*megabytes must be an int"):
-        peak_memory("rlxf.memory:hold", {"megabytes": -1})
+        peak_memory("rlxf.infra.memory:hold", {"megabytes": -1})
     with pytest.raises(ValueError, match="module:function"):
-        peak_memory("rlxf.memory.hold")
+        peak_memory("rlxf.infra.memory.hold")
 
 
 def test_memory_probe_runs_both_shapes(tmp_path):
-    from rlxf.memory import peak_memory
+    from rlxf.infra.memory import peak_memory
 
     model, _ = two_bot_model()
     dirs = [str(tmp_path / name) for name in ("dem", "rep")]
@@ -654,7 +649,7 @@ def test_memory_probe_runs_both_shapes(tmp_path):
 
 
 def test_sigmoid_rating_is_50_at_the_centre_monotone_and_clamped():
-    from rlxf.selfplay.raters import sigmoid_rating
+    from rlxf.selfplay.score_raters import sigmoid_rating
 
     assert sigmoid_rating(0.3, 0.3, 0.1) == pytest.approx(50.0)
     assert sigmoid_rating(0.4, 0.3, 0.1) == pytest.approx(100 / (1 + math.exp(-1)))  # one scale above the centre
@@ -666,7 +661,7 @@ def test_sigmoid_rating_is_50_at_the_centre_monotone_and_clamped():
 
 
 def likelihood_rater(**kwargs):
-    from rlxf.selfplay.raters import LikelihoodRatioRater
+    from rlxf.selfplay.score_raters import LikelihoodRatioRater
 
     torch.set_num_threads(1)
     model, tokenizer = two_bot_model()
@@ -747,7 +742,7 @@ def test_likelihood_fit_on_real_scores_puts_the_party_means_either_side_of_50():
 
 
 def test_likelihood_rater_errors_are_clear():
-    from rlxf.selfplay.raters import LikelihoodRatioRater
+    from rlxf.selfplay.score_raters import LikelihoodRatioRater
 
     rater = likelihood_rater()
     with pytest.raises(ValueError, match="call fit"):
@@ -777,7 +772,7 @@ def test_likelihood_rater_errors_are_clear():
 
 
 def test_likelihood_rater_drives_the_environment_and_the_trainer_checkpoint(tmp_path):
-    from rlxf.ppo import PPOSettings
+    from rlxf.algos.ppo import PPOSettings
     from rlxf.selfplay import SelfPlaySettings, SelfPlayTrainer
 
     rater = likelihood_rater(empty_rating=1.0, centre={"dem": 0.0, "rep": 0.0}, scale={"dem": 0.05, "rep": 0.05})
@@ -805,8 +800,8 @@ def test_likelihood_rater_drives_the_environment_and_the_trainer_checkpoint(tmp_
 
 
 def test_classifier_rater_rates_100_times_the_probability_of_its_party():
-    from rlxf.models import load_classifier
-    from rlxf.selfplay.raters import ClassifierRater
+    from rlxf.lm.models import load_classifier
+    from rlxf.selfplay.score_raters import ClassifierRater
 
     torch.set_num_threads(1)
     model, tokenizer = load_classifier("tiny-bert", num_labels=2, device="cpu")
@@ -824,7 +819,7 @@ def test_classifier_rater_rates_100_times_the_probability_of_its_party():
 
 
 def test_auc_ci_on_a_hand_made_example():
-    from rlxf.evaluation import auc_ci, rater_auc
+    from rlxf.analysis.stats import auc_ci, rater_auc
 
     # own party's texts score 0.35 and 0.8, the other's 0.1 and 0.4: 3 of the 4 pairs are ranked right
     assert auc_ci([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1])["auc"] == pytest.approx(0.75)
@@ -849,7 +844,7 @@ def test_auc_ci_on_a_hand_made_example():
 
 
 def test_choose_rater_auto_takes_the_best_rater_with_signal_else_the_generated_one():
-    from rlxf.selfplay.raters import choose_rater
+    from rlxf.selfplay.score_raters import choose_rater
 
     aucs = {"generated": {"d": 0.52, "r": 0.49}, "likelihood": {"d": 0.74, "r": 0.71},
             "classifier": {"d": 0.9, "r": 0.65}}
@@ -878,7 +873,7 @@ def test_run_seeds_keep_the_runs_debate_seeds_apart():
 
 
 def test_run_convergence_reads_one_run_by_both_criteria(tmp_path):
-    from rlxf.evaluation import least_squares_slope
+    from rlxf.analysis.stats import least_squares_slope
     from rlxf.selfplay import list_snapshots, read_history
     from rlxf.selfplay.convergence import neutral_streak, run_convergence, snapshot_distances
 

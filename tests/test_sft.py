@@ -12,20 +12,21 @@ import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 from transformers import AutoModelForCausalLM
 
-from rlxf.generation import SOCRATES_PROMPTS, chat_prompt, generate
-from rlxf.models import load_causal_lm
-from rlxf.sft import (
+from rlxf.algos.sft import (
     IGNORE_INDEX,
     METHODS,
     CausalLMCollator,
     SFTSettings,
     build_trainer,
     completion_perplexity,
-    load_adapter,
     perplexity,
     tokenize_pairs,
     train_lora_sft,
 )
+from rlxf.data.prompts import SOCRATES_PROMPTS
+from rlxf.lm.adapters import load_adapter
+from rlxf.lm.generation import chat_prompt, generate
+from rlxf.lm.models import load_causal_lm
 
 TEXTS = [
     "We will fight for working families and lower costs.",

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from rlxf.textstats import distinctive_words, lexicon, lexicon_share, words
+from rlxf.analysis.textstats import distinctive_words, lexicon, lexicon_share, words
 
 
 def test_words_drop_stop_words_and_case():

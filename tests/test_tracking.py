@@ -6,12 +6,12 @@ import importlib.util
 
 import pytest
 
-from rlxf.ppo import PPOSettings
+from rlxf.algos.ppo import PPOSettings
+from rlxf.algos.sft import SFTSettings, _training_kwargs
+from rlxf.algos.trl_online import TRLSettings, trl_config
+from rlxf.infra.tracking import REPORT_TO, check_report_to
 from rlxf.rewards import ClassifierSettings, PreferenceSettings
 from rlxf.selfplay.trainer import SelfPlaySettings
-from rlxf.sft import SFTSettings, _training_kwargs
-from rlxf.tracking import REPORT_TO, check_report_to
-from rlxf.trl_runs import TRLSettings, trl_config
 
 TRAINER_SETTINGS = [SFTSettings, ClassifierSettings, PreferenceSettings, TRLSettings]
 

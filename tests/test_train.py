@@ -8,10 +8,10 @@ import pytest
 import yaml
 
 from rlxf import train
+from rlxf.algos.ppo import PPOSettings
+from rlxf.algos.sft import SFTSettings
+from rlxf.algos.trl_online import TRLSettings
 from rlxf.paths import REPO_ROOT
-from rlxf.ppo import PPOSettings
-from rlxf.sft import SFTSettings
-from rlxf.trl_runs import TRLSettings
 
 CONFIGS = REPO_ROOT / "configs" / "train"
 

@@ -1,7 +1,7 @@
 """What both workers share: the task (policy, reward model, prompts), scoring, evaluation and the common record.
 
 Imported by a worker before its baseline memory is read, so the stack both libraries need (torch, transformers,
-peft, rlxf.models, rlxf.ppo) counts in both baselines; they then differ by what each library itself imports.
+peft, rlxf.lm.models, rlxf.algos.ppo) counts in both baselines; they then differ by what each library itself imports.
 Every rlxf name the benchmark's workers use is imported here, and only here.
 """
 
@@ -20,11 +20,11 @@ import torch
 from transformers import GenerationConfig
 
 from benchmarks.workers.settings import BenchSettings
-from rlxf.device import precision
-from rlxf.generation import collate, keeps_logits
-from rlxf.memory import PhasePeak
-from rlxf.models import load_causal_lm, load_classifier
-from rlxf.ppo import PPOSettings, PPOTrainer
+from rlxf.algos.ppo import PPOSettings, PPOTrainer
+from rlxf.infra.memory import PhasePeak
+from rlxf.lm.generation import collate, keeps_logits
+from rlxf.lm.models import load_causal_lm, load_classifier
+from rlxf.lm.precision import precision
 
 # Re-exported to the workers (besides what is defined here): their only way to rlxf.
 __all__ = ["PhasePeak", "PPOSettings", "PPOTrainer", "keeps_logits", "load_classifier"]

@@ -1,4 +1,4 @@
-"""Worker: one benchmark run of rlxf.ppo, as `peak_memory("benchmarks.workers.rlxf_worker:run", ...)`."""
+"""Worker: one benchmark run of rlxf.algos.ppo, as `peak_memory("benchmarks.workers.rlxf_worker:run", ...)`."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from benchmarks.workers.flops import matmul_peak_gflops, update_flops
 
 
 def run(settings: dict, seed: int) -> dict:
-    """rlxf.ppo: generate -> score -> step, `updates` times, each phase timed; then this machine's matmul peak."""
+    """rlxf.algos.ppo: generate -> score -> step, `updates` times, each phase timed; then this machine's matmul peak."""
     settings = start_worker(settings)
     policy, tokenizer, reward_model, prompt_ids = load_task(settings)
     config = PPOSettings(learning_rate=settings.learning_rate, batch_size=settings.batch_size,

@@ -11,6 +11,19 @@
 """
 
 from rlxf.rewards.base import CombinedReward, ConstantReward, RewardFunction, check_batch, check_texts
+from rlxf.rewards.bradley_terry import (
+    PreferenceResult,
+    PreferenceSettings,
+    RewardEnsemble,
+    check_pairs,
+    clean_pairs,
+    encode_texts,
+    flip_labels,
+    pairwise_accuracy,
+    score_pairs,
+    score_texts,
+    train_reward_model,
+)
 from rlxf.rewards.classifiers import (
     ClassifierResult,
     ClassifierReward,
@@ -37,19 +50,6 @@ from rlxf.rewards.judge import (
     parse_verdict,
     ranking_accuracy,
     verdict_score,
-)
-from rlxf.rewards.preference import (
-    PreferenceResult,
-    PreferenceSettings,
-    RewardEnsemble,
-    check_pairs,
-    clean_pairs,
-    encode_texts,
-    flip_labels,
-    pairwise_accuracy,
-    score_pairs,
-    score_texts,
-    train_reward_model,
 )
 from rlxf.rewards.reports import Calibration, baselines, calibration, classification_report
 from rlxf.rewards.robust import (

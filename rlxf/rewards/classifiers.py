@@ -20,18 +20,13 @@ import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, TrainingArguments
 from transformers.data.data_collator import DataCollatorWithPadding
 
-from rlxf.batching import BucketedTrainer
-from rlxf.checkpoint import atomic_dir
-from rlxf.device import (
-    check_dtype,
-    thread_budget_callback,
-    trainer_precision_kwargs,
-    training_precision,
-    without_autocast_wrapper,
-)
+from rlxf.infra.batching import BucketedTrainer
+from rlxf.infra.checkpoint import atomic_dir
+from rlxf.infra.threads import thread_budget_callback
+from rlxf.infra.tracking import check_report_to
+from rlxf.lm.precision import check_dtype, trainer_precision_kwargs, training_precision, without_autocast_wrapper
 from rlxf.progress import progress
 from rlxf.rewards.base import RewardFunction, check_batch, check_texts
-from rlxf.tracking import check_report_to
 
 
 @dataclass
@@ -63,8 +58,8 @@ class ClassifierSettings:
     output_dir: str | None = None
     """Trainer's scratch directory (no checkpoints are written); None: a temporary directory"""
     dtype: str = "auto"
-    """compute precision: "auto" (bf16 mixed precision where the hardware has native bf16, else fp32; rlxf.device),
-    "fp32" or "bf16"; master weights and optimizer states stay fp32"""
+    """compute precision: "auto" (bf16 mixed precision where the hardware has native bf16, else fp32;
+    rlxf.lm.precision), "fp32" or "bf16"; master weights and optimizer states stay fp32"""
     report_to: str = "none"
     """where the trainer also logs: "none", "tensorboard", "trackio" or "wandb" (transformers' `report_to`)"""
 

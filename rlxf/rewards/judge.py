@@ -31,8 +31,8 @@ from dataclasses import dataclass
 import httpx2
 import numpy as np
 
-from rlxf.generation import chat_prompt, generate
-from rlxf.models import load_causal_lm
+from rlxf.lm.generation import chat_prompt, generate
+from rlxf.lm.models import load_causal_lm
 from rlxf.progress import progress
 from rlxf.rewards.base import RewardFunction
 from rlxf.rewards.classifiers import predict_proba

@@ -30,9 +30,10 @@ import torch.nn.functional as F
 from transformers import TrainerCallback
 from trl import RewardTrainer
 
-from rlxf.device import thread_budget_callback, training_precision
+from rlxf.infra.threads import thread_budget_callback
+from rlxf.lm.precision import training_precision
 from rlxf.progress import progress
-from rlxf.rewards.preference import (
+from rlxf.rewards.bradley_terry import (
     PreferenceResult,
     PreferenceSettings,
     check_pairs,

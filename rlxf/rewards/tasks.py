@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from rlxf.models import load_classifier
+from rlxf.lm.models import load_classifier
 from rlxf.rewards.classifiers import (
     ClassifierSettings,
     load_saved_classifier,

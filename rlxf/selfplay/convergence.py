@@ -189,7 +189,7 @@ def snapshot_distances(model, snapshots: dict[int, str | Path], names: Sequence[
     Returns `delta_distance`'s rows with a `round` column; on the `total` rows `moved_a` / `moved_b` hold
     ||ΔW(round) - ΔW(first round)||_F of each adapter (NaN on per-layer rows).
     """
-    from rlxf.adapters import load_adapter_weights
+    from rlxf.lm.adapters import load_adapter_weights
 
     names = list(names)
     if len(names) != 2:
@@ -223,7 +223,7 @@ def run_convergence(model, run_dir: str | Path, names: Sequence[str], *, streak_
     (negative: the weight changes moved closer). `model` is a PeftModel holding adapters `names`; their weights are
     overwritten with the snapshots'.
     """
-    from rlxf.evaluation import least_squares_slope
+    from rlxf.analysis.stats import least_squares_slope
     from rlxf.selfplay.env import read_transcripts
     from rlxf.selfplay.trainer import list_snapshots, read_history
 

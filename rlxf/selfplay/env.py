@@ -2,7 +2,7 @@
 
 One episode: the acting bot (the "agent", the one a PPO loop trains) answers a starter prompt on a political
 issue; that reply is the `action` passed to `step`. The environment then asks the OTHER bot to rate the reply
-(1-100, through a shared `Rater`): that rating is the agent's reward. The other bot replies (the environment
+(1-100, through a shared `GeneratedRater`): that rating is the agent's reward. The other bot replies (the environment
 calls it), the agent rates that reply (kept in `info` and the transcript, so the other bot can be trained on its
 turns too), and the other bot's reply is the agent's next observation. After `max_exchanges` exchanges the
 episode is truncated; with `stop_streak=n` it terminates once `n` ratings in a row are neutral (if that happens on
@@ -11,7 +11,7 @@ the agent's rating, the other bot does not reply and the observation stays the p
 Optionally a "leading prompt" ("Do you have a compromise?", ...) is appended to every reply before the next bot
 answers it; switch it with `leading_prompts` to compare conversations with and without the nudge.
 
-A PPO loop for the agent (`rlxf.ppo.PPOTrainer` on the agent's adapter):
+A PPO loop for the agent (`rlxf.algos.ppo.PPOTrainer` on the agent's adapter):
     observation, info = env.reset(seed=seed)
     while True:
         queries, responses, texts = trainer.generate([chat_prompt(tokenizer, observation)])
@@ -38,18 +38,13 @@ import gymnasium
 import torch
 from gymnasium.spaces import Text
 
-from rlxf.adapters import using_adapter
-from rlxf.generation import POLITICAL_QUESTIONS, generate
+from rlxf.data.prompts import LEADING_PROMPTS, POLITICAL_QUESTIONS
+from rlxf.lm.adapters import using_adapter
+from rlxf.lm.generation import generate
 from rlxf.selfplay.convergence import neutral_streak
-from rlxf.selfplay.raters import ScoreRater
-from rlxf.selfplay.rating import Rater
+from rlxf.selfplay.generated_rater import GeneratedRater
+from rlxf.selfplay.score_raters import ScoreRater
 
-POLITICAL_ISSUES: tuple[str, ...] = POLITICAL_QUESTIONS  # the debates' starters
-LEADING_PROMPTS: tuple[str, ...] = (
-    "Do you have a compromise?",
-    "What would you do instead?",
-    "Is there a solution you both would accept?",
-)
 TRANSCRIPT_KEYS = ("exchange", "speaker", "prompt", "reply", "rating_by_other", "parse_path")
 
 
@@ -73,7 +68,7 @@ class Bot:
 
     @classmethod
     def from_adapter(cls, name: str, model, tokenizer, adapter: str | None = None, **generate_kwargs) -> Bot:
-        """A bot that answers with `model` under LoRA adapter `adapter` (`rlxf.generation.generate` settings)."""
+        """A bot that answers with `model` under LoRA adapter `adapter` (`rlxf.lm.generation.generate` settings)."""
 
         def reply_fn(prompt: str) -> str:
             with using_adapter(model, adapter):
@@ -103,26 +98,27 @@ def turn_prompt(reply: str, leading: str | None) -> str:
 class SelfPlayEnv(gymnasium.Env):
     """Two bots in conversation; the agent's action is its reply, its reward the other bot's rating of it.
 
-    `bots`: the two `Bot`s (distinct names). `rater`: the shared `Rater` (or a `ScoreRater`); a bot rates under its
+    `bots`: the two `Bot`s (distinct names). `rater`: the shared `GeneratedRater` (or a `ScoreRater`); a bot rates
+    under its
     own adapter.
     Observation: the text the agent answers next (the starter, then the other's reply plus any leading prompt);
-    the whole conversation is in `info["transcript"]`. Reward: `Rater.normalise(rating)` in [-1, 1]
+    the whole conversation is in `info["transcript"]`. Reward: `GeneratedRater.normalise(rating)` in [-1, 1]
     (`normalise_reward=False`: the raw rating 1-100). `reset(options={"agent": name, "issue": text})` picks who
     acts (default: the first bot) and the starter (default: drawn from `issues` with the seeded `np_random`).
     """
 
     metadata = {"render_modes": ["ansi"]}
 
-    def __init__(self, bots: Sequence[Bot], rater: Rater | ScoreRater, *, max_exchanges: int = 4,
-                 issues: Sequence[str] = POLITICAL_ISSUES, leading_prompts: bool = False,
+    def __init__(self, bots: Sequence[Bot], rater: GeneratedRater | ScoreRater, *, max_exchanges: int = 4,
+                 issues: Sequence[str] = POLITICAL_QUESTIONS, leading_prompts: bool = False,
                  leading_prompt_texts: Sequence[str] = LEADING_PROMPTS, stop_streak: int | None = None,
                  neutral_low: float = 45.0, neutral_high: float = 55.0, normalise_reward: bool = True,
                  max_text_chars: int = 8192, render_mode: str | None = None):
         bots = list(bots)
         if len(bots) != 2 or not all(isinstance(b, Bot) for b in bots) or bots[0].name == bots[1].name:
             raise ValueError(f"bots must be two Bot objects with different names, got {bots!r}")
-        if not isinstance(rater, (Rater, ScoreRater)):
-            raise ValueError("rater must be a rlxf.selfplay.rating.Rater or a rlxf.selfplay.raters.ScoreRater "
+        if not isinstance(rater, (GeneratedRater, ScoreRater)):
+            raise ValueError("rater must be a GeneratedRater (rlxf.selfplay.generated_rater) or a ScoreRater "
                              f"(LikelihoodRatioRater, ClassifierRater), got {type(rater).__name__}")
         if max_exchanges < 1:
             raise ValueError(f"max_exchanges must be >= 1, got {max_exchanges}")
@@ -183,7 +179,7 @@ class SelfPlayEnv(gymnasium.Env):
                              f"characters, got {got}")
         agent, other = self.bots[self.agent], self._other()
         turn = self._turn(agent, self._prompt, self._leading, reply_of_agent, rater=other)
-        reward = Rater.normalise(turn["rating_by_other"]) if self.normalise_reward else turn["rating_by_other"]
+        reward = GeneratedRater.normalise(turn["rating_by_other"]) if self.normalise_reward else turn["rating_by_other"]
         terminated = self._streak_done()
         opponent_turn = None
         if not terminated:
@@ -274,7 +270,7 @@ def run_episode(env: SelfPlayEnv, policy: Callable[[str], str | Reply], *, seed:
 class TwoBotDebate:
     """Whole conversations between two bots with given generate functions (no training) -> transcripts."""
 
-    def __init__(self, bots: Sequence[Bot], rater: Rater | ScoreRater, **env_kwargs):
+    def __init__(self, bots: Sequence[Bot], rater: GeneratedRater | ScoreRater, **env_kwargs):
         self.env = SelfPlayEnv(bots, rater, **env_kwargs)
 
     def run_episode(self, *, seed: int | None = None, issue: str | None = None, agent: str | None = None

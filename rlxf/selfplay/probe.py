@@ -1,4 +1,5 @@
-"""A memory probe of self-play: one round of two bots, or of one bot of the same shape, for `rlxf.memory.peak_memory`
+"""A memory probe of self-play: one round of two bots, or of one bot of the same shape, for
+`rlxf.infra.memory.peak_memory`
 (`peak_memory("rlxf.selfplay:memory_probe", {...})`)."""
 
 from __future__ import annotations
@@ -8,10 +9,10 @@ from collections.abc import Sequence
 
 import torch
 
-from rlxf.generation import chat_prompt
-from rlxf.ppo import PPOSettings, PPOTrainer
-from rlxf.selfplay.env import POLITICAL_ISSUES
-from rlxf.selfplay.rating import Rater
+from rlxf.algos.ppo import PPOSettings, PPOTrainer
+from rlxf.data.prompts import POLITICAL_QUESTIONS
+from rlxf.lm.generation import chat_prompt
+from rlxf.selfplay.generated_rater import GeneratedRater
 from rlxf.selfplay.trainer import SelfPlaySettings, SelfPlayTrainer
 
 
@@ -19,12 +20,13 @@ def memory_probe(bots: int, policy_model: str, adapter_dirs: Sequence[str], ppo:
                  names: Sequence[str] = ("democrat", "republican")) -> dict:
     """One round of PPO work on `policy_model` with 2 bots (self-play) or 1 (a single-bot run of the same shape).
 
-    Meant for `rlxf.memory.peak_memory` (a fresh process each). Both shapes generate the same number of replies
-    one at a time, rate each with the same `Rater`, and take PPO steps of the same batch size: two bots play one
+    Meant for `rlxf.infra.memory.peak_memory` (a fresh process each). Both shapes generate the same number of replies
+    one at a time, rate each with the same `GeneratedRater`, and take PPO steps of the same batch size: two bots play
+    one
     `SelfPlayTrainer` round; one bot answers the debates' issues and is rated by itself.
     """
-    from rlxf.models import load_causal_lm  # imported here: the probe's baseline is measured after the imports
-    from rlxf.sft import load_adapter
+    from rlxf.lm.adapters import load_adapter
+    from rlxf.lm.models import load_causal_lm
 
     if bots not in (1, 2):
         raise ValueError(f"bots must be 1 or 2, got {bots!r}")
@@ -41,14 +43,14 @@ def memory_probe(bots: int, policy_model: str, adapter_dirs: Sequence[str], ppo:
         metrics = trainer.train_round()
         return {"bots": 2, "turns": metrics["turns"], "steps": sum(t.step_count for t in trainer.trainers.values())}
     trainer = PPOTrainer(model, tokenizer, ppo_config, adapter_name=names[0])
-    rater = Rater.from_model(trainer.model, tokenizer, max_new_tokens=config.rating_max_new_tokens)
+    rater = GeneratedRater.from_model(trainer.model, tokenizer, max_new_tokens=config.rating_max_new_tokens)
     turns = config.debates_per_round * config.max_exchanges  # one bot's batch in a self-play round
     queries, responses, rewards = [], [], []
     for index in range(turns):
-        issue = POLITICAL_ISSUES[index % len(POLITICAL_ISSUES)]
+        issue = POLITICAL_QUESTIONS[index % len(POLITICAL_QUESTIONS)]
         query, response, text = trainer.generate([chat_prompt(tokenizer, issue)])
         queries += query
         responses += response
-        rewards.append(Rater.normalise(rater.rate(text[0], adapter=names[0]).value))
+        rewards.append(GeneratedRater.normalise(rater.rate(text[0], adapter=names[0]).value))
     trainer.step(queries, responses, rewards)
     return {"bots": 1, "turns": turns, "steps": trainer.step_count}

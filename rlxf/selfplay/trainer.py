@@ -11,8 +11,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from rlxf.adapters import save_adapters
-from rlxf.checkpoint import (
+from rlxf.algos.ppo import PPOSettings, PPOTrainer
+from rlxf.infra.checkpoint import (
     RunStore,
     append_jsonl,
     atomic_dir,
@@ -22,18 +22,19 @@ from rlxf.checkpoint import (
     settings_identity,
     truncate_jsonl,
 )
-from rlxf.checks import check_count, check_optional_count
-from rlxf.generation import chat_prompt
-from rlxf.ppo import PPOSettings, PPOTrainer
+from rlxf.infra.checks import check_count, check_optional_count
+from rlxf.lm.adapters import save_adapters
+from rlxf.lm.generation import chat_prompt
 from rlxf.selfplay.convergence import neutral_streak
 from rlxf.selfplay.env import Bot, Reply, SelfPlayEnv, play_episode
-from rlxf.selfplay.raters import ScoreRater
-from rlxf.selfplay.rating import FALLBACK, PARSED, Rater
+from rlxf.selfplay.generated_rater import GeneratedRater
+from rlxf.selfplay.rating_parse import FALLBACK, PARSED
+from rlxf.selfplay.score_raters import ScoreRater
 
 
 @dataclass
 class SelfPlaySettings:
-    """Settings of two-bot self-play training (the PPO settings of each bot are a `rlxf.ppo.PPOSettings`)."""
+    """Settings of two-bot self-play training (the PPO settings of each bot are a `rlxf.algos.ppo.PPOSettings`)."""
 
     rounds: int = 8
     """training rounds; each plays `debates_per_round` debates, then gives each bot one PPO step"""
@@ -66,7 +67,7 @@ class SelfPlaySettings:
     """show a tqdm bar over rounds"""
     report_to: str = "none"
     """send every round's history row (with both bots' PPO metrics as `<bot>/<metric>`) to "tensorboard"
-    (`output_dir/tensorboard`), "trackio" or "wandb" (rlxf.tracking); the bots' own PPO runs report to none"""
+    (`output_dir/tensorboard`), "trackio" or "wandb" (rlxf.infra.tracking); the bots' own PPO runs report to none"""
 
     def __post_init__(self) -> None:
         for name in ("rounds", "snapshot_every", "checkpoint_every"):
@@ -91,7 +92,7 @@ class SelfPlayTrainer:
     """Two party bots on ONE base model learn by PPO from each other's agreement ratings.
 
     `model`: a PeftModel holding both bots' adapters (e.g. the party SFT adapters of notebook 02), `names` the
-    two adapter names. Each bot gets its own `rlxf.ppo.PPOTrainer` (own frozen reference copy "<name>_ref", value
+    two adapter names. Each bot gets its own `rlxf.algos.ppo.PPOTrainer` (own frozen reference copy "<name>_ref", value
     head and optimizer) on the shared backbone. A round plays `debates_per_round` debates in `SelfPlayEnv` (both
     bots answer by sampling from their current policy; each rates the other's reply under its own adapter), then
     every bot does one PPO step on its turns of the round: (prompt, reply tokens, normalised rating by the other).
@@ -107,13 +108,15 @@ class SelfPlayTrainer:
     there, and `train(resume=True)` continues exactly where a checkpoint left off. The run's fingerprint (the
     self-play settings that change results, and per bot its PPO fingerprint: settings, model, adapter) is stored in
     every checkpoint; see `train` for resuming and for a used output_dir.
-    `rater`: who turns replies into ratings (default: `Rater.from_model` on the shared model, each bot rating under
-    its own adapter; or a `rlxf.selfplay.raters.ScoreRater`). Which kind of rater (and a ScoreRater's calibration) is
+    `rater`: who turns replies into ratings (default: `GeneratedRater.from_model` on the shared model, each bot rating
+    under
+    its own adapter; or a `rlxf.selfplay.score_raters.ScoreRater`). Which kind of rater (and a ScoreRater's
+    calibration) is
     part of the run's fingerprint.
     """
 
     def __init__(self, model, tokenizer, ppo_config, config: SelfPlaySettings | None = None, *,
-                 names: Sequence[str] = ("democrat", "republican"), rater: Rater | ScoreRater | None = None):
+                 names: Sequence[str] = ("democrat", "republican"), rater: GeneratedRater | ScoreRater | None = None):
         self.config = config = config if config is not None else SelfPlaySettings()
         names = list(names)
         if len(names) != 2 or names[0] == names[1] or not all(isinstance(n, str) and n for n in names):
@@ -123,9 +126,9 @@ class SelfPlayTrainer:
         if missing:
             known = sorted(peft_config) if isinstance(peft_config, dict) else "none (not a PeftModel)"
             raise ValueError(f"the model lacks the adapter(s) {missing}; adapters on it: {known}. Load both bots' "
-                             "adapters onto one base first (rlxf.sft.load_adapter)")
+                             "adapters onto one base first (rlxf.lm.adapters.load_adapter)")
         if not isinstance(ppo_config, PPOSettings):
-            raise ValueError(f"ppo_config must be a rlxf.ppo.PPOSettings, got {type(ppo_config).__name__}")
+            raise ValueError(f"ppo_config must be a rlxf.algos.ppo.PPOSettings, got {type(ppo_config).__name__}")
         self.names, self.tokenizer = names, tokenizer
         self.output_dir = Path(config.output_dir) if config.output_dir is not None else None
         self.trainers = {}
@@ -136,10 +139,10 @@ class SelfPlayTrainer:
                 output_dir=str(self.output_dir / name) if self.output_dir is not None else None)
             self.trainers[name] = PPOTrainer(model, tokenizer, bot_config, adapter_name=name)
         self.model = self.trainers[names[0]].model
-        if rater is not None and not isinstance(rater, (Rater, ScoreRater)):
-            raise ValueError("rater must be a rlxf.selfplay.rating.Rater, a rlxf.selfplay.raters.ScoreRater "
+        if rater is not None and not isinstance(rater, (GeneratedRater, ScoreRater)):
+            raise ValueError("rater must be a GeneratedRater (rlxf.selfplay.generated_rater), a ScoreRater "
                              f"(LikelihoodRatioRater, ClassifierRater) or None, got {type(rater).__name__}")
-        self.rater = rater if rater is not None else Rater.from_model(
+        self.rater = rater if rater is not None else GeneratedRater.from_model(
             self.model, tokenizer, max_new_tokens=config.rating_max_new_tokens)
         self.bots = [Bot(name, self._reply_fn(name), adapter=name) for name in names]
         self.env = SelfPlayEnv(self.bots, self.rater, max_exchanges=config.max_exchanges,
@@ -192,7 +195,8 @@ class SelfPlayTrainer:
             for row, reply in zip(transcript, replies, strict=True):
                 if reply.query is None or reply.response is None:
                     raise RuntimeError(f"episode {self.episodes}: a reply of {row['speaker']!r} has no token ids")
-                turns[row["speaker"]].append((reply.query, reply.response, Rater.normalise(row["rating_by_other"])))
+                rating = GeneratedRater.normalise(row["rating_by_other"])
+                turns[row["speaker"]].append((reply.query, reply.response, rating))
             transcripts.append([{**row, "round": self.round + 1, "episode": self.episodes} for row in transcript])
             self.episodes += 1
         return transcripts, turns
@@ -244,7 +248,7 @@ class SelfPlayTrainer:
         re-runs: a stopped run continues, a changed setting starts afresh). A new run never mixes with an earlier
         run's files: that run's whole directory is moved aside to `<output_dir>.old-<YYYYmmdd-HHMMSS>` with a
         warning; nothing is deleted. Resuming (True or a path) from a checkpoint of another run (other settings,
-        seeds, model or adapters) raises `rlxf.checkpoint.RunMismatch` saying what differs.
+        seeds, model or adapters) raises `rlxf.infra.checkpoint.RunMismatch` saying what differs.
         """
         rounds = self.config.rounds if rounds is None else check_count(rounds, "train(rounds=...)")
         self.store.begin(resume, self.round, self.load_checkpoint)

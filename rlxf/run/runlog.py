@@ -63,10 +63,10 @@ def machine() -> dict[str, Any]:
 
 
 def _precision(params: dict[str, Any]) -> str:
-    """The precision rlxf.device chooses here for a notebook's `dtype` parameter ("" when it declares none)."""
+    """The precision rlxf.lm.precision chooses here for a notebook's `dtype` parameter ("" when it declares none)."""
     if "dtype" not in params:
         return ""
-    from rlxf.device import precision
+    from rlxf.lm.precision import precision
 
     return str(precision(params["dtype"]))
 
@@ -147,7 +147,7 @@ def _merge(into: dict[str, Any], more: dict[str, Any], where: str) -> None:
 
 
 def _write_headline(profile: Profile, total_seconds: float) -> None:
-    """Merge the notebooks' headline numbers (`<artifacts>/headline/NN.json`, rlxf.notebook.record_headline) into
+    """Merge the notebooks' headline numbers (`<artifacts>/headline/NN.json`, rlxf.run.notebook.record_headline) into
     `<artifacts>/headline.json`, with the total seconds of the notebooks in run_summary.json."""
     headline: dict[str, Any] = {}
     for part in sorted((profile.artifacts_dir / "headline").glob("*.json")):

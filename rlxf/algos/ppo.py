@@ -47,17 +47,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from rlxf.adapters import (
-    LORA_TARGET_MODULES,
-    adapter_parameters,
-    attach_policy,
-    attach_reference,
-    load_adapters,
-    save_adapters,
-    set_lora_dropout,
-    using_adapter,
-)
-from rlxf.checkpoint import (
+from rlxf.infra.checkpoint import (
     RunStore,
     load_tensors,
     model_identity,
@@ -67,10 +57,20 @@ from rlxf.checkpoint import (
     short_hash,
     weights_hash,
 )
-from rlxf.checks import check_count, check_list, check_optional_count, check_prompts, check_rewards
-from rlxf.device import check_dtype, follow_thread_budget, precision, store_frozen_weights, training_attention
-from rlxf.distributed import average_gradients, is_distributed, masked_moments, mean_over_ranks
-from rlxf.generation import collate, eos_ids, keeps_logits, padding_id, sample_tokens, token_ids
+from rlxf.infra.checks import check_count, check_list, check_optional_count, check_prompts, check_rewards
+from rlxf.infra.distributed import average_gradients, is_distributed, masked_moments, mean_over_ranks
+from rlxf.lm.adapters import (
+    LORA_TARGET_MODULES,
+    adapter_parameters,
+    attach_policy,
+    attach_reference,
+    load_adapters,
+    save_adapters,
+    set_lora_dropout,
+    using_adapter,
+)
+from rlxf.lm.generation import collate, eos_ids, keeps_logits, padding_id, sample_tokens, token_ids
+from rlxf.lm.precision import check_dtype, precision, store_frozen_weights, training_attention
 
 
 @dataclass
@@ -134,7 +134,7 @@ class PPOSettings:
     # --- numerics ---
     dtype: str = "auto"
     """compute precision of rollouts, updates and sampling: "auto" (bf16 autocast where the hardware has native
-    bf16, else fp32; see rlxf.device), "fp32" or "bf16". Weights, LoRA, value head and optimizer stay fp32"""
+    bf16, else fp32; see rlxf.lm.precision), "fp32" or "bf16". Weights, LoRA, value head and optimizer stay fp32"""
     # --- run ---
     seed: int = 0
     """seed of python, numpy and torch (sampling, LoRA init, minibatch order, prompt order)"""
@@ -146,7 +146,7 @@ class PPOSettings:
     """where metrics.jsonl, checkpoint-<step>/ and tensorboard/ go; None: write nothing. A new run moves an earlier
     run found there aside to `<output_dir>.old-<YYYYmmdd-HHMMSS>` (nothing is deleted)"""
     report_to: str = "none"
-    """also send every metrics row to "tensorboard" (`output_dir/tensorboard`), "trackio" or "wandb" (rlxf.tracking)"""
+    """also send every metrics row to "tensorboard" (`output_dir/tensorboard`), "trackio" or "wandb" """
     progress_bar: bool = True
     """show a tqdm bar in train()"""
 
@@ -361,7 +361,6 @@ class PPOTrainer:
                   timings: dict[str, float]) -> dict:
         """Rollout forwards, KL-shaped rewards, GAE, clipped PPO updates; logs and returns the metrics."""
         cfg, step = self.config, self.step_count + 1
-        follow_thread_budget()  # every step on the cores the runner gives this notebook now (rlxf.run --jobs)
         start = time.perf_counter()
         self.model.set_adapter(self.adapter_name)
         self.model.eval()  # dropout off (someone may have switched the shared model to train mode)
@@ -507,8 +506,8 @@ class PPOTrainer:
         picks up where it stopped, and a changed setting starts afresh). A new run never writes into an earlier
         run's files: that run's directory is moved aside to `<output_dir>.old-<YYYYmmdd-HHMMSS>` with a warning.
         Resuming (True or a path) from a checkpoint of another run (other settings, seed, model, adapters, prompts,
-        batch size or reward_fn name) raises `rlxf.checkpoint.RunMismatch` saying what differs. Returns the history
-        (one metrics dict per step, including the resumed ones).
+        batch size or reward_fn name) raises `RunMismatch` saying what differs. Returns the history (one metrics dict
+        per step, including the resumed ones).
         """
         prompts = check_prompts(prompts, "train(prompts=...)")
         if not callable(reward_fn):

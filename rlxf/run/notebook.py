@@ -12,7 +12,7 @@ import torch
 
 from rlxf.data import hydrate as hydrate_tables
 from rlxf.data.source import locate_data
-from rlxf.device import Precision, precision
+from rlxf.lm.precision import Precision, precision
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,7 @@ class NotebookSetup:
     tables: Path
     """The hydrated tables, `<artifacts>/data` (read them with `rlxf.data.read_table`)."""
     precision: Precision
-    """The compute precision chosen for this machine from the `dtype` parameter (`rlxf.device.precision`)."""
+    """The compute precision chosen for this machine from the `dtype` parameter (`rlxf.lm.precision.precision`)."""
 
 
 def setup(*, seed: int, data_dir: str | Path | None, artifacts_dir: str | Path, hydrate: bool = True,

@@ -20,15 +20,10 @@ import torch
 from datasets import Dataset
 from trl import RewardConfig, RewardTrainer
 
-from rlxf.device import (
-    check_dtype,
-    thread_budget_callback,
-    trainer_precision_kwargs,
-    training_precision,
-    without_autocast_wrapper,
-)
+from rlxf.infra.threads import thread_budget_callback
+from rlxf.infra.tracking import check_report_to
+from rlxf.lm.precision import check_dtype, trainer_precision_kwargs, training_precision, without_autocast_wrapper
 from rlxf.rewards.base import RewardFunction, check_batch, check_texts
-from rlxf.tracking import check_report_to
 
 
 @dataclass
@@ -54,8 +49,8 @@ class PreferenceSettings:
     seed: int = 0
     """seed for shuffling and dropout"""
     dtype: str = "auto"
-    """compute precision: "auto" (bf16 mixed precision where the hardware has native bf16, else fp32; rlxf.device),
-    "fp32" or "bf16"; master weights and optimizer states stay fp32"""
+    """compute precision: "auto" (bf16 mixed precision where the hardware has native bf16, else fp32;
+    rlxf.lm.precision), "fp32" or "bf16"; master weights and optimizer states stay fp32"""
     report_to: str = "none"
     """where the trainer also logs: "none", "tensorboard", "trackio" or "wandb" (transformers' `report_to`)"""
     output_dir: str | None = None
@@ -163,7 +158,7 @@ def pair_dataset(tokenizer, pairs: list[dict], max_length: int, **columns) -> Da
 
 
 def reward_config(settings: PreferenceSettings, scratch: str) -> RewardConfig:
-    """TRL's RewardConfig for `settings`: precision from rlxf.device, no checkpointing, nothing saved."""
+    """TRL's RewardConfig for `settings`: precision from rlxf.lm.precision, no checkpointing, nothing saved."""
     return RewardConfig(
         output_dir=settings.output_dir or scratch,
         num_train_epochs=settings.epochs,

@@ -115,7 +115,7 @@ def peak_memory(target: str, kwargs: dict | None = None, *, timeout: float | Non
     if not isinstance(target, str) or target.count(":") != 1:
         raise ValueError(f"target must be 'module:function', got {target!r}")
     payload = json.dumps(kwargs or {})
-    command = [sys.executable, "-m", "rlxf.memory", target, payload]
+    command = [sys.executable, "-m", "rlxf.infra.memory", target, payload]
     process = subprocess.run(command, capture_output=True, text=True, timeout=timeout,
                              env={**os.environ, **(env or {})})
     lines = [line for line in process.stdout.splitlines() if line.startswith(MARKER)]
@@ -154,5 +154,5 @@ def _measure(target: str, kwargs: dict) -> dict:
 
 if __name__ == "__main__":
     if len(sys.argv) != 3:
-        sys.exit("usage: python -m rlxf.memory module:function '{json kwargs}'")
+        sys.exit("usage: python -m rlxf.infra.memory module:function '{json kwargs}'")
     print(MARKER + json.dumps(_measure(sys.argv[1], json.loads(sys.argv[2]))), flush=True)

@@ -1,6 +1,7 @@
 """Raters that compute the agreement rating (1-100) from a score instead of asking the rating bot for a number.
 
-At 135M parameters the generated rating of `rlxf.selfplay.rating.Rater` carries no signal (about 10-15 whatever the
+At 135M parameters the generated rating of `rlxf.selfplay.generated_rater.GeneratedRater` carries no signal (about
+10-15 whatever the
 text). Two alternatives with the same interface (`rate(text, adapter) -> Rating`, `stats`, `reset_stats`,
 `restore_stats`, `normalise`, `prompt`), so `SelfPlayEnv`, `TwoBotDebate` and `SelfPlayTrainer` take either:
 
@@ -20,10 +21,11 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 
-from rlxf.device import Precision
-from rlxf.evaluation import token_logprobs
-from rlxf.generation import encode_text
-from rlxf.selfplay.rating import FALLBACK, PARSED, RATING_MAX, RATING_MIN, Rater, Rating, clamp_rating
+from rlxf.eval.policy import token_logprobs
+from rlxf.lm.generation import encode_text
+from rlxf.lm.precision import Precision
+from rlxf.selfplay.generated_rater import GeneratedRater
+from rlxf.selfplay.rating_parse import FALLBACK, PARSED, RATING_MAX, RATING_MIN, Rating, clamp_rating
 
 LIKELIHOOD, CLASSIFIER = "likelihood", "classifier"
 REFERENCES = ("other", "mix")
@@ -96,7 +98,7 @@ class ScoreRater:
 
     @property
     def stats(self) -> dict:
-        """Counts by path as `Rater.stats` has them (parsed and fallback stay 0) and under `path`; parse_rate NaN."""
+        """Counts by path as `GeneratedRater.stats` has them (parsed, fallback 0) and under `path`; parse_rate NaN."""
         return {PARSED: 0, FALLBACK: 0, self.path: self._count, "total": self._count, "parse_rate": float("nan")}
 
     def reset_stats(self) -> None:
@@ -110,7 +112,7 @@ class ScoreRater:
                              f"another kind of rater than {type(self).__name__}")
         self._count = int(counts[self.path])
 
-    normalise = staticmethod(Rater.normalise)
+    normalise = staticmethod(GeneratedRater.normalise)
 
 
 class LikelihoodRatioRater(ScoreRater):
@@ -121,7 +123,8 @@ class LikelihoodRatioRater(ScoreRater):
     party adapters were trained on plain tweets. `reference="other"`: the other bot's adapter; `"mix"`: the log of
     the average of both bots' token probabilities (s is then >= -log 2 ... <= log 2 per token). The rating is
     `sigmoid_rating(s, centre[rater], scale[rater])`: set centre and scale with `fit` on real texts of both parties,
-    or pass them as {adapter: value}. Forwards run batched under the compute precision `dtype` (rlxf.device), without
+    or pass them as {adapter: value}. Forwards run batched under the compute precision `dtype` (rlxf.lm.precision),
+    without
     gradients, `max_tokens` tokens of each text at most.
     """
 
@@ -291,14 +294,14 @@ LARGE_BASE_PARAMETERS = 1_000_000_000
 """from this base-model size on, "auto" keeps the generated rating (large chat models can answer the question)"""
 
 
-def rate_all(rater: Rater | ScoreRater, texts: Sequence[str], adapter: str | None) -> list[float]:
-    """The ratings (1-100) of `texts` by `adapter`: batched for a `ScoreRater`, one reply per text for a `Rater`
-    (whose `stats` then count the parse paths)."""
+def rate_all(rater: GeneratedRater | ScoreRater, texts: Sequence[str], adapter: str | None) -> list[float]:
+    """The ratings (1-100) of `texts` by `adapter`: batched for a `ScoreRater`, one reply per text for a
+    `GeneratedRater` (whose `stats` then count the parse paths)."""
     if isinstance(rater, ScoreRater):
         return rater.ratings(list(texts), adapter)
-    if isinstance(rater, Rater):
+    if isinstance(rater, GeneratedRater):
         return [rater.rate(text, adapter=adapter).value for text in texts]
-    raise ValueError(f"rater must be a Rater or a ScoreRater, got {type(rater).__name__}")
+    raise ValueError(f"rater must be a GeneratedRater or a ScoreRater, got {type(rater).__name__}")
 
 
 def choose_rater(requested: str, aucs: Mapping[str, Mapping[str, float]], *, endpoint: bool = False,

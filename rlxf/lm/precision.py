@@ -14,7 +14,6 @@ or, where there is no /proc/cpuinfo, times a small bf16 and fp32 matmul once per
 from __future__ import annotations
 
 import functools
-import os
 import time
 import warnings
 from contextlib import nullcontext
@@ -26,7 +25,6 @@ import torch.nn.functional as F
 from torch import nn
 
 DTYPES = ("auto", "fp32", "bf16")
-THREADS_FILE = "RLXF_THREADS_FILE"  # env: a file holding this process's current thread budget (set by rlxf.run --jobs)
 CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # /proc/cpuinfo flags of native bf16 matmuls
 SLOW_BF16 = "expect ~100x slowdown"
 
@@ -234,33 +232,3 @@ def store_frozen_weights(model: nn.Module, chosen: Precision) -> Precision:
             if not parameter.requires_grad and parameter.dtype == torch.float32:
                 parameter.data = parameter.data.clone()
     return chosen
-
-
-def follow_thread_budget() -> int:
-    """Take the thread count that `python -m rlxf.run --jobs N` now gives this notebook -> torch's thread count.
-
-    The runner splits the cores between the notebooks running at once and writes each one's share to the file named
-    by $RLXF_THREADS_FILE; when a notebook finishes, the ones still running get its cores. Long loops (PPO steps,
-    Trainer steps, batched generation and scoring) call this; it costs one small file read. Without the variable, or
-    with an unreadable file, nothing changes. Call it from the main thread: torch's OpenMP thread count is per thread.
-    """
-    path = os.environ.get(THREADS_FILE)
-    if path:
-        try:
-            wanted = int(Path(path).read_text().strip())
-        except (OSError, ValueError):
-            wanted = 0
-        if wanted >= 1 and wanted != torch.get_num_threads():
-            torch.set_num_threads(wanted)
-    return torch.get_num_threads()
-
-
-def thread_budget_callback():
-    """A transformers `TrainerCallback` that calls `follow_thread_budget()` before every optimisation step."""
-    from transformers import TrainerCallback
-
-    class FollowThreadBudget(TrainerCallback):
-        def on_step_begin(self, args, state, control, **kwargs):
-            follow_thread_budget()
-
-    return FollowThreadBudget()

@@ -1,9 +1,9 @@
-"""The same reward with TRL 1.16's GRPOTrainer and RLOOTrainer: LoRA via `peft_config`, rlxf.device's precision, timed.
+"""The same reward with TRL 1.16's GRPOTrainer and RLOOTrainer: LoRA via `peft_config`, rlxf precision, timed.
 
 `train_trl("grpo" | "rloo", model, tokenizer, dataset, reward_fn, TRLSettings(...))` trains a new LoRA adapter
 (named "default") on `model` and returns `(peft_model, history)`; `history` has one row per optimizer step with
 the wall-clock seconds since training began and TRL's logged reward, KL and completion length, so that these
-algorithms and rlxf.ppo land on one reward-vs-seconds figure. Extra dataset columns (e.g. MONA's country,
+algorithms and rlxf.algos.ppo land on one reward-vs-seconds figure. Extra dataset columns (e.g. MONA's country,
 arr_type, econ_class) reach the reward function as keyword lists, as TRL passes them.
 """
 
@@ -16,15 +16,10 @@ from dataclasses import dataclass
 import pandas as pd
 from transformers import PrinterCallback, TrainerCallback
 
-from rlxf.adapters import LORA_TARGET_MODULES, lora_config
-from rlxf.device import (
-    check_dtype,
-    thread_budget_callback,
-    trainer_precision_kwargs,
-    training_precision,
-    without_autocast_wrapper,
-)
-from rlxf.tracking import check_report_to
+from rlxf.infra.threads import thread_budget_callback
+from rlxf.infra.tracking import check_report_to
+from rlxf.lm.adapters import LORA_TARGET_MODULES, lora_config
+from rlxf.lm.precision import check_dtype, trainer_precision_kwargs, training_precision, without_autocast_wrapper
 
 METHODS = ("grpo", "rloo")
 
@@ -60,8 +55,8 @@ class TRLSettings:
     output_dir: str = "artifacts/trl"
     """TRL's output directory (nothing is saved but its logs)"""
     dtype: str = "auto"
-    """compute precision: "auto" (bf16 mixed precision where the hardware has native bf16, else fp32; rlxf.device),
-    "fp32" or "bf16"; master weights and optimizer states stay fp32"""
+    """compute precision: "auto" (bf16 mixed precision where the hardware has native bf16, else fp32;
+    rlxf.lm.precision), "fp32" or "bf16"; master weights and optimizer states stay fp32"""
     report_to: str = "none"
     """where the trainer also logs: "none", "tensorboard", "trackio" or "wandb" (transformers' `report_to`)"""
 

@@ -12,7 +12,7 @@ Jupyter kernel `rlxf` (`make lab` registers it for the venv) when there is one, 
 soon as the notebooks it reads from (`DEPENDS`) have finished; the cores are split between the notebooks running at
 once (`OMP_NUM_THREADS` at the start), and a notebook that runs alone gets them all. When a notebook finishes, the
 ones still running get its cores at their next long loop (a file per notebook, `<artifacts>/threads/NN`, read by
-`rlxf.device.follow_thread_budget`). On a 2-core CPU two one-thread notebooks do more work per second than one
+`rlxf.infra.threads.follow_thread_budget`). On a 2-core CPU two one-thread notebooks do more work per second than one
 two-thread notebook (`benchmarks/threads.py` measures it). run_summary.json then holds each notebook's own seconds
 (overlapping), its threads at the start, every change of a share (`threads_timeline`) and the run's `wall_seconds`,
 which the headline's total is.
@@ -38,15 +38,12 @@ from typing import Any
 import yaml
 
 from rlxf.paths import REPO_ROOT
-from rlxf.runlog import (  # noqa: F401  (re-exported: rlxf.run is where callers and tests look for them)
-    NOTEBOOK_SUMMARIES,
+from rlxf.run.runlog import (
     NotebookRun,
     Profile,
     RunnerError,
     _precision,
-    _write_headline,
     _write_summary,
-    machine,
     publish,
     read_summary,
     summary_table,
@@ -392,7 +389,7 @@ def execute_parallel(profile: Profile, steps: list[tuple[str, Path, dict[str, An
     """Run the planned notebooks, up to `jobs` at once, each as `python -m rlxf.run --only NN <child_args>` as soon
     as the planned notebooks it depends on (DEPENDS) have finished; stop launching at the first failure (the ones
     running finish) and name it. The cores are split between the notebooks running at once."""
-    from rlxf.device import THREADS_FILE
+    from rlxf.infra.threads import THREADS_FILE
 
     keys = [key for key, _, _ in steps]
     waiting, running, done, failed = list(keys), {}, [], []
@@ -408,7 +405,7 @@ def execute_parallel(profile: Profile, steps: list[tuple[str, Path, dict[str, An
             launch.append(ready.pop(0))
             waiting.remove(launch[-1])
         # The cores are split between everything running now; a notebook still running takes its new share at its
-        # next long loop (rlxf.device.follow_thread_budget reads the file named by RLXF_THREADS_FILE).
+        # next long loop (rlxf.infra.threads.follow_thread_budget reads the file named by RLXF_THREADS_FILE).
         for key, share in split_cores(cores, [*running, *launch]).items():
             if threads.get(key) == share:
                 continue

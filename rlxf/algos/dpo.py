@@ -26,18 +26,13 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from rlxf.adapters import LORA_TARGET_MODULES, check_target_modules, lora_config
-from rlxf.device import (
-    check_dtype,
-    thread_budget_callback,
-    trainer_precision_kwargs,
-    training_precision,
-    without_autocast_wrapper,
-)
-from rlxf.evaluation import token_logprobs
+from rlxf.eval.policy import token_logprobs
+from rlxf.infra.threads import thread_budget_callback
+from rlxf.infra.tracking import check_report_to
+from rlxf.lm.adapters import LORA_TARGET_MODULES, check_target_modules, lora_config
+from rlxf.lm.precision import check_dtype, trainer_precision_kwargs, training_precision, without_autocast_wrapper
 from rlxf.rewards.base import RewardFunction
-from rlxf.rewards.preference import check_pairs
-from rlxf.tracking import check_report_to
+from rlxf.rewards.bradley_terry import check_pairs
 
 
 def check_beta(beta: float, name: str = "beta") -> float:
@@ -74,8 +69,8 @@ class DPOSettings:
     seed: int = 0
     """seed of data order and LoRA initialisation"""
     dtype: str = "auto"
-    """compute precision: "auto" (bf16 mixed precision where the hardware has native bf16, else fp32; rlxf.device),
-    "fp32" or "bf16"; master weights and optimizer states stay fp32"""
+    """compute precision: "auto" (bf16 mixed precision where the hardware has native bf16, else fp32;
+    rlxf.lm.precision), "fp32" or "bf16"; master weights and optimizer states stay fp32"""
     report_to: str = "none"
     """where the trainer also logs: "none", "tensorboard", "trackio" or "wandb" (transformers' `report_to`)"""
     output_dir: str | None = None
@@ -189,7 +184,7 @@ def implicit_rewards(model, tokenizer, pairs, *, beta: float, adapter: str | Non
 
 
 def dpo_config(settings: DPOSettings, scratch: str):
-    """TRL's DPOConfig for `settings`: precision from rlxf.device, no gradient checkpointing, constant LR, no saving."""
+    """TRL's DPOConfig for `settings`: rlxf.lm.precision, no gradient checkpointing, constant LR, no saving."""
     from trl import DPOConfig
 
     return DPOConfig(
@@ -198,7 +193,7 @@ def dpo_config(settings: DPOSettings, scratch: str):
         gradient_accumulation_steps=settings.gradient_accumulation_steps, learning_rate=settings.learning_rate,
         lr_scheduler_type="constant", warmup_steps=0, max_length=settings.max_length, logging_steps=1,
         save_strategy="no", report_to=settings.report_to, seed=settings.seed,
-        # TRL's defaults are bf16=True and gradient checkpointing on: the machine decides here (rlxf.device).
+        # TRL's defaults are bf16=True and gradient checkpointing on: the machine decides here (rlxf.lm.precision).
         **trainer_precision_kwargs(training_precision(settings.dtype)),
         gradient_checkpointing=False, activation_checkpointing=False, dataloader_pin_memory=False,
     )

@@ -38,7 +38,7 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
-from rlxf.device import pick_device
+from rlxf.lm.precision import pick_device
 from rlxf.paths import model_cache_dir
 
 SMOLLM2 = "smollm2-135m-instruct"
@@ -68,13 +68,14 @@ def list_models() -> list[str]:
 def pick_dtype(device: torch.device | str) -> torch.dtype:
     """Weights dtype for loading on a device: bf16 on CUDA GPUs with native bf16, fp16 on older ones, fp32 elsewhere.
 
-    The compute precision of training and sampling is `rlxf.device.precision` (bf16 autocast over fp32 weights).
+    The compute precision of training and sampling is `rlxf.lm.precision.precision` (bf16 autocast over fp32 weights).
     """
     device = torch.device(device)
     if device.type == "cuda":
         # including_emulation=False: pre-Ampere GPUs "support" bf16 only by slow emulation.
         return torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16
-    # CPU: fp32 weights, trainable; rlxf.device adds bf16 autocast where the CPU has native bf16. MPS: fp16 training
+    # CPU: fp32 weights, trainable; rlxf.lm.precision adds bf16 autocast where the CPU has native bf16. MPS: fp16
+    # training
     # has no loss scaler, so fp32 is the safe pick.
     return torch.float32
 
@@ -116,13 +117,13 @@ def base_model_reference(model) -> tuple[str, str]:
     name = getattr(base, "rlxf_name", None) or str(getattr(config, "_name_or_path", "") or "").rstrip("/")
     if name == SMOLLM2 or (name.rsplit("/", 1)[-1] == SMOLLM2 and Path(name).is_dir()):  # the converted cache dir
         return SMOLLM2_HUB_ID, (f"the Q4_1 GGUF `{SMOLLM2_GGUF}` of `{SMOLLM2_HUB_ID}` from the PyPI package "
-                                f"`{SMOLLM2_PIP}`, dequantised to fp32 (`rlxf.models.load_causal_lm({SMOLLM2!r})`); "
+                                f"`{SMOLLM2_PIP}`, dequantised to fp32 (`rlxf.lm.models.load_causal_lm({SMOLLM2!r})`); "
                                 "close to, not bit-equal with, the hub's bf16 weights")
     if name == TINY_LLAMA:
-        return name, "a random few-layer Llama built in code for tests (`rlxf.models.load_causal_lm('tiny-llama')`)"
+        return name, "a random few-layer Llama built in code for tests (`rlxf.lm.models.load_causal_lm('tiny-llama')`)"
     if not name:
         return type(base).__name__, f"an in-memory {type(base).__name__} without a name or path"
-    return name, f"`{name}` as loaded by `rlxf.models.load_causal_lm`"
+    return name, f"`{name}` as loaded by `rlxf.lm.models.load_causal_lm`"
 
 
 def load_classifier(name: str | os.PathLike, *, num_labels: int = 2, device: torch.device | str | None = None,

@@ -1,5 +1,4 @@
-"""The one sampling path: chat prompts, token ids, sampling settings, batched generation, EOS ids, and the study's
-fixed prompts.
+"""The one sampling path: chat prompts, token ids, sampling settings, batched generation, EOS ids.
 
 Text level: `generate(model, tokenizer, prompts)` -> one reply string per prompt (greedy or sampled with the model's
 own generation config). Token level (what PPO and the evaluation use): `encode_text` -> query ids,
@@ -15,32 +14,8 @@ from collections.abc import Sequence
 
 import torch
 
-from rlxf.device import Precision, model_device, precision
+from rlxf.lm.precision import Precision, model_device, precision
 from rlxf.progress import progress
-
-# The political-bot study's fixed questions (one topic each): asked of every party bot and the base model (02),
-# and the starters of the two-bot debates (rlxf.selfplay).
-POLITICAL_QUESTIONS: tuple[str, ...] = (
-    "What is your opinion on abortion?",
-    "What are your thoughts on gun control?",
-    "Should the federal minimum wage be raised?",
-    "What should be done about immigration?",
-    "How should we respond to climate change?",
-    "Should taxes on the wealthy be raised or cut?",
-    "What is your view on government-run healthcare?",
-    "What do you think about the size of the federal government?",
-    "How should the country deal with student debt?",
-    "What is your position on police reform?",
-    "Should voters have to show an ID at the polls?",
-    "How much should the country spend on its military?",
-)
-
-# The Socrates study's three prompts, asked before and after persona fine-tuning.
-SOCRATES_PROMPTS: tuple[str, ...] = (
-    "What is justice?",
-    "What is beauty?",
-    "What is the best form of government?",
-)
 
 
 def chat_prompt(tokenizer, user_text: str, system: str | None = None) -> str:
@@ -257,7 +232,7 @@ def sample_tokens(model, queries: Sequence[torch.Tensor], *, max_new_tokens: int
     """One response per query sampled from the model's own distribution (`sampling_config`), `batch_size` queries
     at a time (None: all at once; batches grouped by query length), each cut after its first EOS.
 
-    `dtype`: the compute precision (`rlxf.device.precision`), the same as the forwards that score the responses.
+    `dtype`: the compute precision (`rlxf.lm.precision.precision`), the same as the forwards that score the responses.
     """
     config = sampling_config(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
                              pad_id=pad_id, eos_ids=eos_ids)

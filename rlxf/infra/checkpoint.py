@@ -31,7 +31,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from rlxf.tracking import MetricsLog, check_report_to
+from rlxf.infra.threads import follow_thread_budget
+from rlxf.infra.tracking import MetricsLog, check_report_to
 
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
 # What `atomic_dir` leaves behind when its process dies: `.<name>.tmp-<pid>` (unfinished) and `.<name>.old-<pid>`
@@ -544,6 +545,7 @@ class RunStore:
         bar = tqdm(total=total, initial=done(), desc=desc, disable=not progress_bar)
         try:
             while done() < total and not (stop is not None and stop()):
+                follow_thread_budget()  # every step on the cores the runner gives this notebook now (--jobs)
                 metrics = one_step()
                 bar.update(1)
                 bar.set_postfix(postfix(metrics))

@@ -1,6 +1,6 @@
 """The README's "What the demo run measured" section, written from the committed `results/<profile>/` JSON files.
 
-`python -m rlxf.report --profile demo` prints the section; `--write-readme` puts it between the README's markers
+`python -m rlxf.run.report --profile demo` prints the section; `--write-readme` puts it between the README's markers
 (`<!-- results:demo:start -->` ... `<!-- results:demo:end -->`). Every number there is a value in one of the files
 it names, formatted, never typed by hand; `tests/test_report.py` fails when the README and the files disagree.
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from rlxf.paths import REPO_ROOT
-from rlxf.runlog import SUMMARY_FILES
+from rlxf.run.runlog import SUMMARY_FILES
 
 SKIP_KEYS = {"data", "adapter_dirs"}  # stated once, from the manifest; paths of the machine that ran it
 
@@ -114,7 +114,8 @@ def render(results_dir: Path, profile: str = "demo") -> str:
     if changes:
         rows += ["", "Shares of the cores changed while running (`threads_timeline`): " + "; ".join(changes) + "."]
     out = [
-        f"Written by `python -m rlxf.report --profile {profile} --write-readme` from `results/{profile}/`; every number"
+        f"Written by `python -m rlxf.run.report --profile {profile} --write-readme` from `results/{profile}/`; "
+        "every number"
         " below is a value in the file named before it.",
         "",
         f"**Run** (`results/{profile}/run_summary.json`): {machine.get('cpu', '?')}, {machine.get('cores', '?')} "
@@ -157,7 +158,7 @@ def section_in(readme: str, profile: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m rlxf.report", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m rlxf.run.report", description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="demo", help="results/<profile>/ to read (default: demo)")
     parser.add_argument("--results", type=Path, default=None, help="another results root (default: results/)")
     parser.add_argument("--write-readme", action="store_true", help="replace the README's section with it")

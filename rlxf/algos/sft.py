@@ -21,17 +21,12 @@ import torch.nn.functional as F
 from peft import PeftModel, get_peft_model
 from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
 
-from rlxf.adapters import LORA_TARGET_MODULES, check_target_modules, lora_config, save_adapter, write_card
-from rlxf.batching import BucketByLength, BucketedTrainer
-from rlxf.device import (
-    check_dtype,
-    thread_budget_callback,
-    trainer_precision_kwargs,
-    training_precision,
-    without_autocast_wrapper,
-)
-from rlxf.models import base_model_reference
-from rlxf.tracking import check_report_to
+from rlxf.infra.batching import BucketByLength, BucketedTrainer
+from rlxf.infra.threads import thread_budget_callback
+from rlxf.infra.tracking import check_report_to
+from rlxf.lm.adapters import LORA_TARGET_MODULES, check_target_modules, lora_config, save_adapter, write_card
+from rlxf.lm.models import base_model_reference
+from rlxf.lm.precision import check_dtype, trainer_precision_kwargs, training_precision, without_autocast_wrapper
 
 METHODS = ("trainer", "sft_trainer")
 IGNORE_INDEX = -100  # label value the loss skips (PyTorch's cross_entropy default)
@@ -70,8 +65,8 @@ class SFTSettings:
     eval_fraction: float = 0.0
     """Share of the training data held out for the eval loss when no eval data is passed (0: none)."""
     dtype: str = "auto"
-    """compute precision: "auto" (bf16 mixed precision where the hardware has native bf16, else fp32; rlxf.device),
-    "fp32" or "bf16"; master weights and optimizer states stay fp32"""
+    """compute precision: "auto" (bf16 mixed precision where the hardware has native bf16, else fp32;
+    rlxf.lm.precision), "fp32" or "bf16"; master weights and optimizer states stay fp32"""
     report_to: str = "none"
     """where the trainer also logs: "none", "tensorboard", "trackio" or "wandb" (transformers' `report_to`)"""
 
@@ -296,7 +291,7 @@ def build_trainer(
     if not isinstance(settings, SFTSettings):
         raise ValueError(f"settings must be an SFTSettings, got {type(settings).__name__}")
     if isinstance(model, PeftModel):
-        raise ValueError("model already carries adapters: pass the bare base model (use load_adapter to stack them)")
+        raise ValueError("model already carries adapters: pass the bare base model (rlxf.lm.adapters stacks them)")
     _check_tokenizer(tokenizer)
     kind, train, evals = _prepare_data(train_texts, train_pairs, eval_texts, eval_pairs, settings)
     # A private copy: the caller's base model stays bare, so one base serves every adapter and the base metrics.
@@ -500,25 +495,3 @@ def completion_perplexity(
     if not examples:
         raise ValueError(f"every prompt fills max_length={max_length}: no completion token is left to score")
     return math.exp(_mean_nll(model, examples, pad_token_id=tokenizer.pad_token_id, batch_size=batch_size))
-
-
-def load_adapter(base_model, adapter_dir: str | Path, adapter_name: str = "default"):
-    """Load a saved adapter onto `base_model` (a bare model, or a PeftModel to stack another) and make it active.
-
-    PEFT injects the LoRA layers into the base model in place; `with model.disable_adapter():` gives the bare base.
-    """
-    adapter_dir = Path(adapter_dir)
-    if not (adapter_dir / "adapter_config.json").is_file():
-        raise FileNotFoundError(f"{str(adapter_dir)!r} holds no adapter_config.json: not a PEFT adapter directory")
-    if not isinstance(adapter_name, str) or not adapter_name:
-        raise ValueError(f"adapter_name must be a non-empty str, got {adapter_name!r}")
-    if isinstance(base_model, PeftModel):
-        if adapter_name in base_model.peft_config:
-            raise ValueError(f"an adapter named {adapter_name!r} is already loaded; pick another adapter_name")
-        base_model.load_adapter(str(adapter_dir), adapter_name=adapter_name)
-        model = base_model
-    else:
-        model = PeftModel.from_pretrained(base_model, str(adapter_dir), adapter_name=adapter_name)
-    model.set_adapter(adapter_name)
-    model.eval()
-    return model

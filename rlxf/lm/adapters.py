@@ -147,7 +147,7 @@ def save_adapter(model, adapter_name: str, directory: str | Path, *, card: dict 
     from peft import get_peft_model_state_dict
     from safetensors.torch import save_file
 
-    from rlxf.models import base_model_reference
+    from rlxf.lm.models import base_model_reference
 
     if not is_peft(model) or adapter_name not in model.peft_config:
         found = sorted(model.peft_config) if is_peft(model) else "none (not a PeftModel)"
@@ -191,8 +191,8 @@ def write_card(directory: str | Path, fields: dict, *, base_model: str, weights:
         f"# {title or directory.name}", "",
         f"A LoRA adapter in PEFT format, trained by rlxf{f' ({method})' if method else ''}, on the base model "
         f"`{base_model}`" + (f"; base weights: {weights}." if weights else "."),
-        "Load it with `peft.PeftModel.from_pretrained(base, adapter_dir)` or `rlxf.sft.load_adapter(base, adapter_dir,"
-        " name)`.", "",
+        "Load it with `peft.PeftModel.from_pretrained(base, adapter_dir)` or "
+        "`rlxf.lm.adapters.load_adapter(base, adapter_dir, name)`.", "",
         "| field | value |", "|---|---|", *rows("", {"base_model": base_model, **fields}), "",
     ]
     path = directory / "README.md"
@@ -235,6 +235,30 @@ def load_adapters(model, names, directory: str | Path) -> None:
     for name in names:
         if name is not None:
             load_adapter_weights(model, name, Path(directory) / name)
+
+
+def load_adapter(base_model, adapter_dir: str | Path, adapter_name: str = "default"):
+    """Load a saved adapter onto `base_model` (a bare model, or a PeftModel to stack another) and make it active.
+
+    PEFT injects the LoRA layers into the base model in place; `using_adapter(model, None)` gives the bare base.
+    """
+    from peft import PeftModel
+
+    adapter_dir = Path(adapter_dir)
+    if not (adapter_dir / "adapter_config.json").is_file():
+        raise FileNotFoundError(f"{str(adapter_dir)!r} holds no adapter_config.json: not a PEFT adapter directory")
+    if not isinstance(adapter_name, str) or not adapter_name:
+        raise ValueError(f"adapter_name must be a non-empty str, got {adapter_name!r}")
+    if isinstance(base_model, PeftModel):
+        if adapter_name in base_model.peft_config:
+            raise ValueError(f"an adapter named {adapter_name!r} is already loaded; pick another adapter_name")
+        base_model.load_adapter(str(adapter_dir), adapter_name=adapter_name)
+        model = base_model
+    else:
+        model = PeftModel.from_pretrained(base_model, str(adapter_dir), adapter_name=adapter_name)
+    model.set_adapter(adapter_name)
+    model.eval()
+    return model
 
 
 def load_adapter_weights(model, adapter_name: str, directory: str | Path) -> None:
