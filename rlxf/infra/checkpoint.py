@@ -312,6 +312,22 @@ def append_jsonl(path: str | Path, rows: Iterable[dict], *, fresh: bool = False,
     return count
 
 
+def read_jsonl(path: str | Path) -> list[dict]:
+    """The rows of a JSON-lines file (blank lines skipped); a line that is not a JSON object is named by file:line."""
+    path, rows = Path(path), []
+    for line_number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path}:{line_number}: not valid JSON ({error.msg})") from error
+        if not isinstance(row, dict):
+            raise ValueError(f"{path}:{line_number}: expected a JSON object, got {type(row).__name__}")
+        rows.append(row)
+    return rows
+
+
 def write_text_atomic(path: str | Path, text: str) -> None:
     """Replace a file's text by a rename (a kill leaves the old or the new file, never half of one)."""
     path = Path(path)
