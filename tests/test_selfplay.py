@@ -213,11 +213,11 @@ def test_tiny_tokenizer_splits_numbers_into_several_tokens(tiny):
 def test_number_distribution_scores_full_token_sequences(tiny):
     model, tokenizer = tiny
     prompt = "How much do you agree with this text on a scale of 1-100? Answer with a number."
-    probabilities = number_distribution(model, tokenizer, prompt)
+    probabilities = number_distribution(model, tokenizer, prompt, dtype="fp32")
     assert probabilities.shape == (100,) and probabilities.sum().item() == pytest.approx(1.0, abs=1e-5)
     # The cached path (one prompt forward, cache repeated) equals scoring every full sequence.
-    torch.testing.assert_close(probabilities, number_distribution(model, tokenizer, prompt, use_cache=False),
-                               atol=1e-5, rtol=1e-4)
+    uncached = number_distribution(model, tokenizer, prompt, use_cache=False, dtype="fp32")
+    torch.testing.assert_close(probabilities, uncached, atol=1e-5, rtol=1e-4)
     # Independent check of P(7) / P(70) / P(100) from full forwards: tokens' probabilities times P(no more digits).
     text = chat_prompt(tokenizer, prompt)
     digit = torch.tensor([t[0].isdigit() for t in tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))])
@@ -232,7 +232,7 @@ def test_number_distribution_scores_full_token_sequences(tiny):
 
     assert math.log(probabilities[6] / probabilities[69]) == pytest.approx(log_p(7) - log_p(70), abs=1e-3)
     assert math.log(probabilities[99] / probabilities[69]) == pytest.approx(log_p(100) - log_p(70), abs=1e-3)
-    rating = rating_from_logprobs(model, tokenizer, prompt)
+    rating = rating_from_logprobs(model, tokenizer, prompt, dtype="fp32")
     assert rating == pytest.approx(float((probabilities * torch.arange(1, 101)).sum()), rel=1e-4)
     assert 1.0 <= rating <= 100.0
 

@@ -73,7 +73,8 @@ def memory_probe(bots: int, policy_model: str, adapter_dirs: Sequence[str], ppo:
         metrics = trainer.train_round()
         return {"bots": 2, "turns": metrics["turns"], "steps": sum(t.step_count for t in trainer.trainers.values())}
     trainer = PPOTrainer(model, tokenizer, ppo_config, adapter_name=names[0])
-    rater = GeneratedRater.from_model(trainer.model, tokenizer, max_new_tokens=config.rating_max_new_tokens)
+    rater = GeneratedRater.from_model(trainer.model, tokenizer, max_new_tokens=config.rating_max_new_tokens,
+                                      dtype=trainer.precision)
     turns = config.debates_per_round * config.max_exchanges  # one bot's batch in a self-play round
     queries, responses, rewards = [], [], []
     for index in range(turns):
