@@ -197,6 +197,55 @@ def test_notebook_01_runs_on_the_smoke_profile(capsys):
     assert {p: p.stat().st_mtime for p in (REPO_ROOT / "figures").glob("01_*.png")} == committed
 
 
+def test_a_notebook_run_without_parameters_uses_the_demo_values_and_leaves_figures_alone(tmp_path, monkeypatch):
+    """Notebook 01 through papermill with no parameters at all, as a reader's Run All: the demo profile's values
+    (min_word_count 10, smoke's is 3), its outputs in artifacts/demo/ (here moved by $RLXF_ARTIFACTS_DIR), nothing
+    under figures/. The data are the fixture corpora, named by $RLXF_DATA_DIR as real data would be, with each tweet
+    repeated in four wordings so that words reach the demo's min_word_count (the fixtures' 60 tweets do not)."""
+    import pandas as pd
+    import papermill
+
+    from rlxf.data.source import locate_data
+
+    fixtures, _ = locate_data("fixtures", tmp_path)
+    tweets_csv = fixtures / "political" / "house_tweets_2018.csv"
+    tweets = pd.read_csv(tweets_csv)
+    pd.concat([tweets.assign(text=tweets.text + f" take {i}") for i in range(4)]).to_csv(tweets_csv, index=False)
+    monkeypatch.setenv("RLXF_DATA_DIR", str(fixtures))
+    monkeypatch.setenv("RLXF_ARTIFACTS_DIR", str(tmp_path / "artifacts"))
+    committed = {p: p.stat().st_mtime for p in (REPO_ROOT / "figures").rglob("*")}
+    path = run.discover_notebooks()["01"]
+    papermill.execute_notebook(str(path), str(tmp_path / "01.ipynb"), cwd=str(path.parent), kernel_name="python3",
+                               progress_bar=False)
+    executed = nbformat.read(tmp_path / "01.ipynb", as_version=4)
+    assert not [c for c in executed.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    said = "".join(o.get("text", "") for c in executed.cells if c.cell_type == "code" for o in c.outputs)
+    demo = run.load_profile("demo").notebooks["01"]
+    assert "configs/demo.yaml, notebook 01:" in said and f"min_word_count={demo['min_word_count']}" in said
+    assert demo["min_word_count"] != run.load_profile("smoke").notebooks["01"]["min_word_count"]
+    assert sorted(p.name for p in (tmp_path / "artifacts" / "demo" / "figures").glob("01_*.png"))
+    assert (tmp_path / "artifacts" / "demo" / "data" / "manifest.json").is_file()
+    assert {p: p.stat().st_mtime for p in (REPO_ROOT / "figures").rglob("*")} == committed
+
+
+def test_profile_params_fill_what_the_notebook_leaves_none(capsys):
+    from rlxf.run.notebook import profile_params
+
+    given = {"profile": "demo", "seed": None, "data_dir": None, "artifacts_dir": None, "figures_dir": None,
+             "min_word_count": 4, "top_words": None, "strip_urls": None, "force": None, "hub_sources": None,
+             "policy_model": None}  # a shared key 01 does not declare stays out
+    filled = profile_params("demo", "01", given)
+    demo = run.load_profile("demo")
+    assert filled["top_words"] == demo.notebooks["01"]["top_words"] and "min_word_count" not in filled
+    assert filled["policy_model"] == demo.shared["policy_model"]
+    assert filled["figures_dir"] == str(demo.artifacts_dir / "figures") and filled["seed"] == demo.params["seed"]
+    assert "set by papermill or by hand (these win): min_word_count=4" in capsys.readouterr().out
+    moved = profile_params("demo", "01", {**given, "artifacts_dir": "/tmp/x"})
+    assert moved["figures_dir"] == "/tmp/x/figures"
+    with pytest.raises(KeyError, match=r"configs/demo.yaml sets \['top_words'\] for notebook 01, whose parameters"):
+        profile_params("demo", "01", {k: v for k, v in given.items() if k != "top_words"})
+
+
 def test_shared_parameters_reach_only_the_notebooks_that_declare_them(tmp_path):
     params = 'profile = "x"\nseed = 0\ndata_dir = ""\nartifacts_dir = ""\nfigures_dir = ""\n'
     notebooks = {"01": _notebook(tmp_path / "01_a.ipynb", "pass", params=params + "encoder = 'a'\n"),

@@ -1,5 +1,5 @@
-"""Executed notebooks made fit to commit: `results/<profile>/notebooks/NN_*.ipynb` with their outputs and figures, but no
-widget state, no progress-bar redraws and no absolute paths of the machine that ran them; the folder stays small."""
+"""Executed notebooks made fit to commit: `results/<profile>/notebooks/NN_*.ipynb` with their outputs and figures, but
+no widget state, no progress-bar redraws and no absolute paths of the machine that ran them; the folder stays small."""
 
 from __future__ import annotations
 
@@ -83,7 +83,8 @@ def publish_notebooks(executed: list[Path], target: Path, max_bytes: int = MAX_N
         texts[Path(path).name] = json.dumps(clean_notebook(notebook), indent=1, ensure_ascii=False) + "\n"
     sizes = {name: len(text.encode()) for name, text in texts.items()}
     if sum(sizes.values()) > max_bytes:
-        largest = ", ".join(f"{name} {size / 2**20:.1f} MB" for name, size in sorted(sizes.items(), key=lambda s: -s[1]))
+        by_size = sorted(sizes.items(), key=lambda item: -item[1])
+        largest = ", ".join(f"{name} {size / 2**20:.1f} MB" for name, size in by_size)
         raise RunnerError(f"the executed notebooks take {sum(sizes.values()) / 2**20:.1f} MB, more than the "
                           f"{max_bytes / 2**20:.0f} MB that {target} may hold ({largest}); nothing was published: "
                           "make the largest ones show fewer or smaller outputs")

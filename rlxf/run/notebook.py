@@ -38,7 +38,8 @@ def profile_params(profile: str, notebook: str, given: Mapping[str, Any]) -> dic
                        "not declare them")
     artifacts = given.get("artifacts_dir")
     artifacts = loaded.artifacts_dir if artifacts is None else Path(artifacts)
-    values = {**{k: v for k, v in loaded.params.items() if k != "profile"}, "artifacts_dir": str(artifacts), "figures_dir": str(artifacts / "figures"),
+    values = {**{k: v for k, v in loaded.params.items() if k != "profile"},
+              "artifacts_dir": str(artifacts), "figures_dir": str(artifacts / "figures"),
               **{key: value for key, value in loaded.shared.items() if key in given}, **section}
     filled = {key: value for key, value in values.items() if given.get(key) is None}
     kept = {key: given[key] for key in values if key not in filled}
