@@ -5,7 +5,8 @@
 # (nb_execution_mode "off") and reads the README and docs/ as MyST Markdown. Jupyter Book 2 is built on mystmd, a
 # Node.js application that fetches its theme at build time; MkDocs + mkdocs-jupyter converts through nbconvert and
 # needs a MathJax from a CDN as well. MathJax here is the copy jupyter-server-mathjax ships (MathJax 2.7, STIX-Web
-# fonts), copied into the site, so equations render with no network.
+# fonts), copied into the site so that no CDN is needed. Known gap: in headless Chromium its HTML-CSS output stalls
+# at "Loading .../STIX-Web/fontdata.js" and equations show as TeX source; the renderer needs fixing.
 from pathlib import Path
 
 import jupyter_server_mathjax
