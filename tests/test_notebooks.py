@@ -55,21 +55,20 @@ def test_notebook_anatomy(path):
     assert any(c.cell_type == "markdown" and c.source.startswith("## Summary") for c in nb.cells)
 
 
-def test_parameters_shared_by_notebooks_have_equal_defaults():
-    """A name declared by several notebooks (e.g. the party classifier's settings) means one thing: same default."""
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_the_profile_gives_every_value(path):
+    """One source of parameters: the parameters cell names the demo profile and leaves every other parameter None;
+    the cell after it fills them from configs/<profile>.yaml (so a notebook opened by hand runs the demo values)."""
     import papermill
 
-    seen: dict[str, tuple[str, object]] = {}
-    for path in NOTEBOOKS:
-        for name, info in papermill.inspect_notebook(str(path)).items():
-            if name in COMMON_PARAMS:
-                continue
-            default = ast.literal_eval(info["default"])
-            if name in seen:
-                first, value = seen[name]
-                assert value == default, f"{name}: {first} says {value!r}, {path.name} says {default!r}"
-            else:
-                seen[name] = (path.name, default)
+    declared = papermill.inspect_notebook(str(path))
+    assert declared["profile"]["default"] == '"demo"', f"{path.name}: the parameters cell must name profile = \"demo\""
+    valued = sorted(name for name, info in declared.items() if name != "profile" and info["default"] != "None")
+    assert not valued, f"{path.name} sets {valued} itself; set them in configs/*.yaml and leave them None"
+    nb = nbformat.read(path, as_version=4)
+    at = next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
+    call = f'globals().update(profile_params(profile, "{path.name[:2]}", globals()))'
+    assert call in nb.cells[at + 1].source, f"{path.name}: the cell after the parameters must be {call}"
 
 
 def _summary_cells(nb) -> list:

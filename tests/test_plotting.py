@@ -7,6 +7,7 @@ import pytest
 
 from rlxf.analysis.plotting import PARTY_COLOURS, draw_neutral_band, party_colour, save_figure
 from rlxf.data.political import PARTIES
+from rlxf.paths import REPO_ROOT
 from rlxf.selfplay import SelfPlaySettings
 
 
@@ -35,3 +36,20 @@ def test_save_figure_checks_the_name(tmp_path):
     with pytest.raises(ValueError, match="NN_lowercase_words"):
         save_figure(fig, tmp_path, "band.png")
     plt.close(fig)
+
+
+def test_save_figure_shows_the_saved_png_in_a_notebook(tmp_path):
+    """The backend is Agg (headless): a notebook shows a figure because save_figure displays the PNG it wrote, so the
+    executed notebooks carry their figures."""
+    import base64
+
+    from nbclient import NotebookClient
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    code = ("from rlxf.analysis.plotting import plt, save_figure\nfig, ax = plt.subplots()\nax.plot([0, 1])\n"
+            f"save_figure(fig, {str(tmp_path)!r}, '01_line');")
+    nb = new_notebook(cells=[new_code_cell(code)])
+    NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(REPO_ROOT)}}).execute()
+    shown = [o["data"]["image/png"] for o in nb.cells[0].outputs if "image/png" in o.get("data", {})]
+    assert len(shown) == 1, f"expected the figure once under the cell, got {nb.cells[0].outputs}"
+    assert base64.b64decode(shown[0]) == (tmp_path / "01_line.png").read_bytes()

@@ -157,7 +157,8 @@ def test_headlines_are_merged_with_the_total_and_published(tmp_path):
     target = run.publish(profile, tmp_path / "results")
     assert target == tmp_path / "results" / profile.name
     assert json.loads((target / "ppo" / "summary.json").read_text()) == {"gain": 1.5}
-    assert sorted(p.name for p in target.iterdir()) == ["headline.json", "ppo", "run_summary.json"]
+    assert sorted(p.name for p in target.iterdir()) == ["headline.json", "notebooks", "ppo", "run_summary.json"]
+    assert sorted(p.name for p in (target / "notebooks").iterdir()) == ["01_a.ipynb", "02_b.ipynb"]
     assert json.loads((target / "headline.json").read_text()) == headline
     published = json.loads((target / "run_summary.json").read_text())
     assert [entry["output"] for entry in published["notebooks"]] == ["01_a.ipynb", "02_b.ipynb"]
@@ -194,6 +195,55 @@ def test_notebook_01_runs_on_the_smoke_profile(capsys):
     text = json.dumps([c.get("outputs", []) for c in executed.cells])
     assert "FIXTURE CORPORA" in text, "the smoke run must say loudly that it used the fixtures"
     assert {p: p.stat().st_mtime for p in (REPO_ROOT / "figures").glob("01_*.png")} == committed
+
+
+def test_a_notebook_run_without_parameters_uses_the_demo_values_and_leaves_figures_alone(tmp_path, monkeypatch):
+    """Notebook 01 through papermill with no parameters at all, as a reader's Run All: the demo profile's values
+    (min_word_count 10, smoke's is 3), its outputs in artifacts/demo/ (here moved by $RLXF_ARTIFACTS_DIR), nothing
+    under figures/. The data are the fixture corpora, named by $RLXF_DATA_DIR as real data would be, with each tweet
+    repeated in four wordings so that words reach the demo's min_word_count (the fixtures' 60 tweets do not)."""
+    import pandas as pd
+    import papermill
+
+    from rlxf.data.source import locate_data
+
+    fixtures, _ = locate_data("fixtures", tmp_path)
+    tweets_csv = fixtures / "political" / "house_tweets_2018.csv"
+    tweets = pd.read_csv(tweets_csv)
+    pd.concat([tweets.assign(text=tweets.text + f" take {i}") for i in range(4)]).to_csv(tweets_csv, index=False)
+    monkeypatch.setenv("RLXF_DATA_DIR", str(fixtures))
+    monkeypatch.setenv("RLXF_ARTIFACTS_DIR", str(tmp_path / "artifacts"))
+    committed = {p: p.stat().st_mtime for p in (REPO_ROOT / "figures").rglob("*")}
+    path = run.discover_notebooks()["01"]
+    papermill.execute_notebook(str(path), str(tmp_path / "01.ipynb"), cwd=str(path.parent), kernel_name="python3",
+                               progress_bar=False)
+    executed = nbformat.read(tmp_path / "01.ipynb", as_version=4)
+    assert not [c for c in executed.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    said = "".join(o.get("text", "") for c in executed.cells if c.cell_type == "code" for o in c.outputs)
+    demo = run.load_profile("demo").notebooks["01"]
+    assert "configs/demo.yaml, notebook 01:" in said and f"min_word_count={demo['min_word_count']}" in said
+    assert demo["min_word_count"] != run.load_profile("smoke").notebooks["01"]["min_word_count"]
+    assert sorted(p.name for p in (tmp_path / "artifacts" / "demo" / "figures").glob("01_*.png"))
+    assert (tmp_path / "artifacts" / "demo" / "data" / "manifest.json").is_file()
+    assert {p: p.stat().st_mtime for p in (REPO_ROOT / "figures").rglob("*")} == committed
+
+
+def test_profile_params_fill_what_the_notebook_leaves_none(capsys):
+    from rlxf.run.notebook import profile_params
+
+    given = {"profile": "demo", "seed": None, "data_dir": None, "artifacts_dir": None, "figures_dir": None,
+             "min_word_count": 4, "top_words": None, "strip_urls": None, "force": None, "hub_sources": None,
+             "policy_model": None}  # a shared key 01 does not declare stays out
+    filled = profile_params("demo", "01", given)
+    demo = run.load_profile("demo")
+    assert filled["top_words"] == demo.notebooks["01"]["top_words"] and "min_word_count" not in filled
+    assert filled["policy_model"] == demo.shared["policy_model"]
+    assert filled["figures_dir"] == str(demo.artifacts_dir / "figures") and filled["seed"] == demo.params["seed"]
+    assert "set by papermill or by hand (these win): min_word_count=4" in capsys.readouterr().out
+    moved = profile_params("demo", "01", {**given, "artifacts_dir": "/tmp/x"})
+    assert moved["figures_dir"] == "/tmp/x/figures"
+    with pytest.raises(KeyError, match=r"configs/demo.yaml sets \['top_words'\] for notebook 01, whose parameters"):
+        profile_params("demo", "01", {k: v for k, v in given.items() if k != "top_words"})
 
 
 def test_shared_parameters_reach_only_the_notebooks_that_declare_them(tmp_path):
@@ -257,6 +307,44 @@ def test_smoke_run_writes_the_committed_names():
     assert collect(smoke.artifacts_dir, smoke.figures_dir) == expected
 
 
+def test_papermill_injects_the_profile_name_directories_and_overrides_only():
+    """The notebook reads the rest from configs/<profile>.yaml itself: only what differs from it is injected."""
+    demo = run.load_profile("demo")
+    steps = {key: params for key, _, params in run.plan(demo, run.discover_notebooks(), None, ["04:rlxf_steps=2"])}
+    assert steps["04"]["imdb_steps"] == demo.notebooks["04"]["imdb_steps"]  # the plan holds every value (--list)
+    assert set(run.injected(demo, "04", steps["04"])) == {*run.COMMON_PARAMS, "rlxf_steps"}
+    assert run.injected(demo, "04", steps["04"])["rlxf_steps"] == 2
+    assert set(run.injected(demo, "03", steps["03"])) == set(run.COMMON_PARAMS)
+    assert run.injected(demo, "03", {**steps["03"], "mona_epochs": 2}) == run.injected(demo, "03", steps["03"])
+    assert run.injected(demo, "03", {**steps["03"], "mona_epochs": 3})["mona_epochs"] == 3
+    assert demo.figures_dir == demo.artifacts_dir / "figures" and demo.publish_figures_dir == REPO_ROOT / "figures"
+
+
+def test_an_override_of_a_parameter_left_none_must_have_the_profiles_type(tmp_path):
+    params = 'profile = "x"\nseed = 0\ndata_dir = ""\nartifacts_dir = ""\nfigures_dir = ""\nsteps = None\n'
+    notebooks = {"01": _notebook(tmp_path / "01_a.ipynb", "pass", params=params)}
+    profile = _profile(tmp_path, **{"01": {"steps": 3}})
+    assert run.plan(profile, notebooks, None, ["steps=4"])[0][2]["steps"] == 4
+    with pytest.raises(run.RunnerError, match=r"-p: parameter 'steps' .* an integer \(the profile's value is 3\)"):
+        run.plan(profile, notebooks, None, ["steps=many"])
+
+
+def test_publish_copies_the_figures_of_finished_notebooks_only(tmp_path):
+    body = ("import matplotlib\nmatplotlib.use('agg')\nimport matplotlib.pyplot as plt\n"
+            "from rlxf.analysis.plotting import save_figure\n"
+            "fig, ax = plt.subplots()\nax.plot([0, 1])\nsave_figure(fig, figures_dir, '{key}_line')\n{then}")
+    notebooks = {"01": _notebook(tmp_path / "01_a.ipynb", body.format(key="01", then="")),
+                 "02": _notebook(tmp_path / "02_b.ipynb", body.format(key="02", then="raise ValueError('late')"))}
+    profile = _profile(tmp_path)
+    profile.publish_figures_dir = tmp_path / "committed"
+    with pytest.raises(run.RunnerError, match="late"):
+        run.execute(profile, run.plan(profile, notebooks, None, []))
+    assert (profile.figures_dir / "02_line.png").exists(), "the failed notebook saved its figure before failing"
+    target = run.publish(profile, tmp_path / "results")
+    assert sorted(p.name for p in (tmp_path / "committed").iterdir()) == ["01_line.png"]
+    assert sorted(p.name for p in (target / "notebooks").iterdir()) == ["01_a.ipynb"]
+
+
 def test_overriding_the_output_directories_moves_the_runners_outputs_too(tmp_path):
     notebooks = {"01": _notebook(tmp_path / "01_a.ipynb", "pass")}
     profile = _profile(tmp_path)
@@ -264,6 +352,8 @@ def test_overriding_the_output_directories_moves_the_runners_outputs_too(tmp_pat
     steps = run.plan(profile, notebooks, None, overrides)
     assert steps[0][2]["artifacts_dir"] == str(tmp_path / "elsewhere") == str(profile.artifacts_dir)
     assert steps[0][2]["figures_dir"] == str(tmp_path / "figs") == str(profile.figures_dir)
+    moved = run.plan(_profile(tmp_path), notebooks, None, [f"artifacts_dir={tmp_path / 'other'}"])
+    assert moved[0][2]["figures_dir"] == str(tmp_path / "other" / "figures"), "figures follow the artifacts"
     run.execute(profile, steps)
     assert (tmp_path / "elsewhere" / "notebooks" / "01_a.ipynb").exists()
     assert (tmp_path / "elsewhere" / "run_summary.json").exists()
@@ -280,30 +370,41 @@ def test_require_inputs_names_the_missing_input_and_the_notebook_that_writes_it(
 
 
 def test_a_notebook_section_may_not_redefine_a_shared_key(tmp_path):
-    (tmp_path / "x.yaml").write_text("figures_dir: f\nartifacts_dir: a\nparams: {profile: x}\n"
+    (tmp_path / "x.yaml").write_text("publish_figures_dir: f\nartifacts_dir: a\nparams: {profile: x}\n"
                                      "shared: {encoder: tiny-bert}\nnotebooks: {'03': {encoder: minilm-l6}}\n")
     with pytest.raises(run.RunnerError, match=r"x.yaml: notebooks: '03' redefines the shared parameter\(s\) "
                                               r"\['encoder'\]"):
         run.load_profile("x", tmp_path)
-    (tmp_path / "y.yaml").write_text("figures_dir: f\nartifacts_dir: a\nparams: {profile: y, seed: 0}\n"
+    (tmp_path / "y.yaml").write_text("artifacts_dir: a\nparams: {profile: y, seed: 0}\n"
                                      "shared: {seed: 1}\n")
     with pytest.raises(run.RunnerError, match=r"y.yaml: params redefines the shared parameter\(s\) \['seed'\]"):
         run.load_profile("y", tmp_path)
 
 
-def test_every_profile_sets_every_parameter_that_differs_by_profile():
-    """A parameter any profile sets for a notebook is set by all of them (shared or in the notebook's section), so a
-    profile never silently falls back to the notebook's default where another profile chose a value."""
+def test_every_profile_sets_every_parameter_the_notebook_leaves_none():
+    """The profile is the one place a value is set: every parameter a notebook leaves None (all but `profile` and the
+    directories the runner and rlxf.run.notebook.profile_params derive) is set by every profile, shared or in the
+    notebook's section, with one type across the profiles."""
+    import ast
+
     import papermill
 
     profiles = {name: run.load_profile(name) for name in run.PROFILES}
     for key, path in run.discover_notebooks().items():
-        declared = set(papermill.inspect_notebook(str(path)))
-        set_by = {name: set(p.params) | (set(p.shared) & declared) | set(p.notebooks.get(key, {}))
-                  for name, p in profiles.items()}
-        every = set().union(*set_by.values())
-        for name, keys in set_by.items():
-            assert not every - keys, f"configs/{name}.yaml does not set {sorted(every - keys)} for {path.name}"
+        declared = papermill.inspect_notebook(str(path))
+        left_none = {name for name, info in declared.items() if ast.literal_eval(info["default"]) is None}
+        assert left_none == set(declared) - {"profile"}, f"{path.name} sets a value itself"
+        wanted = left_none - {"artifacts_dir", "figures_dir"}
+        kinds: dict[str, set] = {}
+        for name, p in profiles.items():
+            values = {**p.params, **{k: v for k, v in p.shared.items() if k in declared}, **p.notebooks.get(key, {})}
+            assert set(values) - {"profile"} == wanted, (
+                f"configs/{name}.yaml: for {path.name} it misses {sorted(wanted - set(values))}, "
+                f"sets undeclared {sorted(set(values) - wanted - {'profile'})}")
+            for param, value in values.items():
+                kinds.setdefault(param, set()).add(type(value).__name__)
+        mixed = {param: kind for param, kind in kinds.items() if len(kind) > 1}
+        assert not mixed, f"{path.name}: the profiles set these with different types: {mixed}"
     gpu = profiles["gpu"]
     assert {"policy_model", "judge_model", "encoder", "report_to"} <= set(gpu.shared)
     assert "/" in gpu.shared["policy_model"] and "/" in gpu.shared["judge_model"], "gpu: hub models"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import matplotlib
 
-matplotlib.use("Agg")  # headless under papermill; notebooks still display the figure they return
+matplotlib.use("Agg")  # headless under papermill; save_figure shows the saved PNG in a notebook
 import matplotlib.pyplot as plt  # noqa: E402
 
 DPI = 110
@@ -27,7 +27,23 @@ def save_figure(fig: plt.Figure, figures_dir: str | Path, name: str) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     # metadata={"Software": None} drops the matplotlib version stamp so re-runs give identical files.
     fig.savefig(out, dpi=DPI, bbox_inches="tight", metadata={"Software": None})
+    _show_in_notebook(out)
     return out
+
+
+def _show_in_notebook(png: Path) -> None:
+    """In a Jupyter kernel, show the saved PNG under the cell: the Agg backend shows nothing itself, and the executed
+    notebooks (results/<profile>/notebooks/) must carry their figures."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is None or type(shell).__name__ != "ZMQInteractiveShell":
+        return
+    from IPython.display import Image, display
+
+    display(Image(filename=str(png)))
 
 
 def party_colour(party: str) -> str:

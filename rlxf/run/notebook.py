@@ -1,9 +1,12 @@
-"""The setup every notebook starts with: the seed, the artifacts folder, which corpora it reads, the hydrated tables."""
+"""The setup every notebook starts with: its parameters from the profile, the seed, the artifacts folder, which corpora
+it reads, the hydrated tables."""
 
 from __future__ import annotations
 
 import json
 import math
+import textwrap
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -13,6 +16,38 @@ import torch
 from rlxf.data import hydrate as hydrate_tables
 from rlxf.data.source import locate_data
 from rlxf.lm.precision import Precision, precision
+
+
+def profile_params(profile: str, notebook: str, given: Mapping[str, Any]) -> dict[str, Any]:
+    """The values of `configs/<profile>.yaml` for notebook `notebook`'s parameters that `given` (the notebook's
+    `globals()`) leaves None; prints them, and the parameters set otherwise (by papermill or by hand), which win.
+
+    The profile is the one place a value is set: a notebook's parameters cell names the profile and leaves every other
+    parameter None, so a notebook opened by hand runs the demo values and `python -m rlxf.run` injects overrides only.
+    `artifacts_dir` is the profile's (artifacts/<profile>/), `figures_dir` is `<artifacts_dir>/figures`: only
+    `python -m rlxf.run --publish` copies figures to the committed `figures/`.
+    """
+    from rlxf.run.runner import load_profile
+
+    number = str(notebook).zfill(2)
+    loaded = load_profile(profile)
+    section = loaded.notebooks.get(number, {})
+    undeclared = sorted(set(section) - set(given))
+    if undeclared:
+        raise KeyError(f"configs/{profile}.yaml sets {undeclared} for notebook {number}, whose parameters cell does "
+                       "not declare them")
+    artifacts = given.get("artifacts_dir")
+    artifacts = loaded.artifacts_dir if artifacts is None else Path(artifacts)
+    values = {**{k: v for k, v in loaded.params.items() if k != "profile"},
+              "artifacts_dir": str(artifacts), "figures_dir": str(artifacts / "figures"),
+              **{key: value for key, value in loaded.shared.items() if key in given}, **section}
+    filled = {key: value for key, value in values.items() if given.get(key) is None}
+    kept = {key: given[key] for key in values if key not in filled}
+    said = [f"configs/{profile}.yaml, notebook {number}: " + ", ".join(f"{k}={v!r}" for k, v in filled.items())]
+    if kept:
+        said.append("set by papermill or by hand (these win): " + ", ".join(f"{k}={v!r}" for k, v in kept.items()))
+    print("\n".join(textwrap.fill(line, 120, subsequent_indent="  ") for line in said))
+    return filled
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,13 @@
 """The runner's records: what a run is (`Profile`, `NotebookRun`), `run_summary.json` (merged under a lock: notebooks
-run side by side with `--jobs`), `headline.json`, and `publish` to `results/<profile>/`. `rlxf.run` re-exports them."""
+run side by side with `--jobs`), `headline.json`, and `publish` to `results/<profile>/` (with the executed notebooks)
+and the profile's figures folder. `rlxf.run` re-exports them."""
 
 from __future__ import annotations
 
 import json
 import os
 import platform
+import shutil
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +31,8 @@ class Profile:
     notebooks: dict[str, dict[str, Any]] = field(default_factory=dict)
     shared: dict[str, Any] = field(default_factory=dict)
     """parameters several notebooks declare (e.g. the party classifier's settings): each gets those it declares"""
+    publish_figures_dir: Path | None = None
+    """where `--publish` copies the run's figures (the committed `figures/` for the demo); None: nowhere"""
 
 
 @dataclass
@@ -168,23 +172,34 @@ NOTEBOOK_SUMMARIES = tuple(path for _, path in SUMMARY_FILES)
 
 
 def publish(profile: Profile, results_dir: Path | None = None) -> Path:
-    """Copy the run's small JSON summaries to `results/<profile>/`, the committed record every number in the README is
-    traced to: run_summary.json, headline.json and the notebooks' summaries that exist (NOTEBOOK_SUMMARIES, under the
-    same relative paths). Never weights or tables."""
+    """Record the run in `results/<profile>/`, what every number in the README is traced to: run_summary.json,
+    headline.json and the notebooks' summaries that exist (NOTEBOOK_SUMMARIES, under the same relative paths), and
+    every notebook that ran to the end, executed, in `notebooks/` (rlxf.run.executed: outputs and figures kept, widget
+    state and this machine's paths not; under 20 MB). The figures of those notebooks go to the profile's
+    `publish_figures_dir` (the committed `figures/`). A failed notebook is not published. Never weights or tables."""
+    from rlxf.run.executed import publish_notebooks
+
     target = Path(results_dir or REPO_ROOT / "results") / profile.name
+    for name in ("run_summary.json", "headline.json"):
+        if not (profile.artifacts_dir / name).is_file():
+            raise RunnerError(f"nothing to publish: {profile.artifacts_dir / name} does not exist (run the notebooks "
+                              "first)")
+    summary = json.loads((profile.artifacts_dir / "run_summary.json").read_text())
+    finished = [entry for entry in summary["notebooks"] if entry.get("status") == "ok"]
+    publish_notebooks([Path(entry["output"]) for entry in finished], target / "notebooks")
+    if profile.publish_figures_dir is not None:
+        profile.publish_figures_dir.mkdir(parents=True, exist_ok=True)
+        for entry in finished:
+            for figure in entry["figures"]:
+                shutil.copy2(profile.figures_dir / figure, profile.publish_figures_dir / figure)
     for name in NOTEBOOK_SUMMARIES:
         source = profile.artifacts_dir / name
         if source.is_file():
             _write_json(target / name, json.loads(source.read_text()))
-    for name in ("run_summary.json", "headline.json"):
-        source = profile.artifacts_dir / name
-        if not source.is_file():
-            raise RunnerError(f"nothing to publish: {source} does not exist (run the notebooks first)")
-        summary = json.loads(source.read_text())
-        if name == "run_summary.json":  # the executed notebooks stay in artifacts; paths there mean nothing here
-            for entry in summary["notebooks"]:
-                entry["output"] = Path(entry["output"]).name
-        _write_json(target / name, summary)
+    for entry in summary["notebooks"]:  # the executed notebooks' paths on this machine mean nothing elsewhere
+        entry["output"] = Path(entry["output"]).name
+    _write_json(target / "run_summary.json", summary)
+    _write_json(target / "headline.json", json.loads((profile.artifacts_dir / "headline.json").read_text()))
     return target
 
 

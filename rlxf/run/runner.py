@@ -4,7 +4,10 @@
 
 Papermill only warns about parameters a notebook does not declare; here that is an error, raised before any
 notebook runs. The run stops at the first failing notebook and names the notebook and the cell. Executed
-notebooks are kept under the profile's artifacts directory; a summary table is printed and saved as JSON.
+notebooks and figures are kept under the profile's artifacts directory; a summary table is printed and saved as JSON;
+`--publish` copies the record to `results/<profile>/` and the figures to the profile's `publish_figures_dir`.
+A notebook reads its parameters from `configs/<profile>.yaml` itself (its parameters cell leaves them None); papermill
+injects the profile's name, seed and directories and what differs from the profile (`-p`, a dry run's sizes).
 While a notebook runs, a bar shows its cell i/N and the time elapsed (`--quiet`: none). Notebooks run on the
 Jupyter kernel `rlxf` (`make lab` registers it for the venv) when there is one, else on `python3`.
 
@@ -52,6 +55,7 @@ from rlxf.run.runlog import (
 NOTEBOOKS_DIR = REPO_ROOT / "notebooks"
 CONFIGS_DIR = REPO_ROOT / "configs"
 PROFILES = ("smoke", "demo", "gpu")
+PROFILE_KEYS = ("publish_figures_dir", "artifacts_dir", "params", "shared", "notebooks")
 # Parameters the runner passes to every notebook; the house style (../shared/STYLE.md) asks every notebook to
 # declare them.
 COMMON_PARAMS = ("profile", "seed", "data_dir", "artifacts_dir", "figures_dir")
@@ -91,7 +95,8 @@ def discover_notebooks(notebooks_dir: Path = NOTEBOOKS_DIR) -> dict[str, Path]:
 
 
 def load_profile(name: str, configs_dir: Path = CONFIGS_DIR) -> Profile:
-    """Read `configs/<name>.yaml` and check its shape."""
+    """Read `configs/<name>.yaml` and check its shape. Runs write figures to `<artifacts_dir>/figures`; only `--publish`
+    copies them to the profile's `publish_figures_dir` (the committed `figures/` for the demo)."""
     path = configs_dir / f"{name}.yaml"
     if not path.is_file():
         known = sorted(p.stem for p in configs_dir.glob("*.yaml"))
@@ -99,14 +104,12 @@ def load_profile(name: str, configs_dir: Path = CONFIGS_DIR) -> Profile:
     raw = yaml.safe_load(path.read_text()) or {}
     if not isinstance(raw, dict):
         raise RunnerError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
-    for key in ("figures_dir", "artifacts_dir", "params"):
+    for key in ("artifacts_dir", "params"):
         if key not in raw:
             raise RunnerError(f"{path}: missing the key {key!r}")
-    unknown = set(raw) - {"figures_dir", "artifacts_dir", "params", "shared", "notebooks"}
+    unknown = set(raw) - set(PROFILE_KEYS)
     if unknown:
-        raise RunnerError(
-            f"{path}: unknown keys {sorted(unknown)}; expected figures_dir, artifacts_dir, params, shared, notebooks"
-        )
+        raise RunnerError(f"{path}: unknown keys {sorted(unknown)}; expected {', '.join(PROFILE_KEYS)}")
     notebooks = raw.get("notebooks") or {}
     if not isinstance(notebooks, dict) or not all(isinstance(v, dict | type(None)) for v in notebooks.values()):
         raise RunnerError(f"{path}: 'notebooks' must map a notebook number to a mapping of parameters")
@@ -116,10 +119,15 @@ def load_profile(name: str, configs_dir: Path = CONFIGS_DIR) -> Profile:
         if again:
             raise RunnerError(f"{path}: {section} redefines the shared parameter(s) {again}: a shared key is set "
                               "once, under 'shared:', for every notebook that declares it")
+    # $RLXF_ARTIFACTS_DIR (rlxf.paths.artifacts_dir) moves every profile's outputs to $RLXF_ARTIFACTS_DIR/<profile>.
+    moved = os.environ.get("RLXF_ARTIFACTS_DIR")
+    artifacts = (Path(moved) / name if moved else REPO_ROOT / raw["artifacts_dir"]).resolve()
+    published = raw.get("publish_figures_dir")
     return Profile(
         name=name,
-        figures_dir=(REPO_ROOT / raw["figures_dir"]).resolve(),
-        artifacts_dir=(REPO_ROOT / raw["artifacts_dir"]).resolve(),
+        figures_dir=artifacts / "figures",
+        artifacts_dir=artifacts,
+        publish_figures_dir=(REPO_ROOT / published).resolve() if published else None,
         params=dict(raw["params"]),
         notebooks={str(k).zfill(2): dict(v or {}) for k, v in notebooks.items()},
         shared=dict(shared),
@@ -187,8 +195,10 @@ def _type_problem(value: Any, default: Any) -> str | None:
     return None
 
 
-def check_types(path: Path, declared: dict[str, dict], params: dict[str, Any], sources: dict[str, str]) -> None:
-    """Every parameter must be of the type of the notebook's literal default (an int where it declares `8`, ...)."""
+def check_types(path: Path, declared: dict[str, dict], params: dict[str, Any], sources: dict[str, str],
+                profile_values: dict[str, Any] | None = None) -> None:
+    """Every parameter must be of the type of the notebook's literal default (an int where it declares `8`, ...); where
+    the notebook leaves it None (its value comes from the profile), of the type of the profile's value."""
     for key, value in params.items():
         info = declared.get(key)
         if info is None or key in ("artifacts_dir", "figures_dir"):
@@ -197,10 +207,13 @@ def check_types(path: Path, declared: dict[str, dict], params: dict[str, Any], s
             default = ast.literal_eval(info["default"])
         except (ValueError, SyntaxError):
             continue  # not a literal: nothing to compare with
+        what = f"its default is {info['default']}"
+        if default is None and profile_values and profile_values.get(key) is not None:
+            default, what = profile_values[key], f"the profile's value is {profile_values[key]!r}"
         problem = _type_problem(value, default)
         if problem:
             raise RunnerError(f"{sources.get(key, 'profile')}: parameter {key!r} of {path.name} must be {problem} "
-                              f"(its default is {info['default']}), got {value!r}")
+                              f"({what}), got {value!r}")
 
 
 def plan(
@@ -224,6 +237,8 @@ def plan(
     for key in ("artifacts_dir", "figures_dir"):
         if key in everywhere:
             setattr(profile, key, Path(str(everywhere.pop(key))).expanduser().resolve())
+            if key == "artifacts_dir" and not any(item.startswith("figures_dir=") for item in overrides):
+                profile.figures_dir = profile.artifacts_dir / "figures"
     for number in per_notebook:
         if number not in selected:
             raise RunnerError(f"-p {number}:...: notebook {number} is not among those selected ({selected})")
@@ -260,11 +275,13 @@ def plan(
                 raise RunnerError(
                     f"{source}: {path.name} does not declare the parameter(s) {unknown}; it declares {sorted(declared)}"
                 )
+            if source == config:
+                profile_values = {**params, **extra}
             params.update(extra)
             sources.update(dict.fromkeys(extra, source))
         params.update({k: v for k, v in everywhere.items() if k in declared})
         sources.update({k: "-p" for k in everywhere if k in declared})
-        check_types(path, inspected[key], params, sources)
+        check_types(path, inspected[key], params, sources, profile_values)
         steps.append((key, path, params))
     unknown_everywhere = sorted(set(everywhere) - declared_anywhere)
     if unknown_everywhere:
@@ -295,6 +312,16 @@ def dry_run(profile: Profile, notebooks: dict[str, Path], only: list[str] | None
         params.update({name: tiny for name, tiny in DRY_RUN_MODELS.items() if name in params and name not in fixed})
     profile.name = f"{profile.name}-dry-run"
     return steps
+
+
+def injected(profile: Profile, key: str, params: dict[str, Any]) -> dict[str, Any]:
+    """What papermill injects into notebook `key`: the common parameters (the profile's name, seed, data and output
+    directories) and every value that is not the profile's own (`-p` overrides, a dry run's sizes); the notebook reads
+    the rest from `configs/<profile>.yaml` itself (rlxf.run.notebook.profile_params)."""
+    own = {**profile.shared, **profile.notebooks.get(key, {})}
+    missing = object()
+    return {name: value for name, value in params.items()
+            if name in COMMON_PARAMS or own.get(name, missing) != value}
 
 
 def _figures_since(figures_dir: Path, key: str, since: float) -> list[str]:
@@ -346,7 +373,7 @@ def execute(
         started = time.time()
         try:
             papermill.execute_notebook(
-                str(path), str(running), parameters=params, cwd=str(path.parent),
+                str(path), str(running), parameters=injected(profile, key, params), cwd=str(path.parent),
                 kernel_name=kernel, log_output=log_output,
                 progress_bar={"desc": f"{key} cells", "dynamic_ncols": True} if progress else False,
             )
@@ -486,7 +513,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=1, metavar="N",
                         help="run up to N notebooks at once, in dependency order, the cores split between them")
     parser.add_argument("--publish", action="store_true",
-                        help="after the run, copy run_summary.json and headline.json to results/<profile>/")
+                        help="after the run, copy run_summary.json, headline.json, the notebooks' summaries and the "
+                             "executed notebooks to results/<profile>/, and the figures to the profile's "
+                             "publish_figures_dir (demo: figures/)")
     args = parser.parse_args(argv)
     try:
         profile = load_profile(args.profile)
@@ -516,7 +545,8 @@ def main(argv: list[str] | None = None) -> int:
     print("\n" + summary_table(runs))
     print(f"\nexecuted notebooks: {profile.artifacts_dir / 'notebooks'}; figures: {profile.figures_dir}")
     if published:
-        print(f"run summary and headline numbers copied to {published}")
+        print(f"run summary, headline numbers and executed notebooks copied to {published}"
+              + (f"; figures to {profile.publish_figures_dir}" if profile.publish_figures_dir else ""))
     return 0
 
 
