@@ -5,7 +5,8 @@ docs/, built with Sphinx, MyST-NB and sphinx-book-theme (why these: book/conf.py
 
 The sources are staged in `<out>/src` in the repository's layout (README.md, docs/, figures/, the notebooks under
 their path in the repository), so the README's links to the executed notebooks and its inline figures resolve; the
-site is `<out>/html/index.html`. Needs the optional extra `book` (`pip install -e '.[book]'`; `make book` does it).
+site is `<out>/html/index.html`. MathJax 3 goes with the sources (`<out>/src/_static/mathjax/`), so equations render
+with no network. Needs the optional extra `book` (`pip install -e '.[book]'`; `make book` does it).
 """
 
 from __future__ import annotations
@@ -21,6 +22,11 @@ from rlxf.run.runner import _NOTEBOOK_NAME
 
 DEFAULT_NOTEBOOKS = REPO_ROOT / "results" / "demo" / "notebooks"
 CONF = REPO_ROOT / "book" / "conf.py"
+# What the site takes from MathJax 3's es5/ folder (django-static-mathjax ships it; why this MathJax: book/conf.py):
+# the combined TeX + MathML input, CommonHTML output component that book/conf.py's mathjax_path names, the CommonHTML
+# fonts (woff-v2) and the pieces it loads on demand (TeX extensions, the menu, the accessibility tools and their
+# speech rules). Not the other combined components nor the SVG output.
+MATHJAX_PARTS = ("tex-mml-chtml.js", "output/chtml", "input", "ui", "a11y", "sre")
 
 
 def _staged_path(notebooks_dir: Path) -> Path:
@@ -28,6 +34,30 @@ def _staged_path(notebooks_dir: Path) -> Path:
     `notebooks/`."""
     resolved = notebooks_dir.resolve()
     return resolved.relative_to(REPO_ROOT) if resolved.is_relative_to(REPO_ROOT) else Path("notebooks")
+
+
+def bundle_mathjax(static: Path) -> Path:
+    """Copy MathJax 3 (MATHJAX_PARTS and its licence) from the package django-static-mathjax into `static/mathjax`;
+    return its entry script."""
+    try:
+        import mathjax
+    except ImportError:
+        raise RunnerError("the book needs django-static-mathjax (MathJax 3 for offline equations), in the extra "
+                          "'book': pip install -e '.[book]'") from None
+    es5 = Path(mathjax.__file__).parent / "static" / "mathjax" / "es5"
+    missing = [part for part in MATHJAX_PARTS if not (es5 / part).exists()]
+    if missing:
+        raise RunnerError(f"MathJax 3 is incomplete in {es5}: no {', '.join(missing)} (expected the files of "
+                          "django-static-mathjax==3.2.2.1; reinstall it)")
+    target = Path(static) / "mathjax"
+    for part in MATHJAX_PARTS:
+        if (es5 / part).is_dir():
+            shutil.copytree(es5 / part, target / part, dirs_exist_ok=True)
+        else:
+            (target / part).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(es5 / part, target / part)
+    shutil.copy2(es5.parent / "LICENSE", target / "LICENSE")   # Apache 2.0: the licence travels with the copy
+    return target / MATHJAX_PARTS[0]
 
 
 def stage(notebooks_dir: Path, src: Path) -> list[str]:
@@ -43,6 +73,7 @@ def stage(notebooks_dir: Path, src: Path) -> list[str]:
     for notebook in notebooks:
         shutil.copy2(notebook, where / notebook.name)
     shutil.copy2(CONF, src / "conf.py")
+    bundle_mathjax(src / "_static")
     shutil.copy2(REPO_ROOT / "README.md", src / "README.md")
     if (REPO_ROOT / "figures").is_dir():
         shutil.copytree(REPO_ROOT / "figures", src / "figures", ignore=shutil.ignore_patterns("gpu"))
