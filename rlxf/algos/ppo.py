@@ -294,19 +294,19 @@ class PPOTrainer:
     "<adapter_name>_ref" when starting from an existing adapter, else the base with adapters disabled, which equals
     a new zero-initialised LoRA), None (always the base with adapters disabled), or an adapter name (used if it
     exists, else created as a frozen copy of the starting adapter). Only this adapter and the value head train.
-    Seeds python, numpy and torch from `config.seed`.
+    Seeds python, numpy and torch from `settings.seed`.
 
     A run is identified by its fingerprint (`fingerprint`: the settings that change results, the base model's name
     and architecture, the adapter names, a hash of the starting adapter's weights, and in train() the prompts,
     batch size and reward_fn's name); checkpoints store it and resuming from a checkpoint of another run is an error.
     """
 
-    def __init__(self, policy_model, tokenizer, config: PPOSettings | None = None, *, adapter_name: str = "default",
+    def __init__(self, policy_model, tokenizer, settings: PPOSettings | None = None, *, adapter_name: str = "default",
                  ref_adapter: str | None = "auto"):
-        self.config = config = config if config is not None else PPOSettings()
+        self.settings = settings = settings if settings is not None else PPOSettings()
         self.tokenizer, self.adapter_name = tokenizer, adapter_name
-        set_seed(config.seed)
-        self.model, started_from_existing = attach_policy(policy_model, adapter_name, config)
+        set_seed(settings.seed)
+        self.model, started_from_existing = attach_policy(policy_model, adapter_name, settings)
         # A new adapter is a function of the seed; an existing one (e.g. an SFT adapter) is identified by its weights.
         start = weights_hash(adapter_parameters(self.model, adapter_name)) if started_from_existing else "new"
         self.ref_adapter = attach_reference(self.model, adapter_name, ref_adapter, started_from_existing)
@@ -314,7 +314,7 @@ class PPOTrainer:
         self.model.eval()  # dropout off everywhere: old and new log-probs must agree before the first update
         self.device = next(self.model.parameters()).device
         # One precision for sampling, rollout and update forwards: the ratio is exactly 1 before the first update.
-        self.precision = store_frozen_weights(self.model, precision(config.dtype, self.device))
+        self.precision = store_frozen_weights(self.model, precision(settings.dtype, self.device))
 
         self.pad_id, self.eos_ids = padding_id(tokenizer), eos_ids(self.model, tokenizer)
         if self.pad_id is None or not self.eos_ids:
@@ -328,16 +328,16 @@ class PPOTrainer:
         if not self.policy_params:
             raise ValueError(f"adapter {adapter_name!r} has no trainable parameters")
         self.optimizer = torch.optim.AdamW([*self.policy_params, *self.value_head.parameters()],
-                                           lr=config.learning_rate, eps=1e-5, weight_decay=0.0)
-        self.kl_ctl = (AdaptiveKLController(config.init_kl_coef, config.target_kl, config.horizon)
-                       if config.adaptive_kl else FixedKLController(config.init_kl_coef))
+                                           lr=settings.learning_rate, eps=1e-5, weight_decay=0.0)
+        self.kl_ctl = (AdaptiveKLController(settings.init_kl_coef, settings.target_kl, settings.horizon)
+                       if settings.adaptive_kl else FixedKLController(settings.init_kl_coef))
         self._logits_to_keep = keeps_logits(self.model)
         self.step_count, self.history = 0, []
-        self.store = RunStore(config.output_dir, state_file="trainer_state.json", kind="PPO", unit="step",
+        self.store = RunStore(settings.output_dir, state_file="trainer_state.json", kind="PPO", unit="step",
                               owner="PPOSettings", metrics_file="metrics.jsonl",
-                              keep_checkpoints=config.keep_checkpoints, report_to=config.report_to)
+                              keep_checkpoints=settings.keep_checkpoints, report_to=settings.report_to)
         self.fingerprint = self.store.fingerprint = {
-            "kind": "PPO", "settings": settings_identity(config), "model": model_identity(self.model),
+            "kind": "PPO", "settings": settings_identity(settings), "model": model_identity(self.model),
             "adapter": {"name": adapter_name, "reference": self.ref_adapter, "start": start}}
 
     def _forward(self, batch: dict, index: torch.Tensor | None = None, with_entropy: bool = False):
@@ -350,7 +350,7 @@ class PPOTrainer:
             out = self.model(input_ids=input_ids, attention_mask=batch["attention_mask"][rows], use_cache=False,
                              position_ids=batch["position_ids"][rows], output_hidden_states=True, **extra)
         # Position t predicts token t+1: the response is predicted by the r_len positions before its end.
-        logits = out.logits[:, -(r_len + 1):-1].float() / self.config.temperature
+        logits = out.logits[:, -(r_len + 1):-1].float() / self.settings.temperature
         hidden = out.hidden_states[-1][:, -(r_len + 1):-1].float()
         logprobs = torch.log_softmax(logits, -1).gather(-1, input_ids[:, -r_len:, None]).squeeze(-1)
         values = self.value_head(hidden).squeeze(-1)
@@ -360,7 +360,7 @@ class PPOTrainer:
     def _ppo_step(self, queries: list[torch.Tensor], responses: list[torch.Tensor], scores: torch.Tensor,
                   timings: dict[str, float]) -> dict:
         """Rollout forwards, KL-shaped rewards, GAE, clipped PPO updates; logs and returns the metrics."""
-        cfg, step = self.config, self.step_count + 1
+        settings, step = self.settings, self.step_count + 1
         start = time.perf_counter()
         self.model.set_adapter(self.adapter_name)
         self.model.eval()  # dropout off (someone may have switched the shared model to train mode)
@@ -381,37 +381,39 @@ class PPOTrainer:
 
             # 2. per-token reward: KL penalty on every token, the score on the last one
             kl1, kl3 = kl_k1(old_logprobs, ref_logprobs) * mask, kl_k3(old_logprobs, ref_logprobs) * mask
-            kl = kl1 if cfg.kl_estimator == "k1" else kl3
+            kl = kl1 if settings.kl_estimator == "k1" else kl3
             kl_coef = self.kl_ctl.value
             rewards = -kl_coef * kl
             last = mask.sum(1).long() - 1
             rewards[torch.arange(n, device=self.device), last] += scores
 
             # 3. advantages and returns
-            advantages, returns = gae(old_values, rewards, mask, cfg.gamma, cfg.lam)
-            if cfg.whiten_advantages:
+            advantages, returns = gae(old_values, rewards, mask, settings.gamma, settings.lam)
+            if settings.whiten_advantages:
                 advantages = masked_whiten(advantages, mask)
 
         # 4. PPO epochs over shuffled minibatches
         set_lora_dropout(self.model, self.adapter_name, True)
         optimise_start = time.perf_counter()
         stats = {"pg": [], "vf": [], "total": [], "clipfrac": [], "approxkl": [], "vf_clipfrac": []}
-        for epoch in range(cfg.ppo_epochs):
-            for minibatch, index in enumerate(torch.randperm(n).chunk(cfg.num_minibatches)):
+        for epoch in range(settings.ppo_epochs):
+            for minibatch, index in enumerate(torch.randperm(n).chunk(settings.num_minibatches)):
                 index = index.to(self.device)
                 logprobs, values, _ = self._forward(batch, index)
                 m = mask[index]
                 pg_loss, clipfrac, approx_kl = policy_loss(logprobs, old_logprobs[index], advantages[index], m,
-                                                           cfg.cliprange)
-                vf_loss, vf_clipfrac = value_loss(values, old_values[index], returns[index], m, cfg.cliprange_value)
-                loss = pg_loss + cfg.vf_coef * vf_loss
+                                                           settings.cliprange)
+                vf_loss, vf_clipfrac = value_loss(values, old_values[index], returns[index], m,
+                                                  settings.cliprange_value)
+                loss = pg_loss + settings.vf_coef * vf_loss
                 if not torch.isfinite(loss):
                     raise FloatingPointError(
                         f"step {step}: non-finite loss (policy {pg_loss.item()}, value {vf_loss.item()}) in epoch "
                         f"{epoch}, minibatch {minibatch}; stopped. {self.store.note()}")
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                nn.utils.clip_grad_norm_(average_gradients(self.optimizer.param_groups[0]["params"]), cfg.max_grad_norm)
+                nn.utils.clip_grad_norm_(average_gradients(self.optimizer.param_groups[0]["params"]),
+                                         settings.max_grad_norm)
                 self.optimizer.step()
                 for key, value in zip(stats, (pg_loss, vf_loss, loss, clipfrac, approx_kl, vf_clipfrac), strict=True):
                     stats[key].append(value.item())
@@ -454,7 +456,7 @@ class PPOTrainer:
         self.step_count = step
         self.history.append(metrics)
         self.store.log(metrics, step, fresh=step == 1)  # step 1: a new run
-        if cfg.output_dir is not None and cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
+        if settings.output_dir is not None and settings.checkpoint_every and step % settings.checkpoint_every == 0:
             self.save_checkpoint()
         return metrics
 
@@ -486,14 +488,14 @@ class PPOTrainer:
 
         Batched, with the KV cache and left padding; each reply stops at EOS.
         """
-        cfg = self.config
+        settings = self.settings
         queries = [token_ids(self.tokenizer, p, "prompts", i, special_tokens=True) for i, p in enumerate(prompts)]
         self.model.set_adapter(self.adapter_name)
         self.model.eval()
         set_lora_dropout(self.model, self.adapter_name, False)
-        responses = sample_tokens(self.model, queries, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
-                                  top_k=cfg.top_k, top_p=cfg.top_p, pad_id=self.pad_id, eos_ids=self.eos_ids,
-                                  dtype=self.precision)
+        responses = sample_tokens(self.model, queries, max_new_tokens=settings.max_new_tokens,
+                                  temperature=settings.temperature, top_k=settings.top_k, top_p=settings.top_p,
+                                  pad_id=self.pad_id, eos_ids=self.eos_ids, dtype=self.precision)
         return queries, responses, self.tokenizer.batch_decode(responses, skip_special_tokens=True)
 
     def train(self, prompts: Sequence[str], reward_fn: Callable[[list[str], list[str]], Sequence[float]],
@@ -513,9 +515,10 @@ class PPOTrainer:
         if not callable(reward_fn):
             raise ValueError(f"train(reward_fn=...): expected a callable, got {type(reward_fn).__name__}")
         steps = check_count(steps, "train(steps=...)")
-        batch_size = self.config.batch_size if batch_size is None else check_count(batch_size, "train(batch_size=...)")
-        if batch_size < max(self.config.num_minibatches, 1):
-            raise ValueError(f"train(batch_size=...): must be >= num_minibatches ({self.config.num_minibatches}), "
+        batch_size = (self.settings.batch_size if batch_size is None
+                      else check_count(batch_size, "train(batch_size=...)"))
+        if batch_size < max(self.settings.num_minibatches, 1):
+            raise ValueError(f"train(batch_size=...): must be >= num_minibatches ({self.settings.num_minibatches}), "
                              f"got {batch_size}")
         reward_name = getattr(reward_fn, "__name__", type(reward_fn).__name__)
         self.fingerprint = self.store.fingerprint = {**self.fingerprint, "data": {
@@ -535,13 +538,13 @@ class PPOTrainer:
                                           f"{type(error).__name__}: {error}. {self.store.note()}") from error
             scored = time.perf_counter()
             scores = check_rewards(raw, len(texts), "reward_fn", self.step_count + 1, self.store.note())
-            if self.config.missing_eos_penalty is not None:
+            if self.settings.missing_eos_penalty is not None:
                 no_eos = torch.tensor([not self._has_eos(r) for r in responses])
-                scores = scores - self.config.missing_eos_penalty * no_eos.float()
+                scores = scores - self.settings.missing_eos_penalty * no_eos.float()
             return self._ppo_step(queries, responses, scores, {"time/generation_s": generated - start,
                                                                "time/scoring_s": scored - generated})
 
-        self.store.run(steps, lambda: self.step_count, one_step, desc="ppo", progress_bar=self.config.progress_bar,
+        self.store.run(steps, lambda: self.step_count, one_step, desc="ppo", progress_bar=self.settings.progress_bar,
                        postfix=lambda m: {"reward": f"{m['env/reward_mean']:.3f}", "kl": f"{m['objective/kl']:.3f}"},
                        save=self.save_checkpoint)
         return self.history
@@ -565,7 +568,7 @@ class PPOTrainer:
     def checkpoint_state(self) -> dict:
         """The JSON part of a checkpoint: step, KL coefficient, adapter names, settings, history."""
         return {"step": self.step_count, "kl_coef": self.kl_ctl.value, "adapter_name": self.adapter_name,
-                "ref_adapter": self.ref_adapter, "config": dataclasses.asdict(self.config), "history": self.history}
+                "ref_adapter": self.ref_adapter, "config": dataclasses.asdict(self.settings), "history": self.history}
 
     def write_checkpoint_files(self, directory: Path) -> None:
         """The tensor part of a checkpoint into `directory`: adapter(s), value head, optimizer."""
@@ -590,7 +593,7 @@ class PPOTrainer:
         n, first = len(prompts), self.step_count * batch_size
         picked = []
         for k in range(first, first + batch_size):
-            order = torch.randperm(n, generator=torch.Generator().manual_seed(self.config.seed + k // n))
+            order = torch.randperm(n, generator=torch.Generator().manual_seed(self.settings.seed + k // n))
             picked.append(prompts[int(order[k % n])])
         return picked
 

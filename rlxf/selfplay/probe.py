@@ -36,15 +36,15 @@ def memory_probe(bots: int, policy_model: str, adapter_dirs: Sequence[str], ppo:
     model, tokenizer = load_causal_lm(policy_model)
     for index in range(bots):
         model = load_adapter(model, adapter_dirs[index], names[index])
-    ppo_config = PPOSettings(**{**ppo, "output_dir": None, "progress_bar": False})
-    config = SelfPlaySettings(**{**selfplay, "rounds": 1, "output_dir": None, "progress_bar": False})
+    ppo_settings = PPOSettings(**{**ppo, "output_dir": None, "progress_bar": False})
+    settings = SelfPlaySettings(**{**selfplay, "rounds": 1, "output_dir": None, "progress_bar": False})
     if bots == 2:
-        trainer = SelfPlayTrainer(model, tokenizer, ppo_config, config, names=names)
+        trainer = SelfPlayTrainer(model, tokenizer, ppo_settings, settings, names=names)
         metrics = trainer.train_round()
         return {"bots": 2, "turns": metrics["turns"], "steps": sum(t.step_count for t in trainer.trainers.values())}
-    trainer = PPOTrainer(model, tokenizer, ppo_config, adapter_name=names[0])
-    rater = GeneratedRater.from_model(trainer.model, tokenizer, max_new_tokens=config.rating_max_new_tokens)
-    turns = config.debates_per_round * config.max_exchanges  # one bot's batch in a self-play round
+    trainer = PPOTrainer(model, tokenizer, ppo_settings, adapter_name=names[0])
+    rater = GeneratedRater.from_model(trainer.model, tokenizer, max_new_tokens=settings.rating_max_new_tokens)
+    turns = settings.debates_per_round * settings.max_exchanges  # one bot's batch in a self-play round
     queries, responses, rewards = [], [], []
     for index in range(turns):
         issue = POLITICAL_QUESTIONS[index % len(POLITICAL_QUESTIONS)]

@@ -115,9 +115,9 @@ class SelfPlayTrainer:
     part of the run's fingerprint.
     """
 
-    def __init__(self, model, tokenizer, ppo_config, config: SelfPlaySettings | None = None, *,
+    def __init__(self, model, tokenizer, ppo_settings, settings: SelfPlaySettings | None = None, *,
                  names: Sequence[str] = ("democrat", "republican"), rater: GeneratedRater | ScoreRater | None = None):
-        self.config = config = config if config is not None else SelfPlaySettings()
+        self.settings = settings = settings if settings is not None else SelfPlaySettings()
         names = list(names)
         if len(names) != 2 or names[0] == names[1] or not all(isinstance(n, str) and n for n in names):
             raise ValueError(f"names must be two different adapter names, got {names!r}")
@@ -127,37 +127,37 @@ class SelfPlayTrainer:
             known = sorted(peft_config) if isinstance(peft_config, dict) else "none (not a PeftModel)"
             raise ValueError(f"the model lacks the adapter(s) {missing}; adapters on it: {known}. Load both bots' "
                              "adapters onto one base first (rlxf.lm.adapters.load_adapter)")
-        if not isinstance(ppo_config, PPOSettings):
-            raise ValueError(f"ppo_config must be a rlxf.algos.ppo.PPOSettings, got {type(ppo_config).__name__}")
+        if not isinstance(ppo_settings, PPOSettings):
+            raise ValueError(f"ppo_settings must be a rlxf.algos.ppo.PPOSettings, got {type(ppo_settings).__name__}")
         self.names, self.tokenizer = names, tokenizer
-        self.output_dir = Path(config.output_dir) if config.output_dir is not None else None
+        self.output_dir = Path(settings.output_dir) if settings.output_dir is not None else None
         self.trainers = {}
         for name in names:
             # The bots' PPO state goes into the self-play checkpoints; the bots' own directories hold their metrics.
-            bot_config = dataclasses.replace(
-                ppo_config, checkpoint_every=0, keep_checkpoints=None, progress_bar=False, report_to="none",
+            bot_settings = dataclasses.replace(
+                ppo_settings, checkpoint_every=0, keep_checkpoints=None, progress_bar=False, report_to="none",
                 output_dir=str(self.output_dir / name) if self.output_dir is not None else None)
-            self.trainers[name] = PPOTrainer(model, tokenizer, bot_config, adapter_name=name)
+            self.trainers[name] = PPOTrainer(model, tokenizer, bot_settings, adapter_name=name)
         self.model = self.trainers[names[0]].model
         if rater is not None and not isinstance(rater, (GeneratedRater, ScoreRater)):
             raise ValueError("rater must be a GeneratedRater (rlxf.selfplay.generated_rater), a ScoreRater "
                              f"(LikelihoodRatioRater, ClassifierRater) or None, got {type(rater).__name__}")
         self.rater = rater if rater is not None else GeneratedRater.from_model(
-            self.model, tokenizer, max_new_tokens=config.rating_max_new_tokens)
+            self.model, tokenizer, max_new_tokens=settings.rating_max_new_tokens)
         self.bots = [Bot(name, self._reply_fn(name), adapter=name) for name in names]
-        self.env = SelfPlayEnv(self.bots, self.rater, max_exchanges=config.max_exchanges,
-                               leading_prompts=config.leading_prompts, neutral_low=config.neutral_low,
-                               neutral_high=config.neutral_high)
+        self.env = SelfPlayEnv(self.bots, self.rater, max_exchanges=settings.max_exchanges,
+                               leading_prompts=settings.leading_prompts, neutral_low=settings.neutral_low,
+                               neutral_high=settings.neutral_high)
         self.round, self.episodes, self.transcript_lines = 0, 0, 0
         self.history: list[dict] = []
         self.ratings: list[float] = []  # every rating in order, for the neutral-streak stop
         self.stopped_at: int | None = None
         self.store = RunStore(self.output_dir, state_file="selfplay_state.json", kind="self-play", unit="round",
                               owner="SelfPlaySettings", metrics_file="history.jsonl",
-                              keep_checkpoints=config.keep_checkpoints, run_files=("transcripts.jsonl", "snapshots"),
-                              report_to=config.report_to)
+                              keep_checkpoints=settings.keep_checkpoints, run_files=("transcripts.jsonl", "snapshots"),
+                              report_to=settings.report_to)
         self.fingerprint = self.store.fingerprint = {
-            "kind": "self-play", "settings": settings_identity(config),
+            "kind": "self-play", "settings": settings_identity(settings),
             "bots": {name: {k: v for k, v in self.trainers[name].fingerprint.items() if k != "kind"} for name in names}}
         # Which kind of rater gives the rewards: "auto" resuming must not continue a run rated by another kind.
         self.fingerprint["rater"] = (self.rater.identity() if isinstance(self.rater, ScoreRater)
@@ -186,12 +186,12 @@ class SelfPlayTrainer:
 
     def play_round(self) -> tuple[list[list[dict]], dict[str, list]]:
         """Play one round's debates -> (transcripts, per bot a list of (query ids, response ids, reward))."""
-        cfg, turns = self.config, {name: [] for name in self.names}
+        settings, turns = self.settings, {name: [] for name in self.names}
         transcripts = []
-        for _ in range(cfg.debates_per_round):
+        for _ in range(settings.debates_per_round):
             opener = self.names[self.episodes % 2]
             transcript, replies = play_episode(self.env, self.bots[self.names.index(opener)].reply_fn,
-                                               seed=cfg.seed + self.episodes, options={"agent": opener})
+                                               seed=settings.seed + self.episodes, options={"agent": opener})
             for row, reply in zip(transcript, replies, strict=True):
                 if reply.query is None or reply.response is None:
                     raise RuntimeError(f"episode {self.episodes}: a reply of {row['speaker']!r} has no token ids")
@@ -213,8 +213,8 @@ class SelfPlayTrainer:
         metrics = {"round": self.round + 1, "debates": len(transcripts), "turns": len(rows),
                    "parse_rate": parsed / (parsed + fallback) if parsed + fallback else float("nan"),
                    "fallbacks": fallback,
-                   "neutral_frac": _mean([self.config.neutral_low <= r["rating_by_other"] <= self.config.neutral_high
-                                          for r in rows])}
+                   "neutral_frac": _mean([self.settings.neutral_low <= r["rating_by_other"]
+                                          <= self.settings.neutral_high for r in rows])}
         for name in self.names:
             own = [row for row in rows if row["speaker"] == name]
             metrics[f"{name}/rating_received"] = _mean([row["rating_by_other"] for row in own])
@@ -226,12 +226,12 @@ class SelfPlayTrainer:
                 for key in ("env/reward_mean", "env/response_length_mean", "objective/kl", "objective/kl_k3",
                             "objective/kl_coef", "objective/entropy", "policy/clipfrac", "loss/policy", "loss/value"):
                     metrics[f"{name}/{key}"] = step[key]
-        streak = neutral_streak(self.ratings, self.config.neutral_low, self.config.neutral_high,
-                                self.config.stop_streak or 1)
+        streak = neutral_streak(self.ratings, self.settings.neutral_low, self.settings.neutral_high,
+                                self.settings.stop_streak or 1)
         metrics["longest_neutral_streak"] = streak["longest"]
         metrics["time/round_s"] = time.perf_counter() - start
         self.round += 1
-        if self.config.stop_streak is not None and streak["first_complete"] is not None:
+        if self.settings.stop_streak is not None and streak["first_complete"] is not None:
             self.stopped_at = self.round
         self.history.append(metrics)
         self._write_round(transcripts, metrics)
@@ -240,7 +240,7 @@ class SelfPlayTrainer:
     # --- the loop ---------------------------------------------------------------------------------------------
 
     def train(self, rounds: int | None = None, *, resume: bool | str | Path = False) -> list[dict]:
-        """Train until `rounds` rounds are done (default: config.rounds) or the neutral streak stops it -> history.
+        """Train until `rounds` rounds are done (default: settings.rounds) or the neutral streak stops it -> history.
 
         `resume`: False starts a new run; True continues from the latest valid checkpoint in output_dir (a corrupt
         one is skipped with a warning naming the file); a path continues from that checkpoint; "auto" continues
@@ -250,7 +250,7 @@ class SelfPlayTrainer:
         warning; nothing is deleted. Resuming (True or a path) from a checkpoint of another run (other settings,
         seeds, model or adapters) raises `rlxf.infra.checkpoint.RunMismatch` saying what differs.
         """
-        rounds = self.config.rounds if rounds is None else check_count(rounds, "train(rounds=...)")
+        rounds = self.settings.rounds if rounds is None else check_count(rounds, "train(rounds=...)")
         self.store.begin(resume, self.round, self.load_checkpoint)
         if self.output_dir is not None:
             clean_orphans(self.output_dir / "snapshots")
@@ -259,15 +259,15 @@ class SelfPlayTrainer:
 
         def one_round() -> dict:
             metrics = self.train_round()
-            every = self.config.snapshot_every
+            every = self.settings.snapshot_every
             if every and self.round % every == 0:
                 self._snapshot()
-            if (self.output_dir is not None and self.config.checkpoint_every
-                    and self.round % self.config.checkpoint_every == 0):
+            if (self.output_dir is not None and self.settings.checkpoint_every
+                    and self.round % self.settings.checkpoint_every == 0):
                 self.save_checkpoint()
             return metrics
 
-        self.store.run(rounds, lambda: self.round, one_round, desc="self-play", progress_bar=self.config.progress_bar,
+        self.store.run(rounds, lambda: self.round, one_round, desc="self-play", progress_bar=self.settings.progress_bar,
                        postfix=lambda m: {name[:3]: f"{m[f'{name}/rating_received']:.0f}" for name in self.names},
                        save=self.save_checkpoint, stop=lambda: self.stopped_at is not None)
         if self.output_dir is not None and self.round > 0:
@@ -285,7 +285,7 @@ class SelfPlayTrainer:
 
     def _snapshot(self) -> Path | None:
         """Both adapters as they are after `self.round` rounds, in PEFT's format (for ΔW over training)."""
-        if self.output_dir is None or not self.config.snapshot_every:
+        if self.output_dir is None or not self.settings.snapshot_every:
             return None
         path = snapshot_dir(self.output_dir, self.round)
         if path.exists():
@@ -310,7 +310,7 @@ class SelfPlayTrainer:
             "round": self.round, "episodes": self.episodes, "transcript_lines": self.transcript_lines,
             "names": self.names, "stopped_at": self.stopped_at, "ratings": self.ratings,
             "rater_counts": {k: v for k, v in self.rater.stats.items() if k not in ("total", "parse_rate")},
-            "config": dataclasses.asdict(self.config), "history": self.history}, write_extras)
+            "config": dataclasses.asdict(self.settings), "history": self.history}, write_extras)
         for trainer in self.trainers.values():
             trainer.store.last_checkpoint = path
         return path
