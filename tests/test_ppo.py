@@ -286,6 +286,35 @@ def test_nan_reward_stops_naming_the_step_and_keeps_the_last_checkpoint(tmp_path
     assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 2
 
 
+class CountingReward:
+    """A reward that reports on every batch it scored (as the judge evaluator does) through `pop_stats`."""
+
+    def __init__(self):
+        self.batches = 0
+
+    def __call__(self, prompts, completions):
+        self.batches += 1
+        return [0.5] * len(completions)
+
+    def pop_stats(self):
+        return {"batch": self.batches, "fallbacks": 0}
+
+
+def test_a_rewards_pop_stats_join_each_steps_metrics_row(tmp_path):
+    model, tokenizer = tiny_lm()
+    trainer = PPOTrainer(model, tokenizer, tiny_settings(output_dir=str(tmp_path), max_new_tokens=2))
+    history = trainer.train(PROMPTS, CountingReward(), steps=2)
+    assert [(row["reward/batch"], row["reward/fallbacks"]) for row in history] == [(1.0, 0.0), (2.0, 0.0)]
+    logged = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [row["reward/batch"] for row in logged] == [1.0, 2.0]
+    assert not any(key.startswith("reward/") for key in trainer.train(PROMPTS, target_fraction(tokenizer),
+                                                                       steps=3)[-1])
+    broken = CountingReward()
+    broken.pop_stats = lambda: {"fallbacks": "none"}
+    with pytest.raises(ValueError, match=r"step 4: CountingReward.pop_stats\(\) must return a dict of str -> number"):
+        trainer.train(PROMPTS, broken, steps=4)
+
+
 def test_non_finite_loss_stops_naming_the_step():
     model, tokenizer = tiny_lm()
     trainer = PPOTrainer(model, tokenizer, tiny_settings())

@@ -33,6 +33,7 @@ Metrics of every step (keys of the dicts in `history`, lines of `output_dir/metr
   time/update_s             wall time of the PPO step (rollout forwards + all updates); its parts (no GPU sync: on CPU):
   time/rollout_policy_s, _ref_s, time/optimise_s   the policy's and reference's no-grad forwards; the PPO epochs
   time/tokens_per_s         response tokens of the batch / wall time of the whole step
+  reward/<key>              the reward's own statistics of the batch (train() only; reward_fn.pop_stats(), if any)
 """
 
 from __future__ import annotations
@@ -47,8 +48,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from rlxf import progress
 from rlxf.infra.checkpoint import (
     RunStore,
+    callable_name,
     load_tensors,
     model_identity,
     restore_rng,
@@ -71,6 +74,7 @@ from rlxf.lm.adapters import (
 )
 from rlxf.lm.generation import collate, eos_ids, keeps_logits, padding_id, sample_tokens, token_ids
 from rlxf.lm.precision import check_dtype, precision, store_frozen_weights, training_attention
+from rlxf.rewards.base import RewardFunctionError, score_batch  # noqa: F401 (RewardFunctionError: raised in train)
 
 
 @dataclass
@@ -282,10 +286,6 @@ class AdaptiveKLController:
 # ---------------------------------------------------------------------------------------------------- the trainer
 
 
-class RewardFunctionError(RuntimeError):
-    """reward_fn raised; the message names the step, the original error is chained (`__cause__`)."""
-
-
 class PPOTrainer:
     """PPO on one LoRA adapter of a causal LM, with a value head on the shared backbone and a frozen reference.
 
@@ -453,22 +453,24 @@ class PPOTrainer:
             "time/optimise_s": optimise_s,
             "time/tokens_per_s": float(mask.sum()) / max(total_s, 1e-9),
         })
-        self.step_count = step
+        return metrics
+
+    def _record(self, metrics: dict) -> dict:
+        """Keep a step's metrics row (history, metrics file, tracker); write a checkpoint when one is due."""
+        step = self.step_count = metrics["step"]
         self.history.append(metrics)
         self.store.log(metrics, step, fresh=step == 1)  # step 1: a new run
-        if settings.output_dir is not None and settings.checkpoint_every and step % settings.checkpoint_every == 0:
+        every = self.settings.checkpoint_every
+        if self.settings.output_dir is not None and every and step % every == 0:
             self.save_checkpoint()
         return metrics
 
     # --- public API ---------------------------------------------------------------------------------------------
 
     def step(self, queries: Sequence, responses: Sequence, rewards: Sequence[float] | torch.Tensor) -> dict:
-        """One PPO step on given queries and responses (token-id tensors/lists or strings) and their rewards.
-
-        Rewards are used as given (no missing-EOS penalty); returns the step's metrics (no time/generation_s or
-        time/scoring_s keys). The first step of a trainer starts a new run (an earlier run in output_dir is moved
-        aside, see `train`).
-        """
+        """One PPO step on given queries and responses (token-id tensors/lists or strings) and their rewards (used as
+        given: no missing-EOS penalty) -> its metrics (no time/generation_s, time/scoring_s). A trainer's first step
+        starts a new run (an earlier run in output_dir is moved aside, see `train`)."""
         queries, responses = check_list(queries, "step(queries=...)"), check_list(responses, "step(responses=...)")
         if not queries:
             raise ValueError("step(queries=...): the batch is empty; expected at least one (query, response, reward)")
@@ -480,7 +482,7 @@ class PPOTrainer:
         scores = check_rewards(rewards, len(queries), "step(rewards=...)", self.step_count + 1, self.store.note())
         if self.step_count == 0:
             self.store.start_fresh()
-        return self._ppo_step(queries, responses, scores, timings={})
+        return self._record(self._ppo_step(queries, responses, scores, timings={}))
 
     @torch.no_grad()
     def generate(self, prompts: Sequence[str]) -> tuple[list[torch.Tensor], list[torch.Tensor], list[str]]:
@@ -500,16 +502,14 @@ class PPOTrainer:
 
     def train(self, prompts: Sequence[str], reward_fn: Callable[[list[str], list[str]], Sequence[float]],
               steps: int, *, batch_size: int | None = None, resume: bool | str | Path = False) -> list[dict]:
-        """Generate, score with `reward_fn(prompts, completions) -> rewards`, step; until `steps` steps are done.
+        """Generate, score with `reward_fn(prompts, completions) -> rewards`, step; until `steps` steps are done ->
+        the history (one metrics dict per step, including the resumed ones).
 
         `resume`: False starts a new run; True continues from the latest valid checkpoint in output_dir (a corrupt
-        one is skipped with a warning naming the file); a path continues from that checkpoint; "auto" continues
-        from the latest valid checkpoint if it has this run's fingerprint, else starts a new run (a re-run notebook
-        picks up where it stopped, and a changed setting starts afresh). A new run never writes into an earlier
-        run's files: that run's directory is moved aside to `<output_dir>.old-<YYYYmmdd-HHMMSS>` with a warning.
-        Resuming (True or a path) from a checkpoint of another run (other settings, seed, model, adapters, prompts,
-        batch size or reward_fn name) raises `RunMismatch` saying what differs. Returns the history (one metrics dict
-        per step, including the resumed ones).
+        one is skipped with a warning naming the file); a path from that checkpoint; "auto" from the latest valid
+        checkpoint if it has this run's fingerprint, else a new run (a re-run notebook picks up where it stopped, a
+        changed setting starts afresh). A new run moves an earlier run's directory aside (`rlxf.infra.checkpoint`).
+        Resuming (True or a path) another run raises `RunMismatch` saying what differs.
         """
         prompts = check_prompts(prompts, "train(prompts=...)")
         if not callable(reward_fn):
@@ -520,34 +520,35 @@ class PPOTrainer:
         if batch_size < max(self.settings.num_minibatches, 1):
             raise ValueError(f"train(batch_size=...): must be >= num_minibatches ({self.settings.num_minibatches}), "
                              f"got {batch_size}")
-        reward_name = getattr(reward_fn, "__name__", type(reward_fn).__name__)
         self.fingerprint = self.store.fingerprint = {**self.fingerprint, "data": {
             "prompts": short_hash(list(prompts)), "n_prompts": len(prompts), "batch_size": batch_size,
-            "reward_fn": reward_name}}
-        self.store.begin(resume, self.step_count, self.load_checkpoint)
-
-        def one_step() -> dict:
-            batch_prompts = self._prompt_batch(prompts, batch_size)
-            start = time.perf_counter()
-            queries, responses, texts = self.generate(batch_prompts)
-            generated = time.perf_counter()
-            try:
-                raw = reward_fn(list(batch_prompts), texts)
-            except Exception as error:
-                raise RewardFunctionError(f"step {self.step_count + 1}: reward_fn {reward_name!r} raised "
-                                          f"{type(error).__name__}: {error}. {self.store.note()}") from error
-            scored = time.perf_counter()
-            scores = check_rewards(raw, len(texts), "reward_fn", self.step_count + 1, self.store.note())
-            if self.settings.missing_eos_penalty is not None:
-                no_eos = torch.tensor([not self._has_eos(r) for r in responses])
-                scores = scores - self.settings.missing_eos_penalty * no_eos.float()
-            return self._ppo_step(queries, responses, scores, {"time/generation_s": generated - start,
-                                                               "time/scoring_s": scored - generated})
-
-        self.store.run(steps, lambda: self.step_count, one_step, desc="ppo", progress_bar=self.settings.progress_bar,
-                       postfix=lambda m: {"reward": f"{m['env/reward_mean']:.3f}", "kl": f"{m['objective/kl']:.3f}"},
-                       save=self.save_checkpoint)
+            "reward_fn": callable_name(reward_fn)}}
+        with self.store.session():
+            self.store.begin(resume, self.step_count, self.load_checkpoint)
+            loop = progress.steps(steps, initial=self.step_count, desc="ppo", show=self.settings.progress_bar)
+            for _ in loop:
+                metrics = self._record(self._train_step(prompts, reward_fn, batch_size))
+                loop.show(reward=f"{metrics['env/reward_mean']:.3f}", kl=f"{metrics['objective/kl']:.3f}")
+            if self.store.output_dir is not None and self.step_count and not self.store.saved_at(self.step_count):
+                self.save_checkpoint()  # the end of train() is always a checkpoint
         return self.history
+
+    def _train_step(self, prompts: Sequence[str], reward_fn: Callable, batch_size: int) -> dict:
+        """Generate the next batch's replies, score them, one PPO step -> its metrics (with the reward's own
+        statistics of this batch as `reward/<key>` when `reward_fn` has `pop_stats() -> dict of numbers`)."""
+        batch_prompts = self._prompt_batch(prompts, batch_size)
+        start = time.perf_counter()
+        queries, responses, texts = self.generate(batch_prompts)
+        generated = time.perf_counter()
+        scores, reward_stats = score_batch(reward_fn, batch_prompts, texts, step=self.step_count + 1,
+                                           note=self.store.note())
+        scored = time.perf_counter()
+        if self.settings.missing_eos_penalty is not None:
+            no_eos = torch.tensor([not self._has_eos(r) for r in responses])
+            scores = scores - self.settings.missing_eos_penalty * no_eos.float()
+        metrics = self._ppo_step(queries, responses, scores, {"time/generation_s": generated - start,
+                                                              "time/scoring_s": scored - generated})
+        return {**metrics, **{f"reward/{key}": value for key, value in reward_stats.items()}}
 
     # --- checkpoints --------------------------------------------------------------------------------------------
 
@@ -590,12 +591,9 @@ class PPOTrainer:
 
     def _prompt_batch(self, prompts: Sequence[str], batch_size: int) -> list[str]:
         """The prompts of the next step: passes over a fresh seeded permutation, a function of the step (resumable)."""
-        n, first = len(prompts), self.step_count * batch_size
-        picked = []
-        for k in range(first, first + batch_size):
-            order = torch.randperm(n, generator=torch.Generator().manual_seed(self.settings.seed + k // n))
-            picked.append(prompts[int(order[k % n])])
-        return picked
+        n, first, seed = len(prompts), self.step_count * batch_size, self.settings.seed
+        return [prompts[int(torch.randperm(n, generator=torch.Generator().manual_seed(seed + k // n))[k % n])]
+                for k in range(first, first + batch_size)]
 
     def _has_eos(self, response: torch.Tensor) -> bool:
         return any(int(t) in self.eos_ids for t in response)

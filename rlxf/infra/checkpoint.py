@@ -29,9 +29,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
-from rlxf.infra.threads import follow_thread_budget
 from rlxf.infra.tracking import MetricsLog, check_report_to
 
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
@@ -247,6 +245,11 @@ def settings_identity(settings) -> dict:
     return {key: value for key, value in config_fingerprint(settings).items() if key not in NOT_IDENTITY}
 
 
+def callable_name(fn) -> str:
+    """A callable's name for fingerprints and messages: its `__name__`, else its class name."""
+    return getattr(fn, "__name__", type(fn).__name__)
+
+
 def short_hash(data) -> str:
     """A 16-hex-digit sha256 of JSON data (for fingerprints: prompt lists, model configs)."""
     return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
@@ -354,7 +357,9 @@ class RunStore:
     the tracker that gets every row too (rlxf.tracking; "none": none; the setting `<owner>.report_to`).
     `keep_checkpoints`: the newest this many checkpoints are kept (0 or None: all). `run_files`: other names whose
     presence marks the directory as used by a run. `fingerprint`: what identifies the run (settings, model,
-    adapters, data); a checkpoint stores it and a resume compares it. `output_dir=None`: nothing is written.
+    adapters, data); a checkpoint stores it and a resume compares it. `assumed`: top-level fingerprint parts that
+    checkpoints of an older rlxf did not record, as they were then (e.g. the self-play rater: {"rater": {"kind":
+    "generated"}}). `output_dir=None`: nothing is written.
 
     A used directory (one holding a metrics file, checkpoints or `run_files`) is never written into by a new run:
     `start_fresh` moves it aside to `<output_dir>.old-<YYYYmmdd-HHMMSS>` and warns.
@@ -362,11 +367,12 @@ class RunStore:
 
     def __init__(self, output_dir: str | Path | None, *, state_file: str, kind: str, unit: str, owner: str,
                  metrics_file: str | None = None, report_to: str = "none",
-                 keep_checkpoints: int | None = None, run_files: Iterable[str] = ()):
+                 keep_checkpoints: int | None = None, run_files: Iterable[str] = (), assumed: dict | None = None):
         self.output_dir = Path(output_dir) if output_dir is not None else None
         self.state_file, self.kind, self.unit, self.owner = state_file, kind, unit, owner
         self.metrics_file, self.keep_checkpoints, self.run_files = metrics_file, keep_checkpoints, tuple(run_files)
         self.fingerprint: dict = {}
+        self.assumed = dict(assumed or {})
         self.last_checkpoint: Path | None = None
         self._verified: dict[Path, dict] = {}
         check_report_to(report_to, f"{owner}.report_to")  # before any work: a missing package is said at once
@@ -486,9 +492,9 @@ class RunStore:
     def differences(self, state: dict) -> list[str]:
         """How a checkpoint's fingerprint differs from this run's (empty: the same run)."""
         saved = state.get("fingerprint")
-        if saved is None:  # written by an older rlxf: only the settings were stored
-            saved = {"settings": {k: v for k, v in state.get("config", {}).items() if k not in NOT_IDENTITY}}
-        return fingerprint_differences(saved, self.fingerprint)
+        if saved is None:  # written by an older rlxf: only the settings were stored (only keys both know are compared)
+            saved = {"settings": state.get("config", {})}
+        return fingerprint_differences({**self.assumed, **saved}, self.fingerprint)
 
     def load(self, path: str | Path | None = None) -> tuple[Path, dict]:
         """The checkpoint `path` (default: the latest valid one in output_dir) and its state, checked: its checksums
@@ -510,12 +516,21 @@ class RunStore:
                               "'auto' moves the old run aside)")
         return path, state
 
+    @contextmanager
+    def session(self) -> Iterator[None]:
+        """One `train()` call of the trainer that owns this store: its tracker is closed when the call ends."""
+        try:
+            yield
+        finally:
+            if self._tracker is not None:
+                self._tracker.close()
+
     def loaded(self, path: Path, history: list[dict]) -> None:
         """After a checkpoint was restored: remember it and cut the metrics file back to its `history`."""
         self.last_checkpoint = path
         self.rewrite_metrics(history)
 
-    # --- metrics and the loop -------------------------------------------------------------------------------------
+    # --- metrics --------------------------------------------------------------------------------------------------
 
     def log(self, metrics: dict, step: int, *, fresh: bool = False) -> None:
         """Append one metrics row to the metrics file (`fresh`: a new run starts it anew) and the tracker."""
@@ -538,20 +553,3 @@ class RunStore:
         """Where a stopped run can resume from, for error messages."""
         return (f"Last checkpoint kept: {self.last_checkpoint}" if self.last_checkpoint is not None
                 else "No checkpoint was written yet.")
-
-    def run(self, total: int, done, one_step, *, desc: str, progress_bar: bool, postfix, save, stop=None) -> None:
-        """The loop of a run: `one_step() -> metrics` until `done() >= total` (or `stop()`), with a progress bar;
-        at the end `save()` unless the last checkpoint is already the final one."""
-        bar = tqdm(total=total, initial=done(), desc=desc, disable=not progress_bar)
-        try:
-            while done() < total and not (stop is not None and stop()):
-                follow_thread_budget()  # every step on the cores the runner gives this notebook now (--jobs)
-                metrics = one_step()
-                bar.update(1)
-                bar.set_postfix(postfix(metrics))
-        finally:
-            bar.close()
-            if self._tracker is not None:
-                self._tracker.close()
-        if self.output_dir is not None and done() > 0 and not self.saved_at(done()):
-            save()

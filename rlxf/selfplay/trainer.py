@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from rlxf import progress
 from rlxf.algos.ppo import PPOSettings, PPOTrainer
 from rlxf.infra.checkpoint import (
     RunStore,
@@ -155,23 +156,14 @@ class SelfPlayTrainer:
         self.store = RunStore(self.output_dir, state_file="selfplay_state.json", kind="self-play", unit="round",
                               owner="SelfPlaySettings", metrics_file="history.jsonl",
                               keep_checkpoints=settings.keep_checkpoints, run_files=("transcripts.jsonl", "snapshots"),
-                              report_to=settings.report_to)
+                              report_to=settings.report_to,
+                              assumed={"rater": {"kind": "generated"}})  # checkpoints from before raters were recorded
         self.fingerprint = self.store.fingerprint = {
             "kind": "self-play", "settings": settings_identity(settings),
             "bots": {name: {k: v for k, v in self.trainers[name].fingerprint.items() if k != "kind"} for name in names}}
         # Which kind of rater gives the rewards: "auto" resuming must not continue a run rated by another kind.
         self.fingerprint["rater"] = (self.rater.identity() if isinstance(self.rater, ScoreRater)
                                      else {"kind": "generated"})
-        self.store.differences = self._differences
-
-    def _differences(self, state: dict) -> list[str]:
-        """The store's fingerprint check, reading a checkpoint from before raters were recorded as a generated run."""
-        differences = RunStore.differences(self.store, state)
-        kind = self.fingerprint["rater"]["kind"]
-        if "rater" not in (state.get("fingerprint") or {}) and kind != "generated":
-            differences.append(f"rater.kind: 'generated' (checkpoint, from before raters were recorded) vs {kind!r} "
-                               "(this run)")
-        return differences
 
     def _reply_fn(self, name: str) -> Callable[[str], Reply]:
         trainer = self.trainers[name]
@@ -202,7 +194,7 @@ class SelfPlayTrainer:
         return transcripts, turns
 
     def train_round(self) -> dict:
-        """Play a round, give each bot one PPO step on its turns, log, snapshot and checkpoint -> its metrics."""
+        """Play a round, give each bot one PPO step on its turns, log -> its metrics (`train` snapshots and saves)."""
         start = time.perf_counter()
         counts_before = self.rater.stats
         transcripts, turns = self.play_round()
@@ -251,27 +243,27 @@ class SelfPlayTrainer:
         seeds, model or adapters) raises `rlxf.infra.checkpoint.RunMismatch` saying what differs.
         """
         rounds = self.settings.rounds if rounds is None else check_count(rounds, "train(rounds=...)")
-        self.store.begin(resume, self.round, self.load_checkpoint)
-        if self.output_dir is not None:
-            clean_orphans(self.output_dir / "snapshots")
-        if self.round == 0:
-            self._snapshot()
-
-        def one_round() -> dict:
-            metrics = self.train_round()
-            every = self.settings.snapshot_every
-            if every and self.round % every == 0:
+        with self.store.session():
+            self.store.begin(resume, self.round, self.load_checkpoint)
+            if self.output_dir is not None:
+                clean_orphans(self.output_dir / "snapshots")
+            if self.round == 0:
                 self._snapshot()
-            if (self.output_dir is not None and self.settings.checkpoint_every
-                    and self.round % self.settings.checkpoint_every == 0):
-                self.save_checkpoint()
-            return metrics
-
-        self.store.run(rounds, lambda: self.round, one_round, desc="self-play", progress_bar=self.settings.progress_bar,
-                       postfix=lambda m: {name[:3]: f"{m[f'{name}/rating_received']:.0f}" for name in self.names},
-                       save=self.save_checkpoint, stop=lambda: self.stopped_at is not None)
-        if self.output_dir is not None and self.round > 0:
-            self._snapshot()  # the final adapters, whatever snapshot_every is
+            loop = progress.steps(rounds, initial=self.round, desc="self-play", show=self.settings.progress_bar)
+            for _ in loop:
+                if self.stopped_at is not None:
+                    break
+                metrics = self.train_round()
+                loop.show(**{name[:3]: f"{metrics[f'{name}/rating_received']:.0f}" for name in self.names})
+                if self.settings.snapshot_every and self.round % self.settings.snapshot_every == 0:
+                    self._snapshot()
+                every = self.settings.checkpoint_every
+                if self.output_dir is not None and every and self.round % every == 0:
+                    self.save_checkpoint()
+            if self.output_dir is not None and self.round > 0:
+                if not self.store.saved_at(self.round):
+                    self.save_checkpoint()  # the end of train() is always a checkpoint
+                self._snapshot()  # the final adapters, whatever snapshot_every is
         return self.history
 
     # --- files --------------------------------------------------------------------------------------------------
