@@ -54,6 +54,7 @@ from rlxf.infra.checkpoint import (
     callable_name,
     load_tensors,
     model_identity,
+    not_identity,
     restore_rng,
     set_seed,
     settings_identity,
@@ -142,16 +143,16 @@ class PPOSettings:
     # --- run ---
     seed: int = 0
     """seed of python, numpy and torch (sampling, LoRA init, minibatch order, prompt order)"""
-    checkpoint_every: int = 50
+    checkpoint_every: int = not_identity(50)
     """write a checkpoint every this many steps (and at the end of train()); 0: only at the end"""
-    keep_checkpoints: int | None = 3
+    keep_checkpoints: int | None = not_identity(3)
     """keep the newest this many checkpoints (older ones are removed after each save); 0 or None: keep all"""
-    output_dir: str | None = None
+    output_dir: str | None = not_identity(None)
     """where metrics.jsonl, checkpoint-<step>/ and tensorboard/ go; None: write nothing. A new run moves an earlier
     run found there aside to `<output_dir>.old-<YYYYmmdd-HHMMSS>` (nothing is deleted)"""
-    report_to: str = "none"
+    report_to: str = not_identity("none")
     """also send every metrics row to "tensorboard" (`output_dir/tensorboard`), "trackio" or "wandb" """
-    progress_bar: bool = True
+    progress_bar: bool = not_identity(True)
     """show a tqdm bar in train()"""
 
     def __post_init__(self) -> None:

@@ -37,10 +37,6 @@ CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
 # (the previous version of `<name>` while it is being replaced).
 TEMP_PATTERN = re.compile(r"^\.(?P<name>.+)\.(?P<what>tmp|old)-(?P<pid>\d+)$")
 MANIFEST = "checksums.json"
-# Settings that change what is written or shown, not what a run computes: they may differ between a run and its resume.
-# log_with_tensorboard: report_to's predecessor, still in the settings of older checkpoints.
-NOT_IDENTITY = frozenset({"output_dir", "progress_bar", "report_to", "log_with_tensorboard", "checkpoint_every",
-                          "keep_checkpoints", "snapshot_every", "rounds"})
 
 
 class CheckpointError(ValueError):
@@ -240,9 +236,17 @@ def config_fingerprint(settings) -> dict:
     return json.loads(json.dumps(dataclasses.asdict(settings)))
 
 
+def not_identity(default):
+    """A settings field that changes what a run writes or shows, not what it computes (paths, progress bars,
+    checkpoint cadence): a run and its resume may differ in it. `field: int = not_identity(50)`."""
+    return dataclasses.field(default=default, metadata={"identity": False})
+
+
 def settings_identity(settings) -> dict:
-    """The settings that decide what a run computes (all but NOT_IDENTITY: paths, progress bars, checkpoint cadence)."""
-    return {key: value for key, value in config_fingerprint(settings).items() if key not in NOT_IDENTITY}
+    """The settings that decide what a run computes: every field of the dataclass but those marked `not_identity`."""
+    values = config_fingerprint(settings)
+    return {field.name: values[field.name] for field in dataclasses.fields(settings)
+            if field.metadata.get("identity", True)}
 
 
 def callable_name(fn) -> str:

@@ -18,6 +18,7 @@ from rlxf.infra.checkpoint import (
     append_jsonl,
     atomic_dir,
     clean_orphans,
+    not_identity,
     read_json,
     restore_rng,
     settings_identity,
@@ -37,7 +38,7 @@ from rlxf.selfplay.score_raters import ScoreRater
 class SelfPlaySettings:
     """Settings of two-bot self-play training (the PPO settings of each bot are a `rlxf.algos.ppo.PPOSettings`)."""
 
-    rounds: int = 8
+    rounds: int = not_identity(8)
     """training rounds; each plays `debates_per_round` debates, then gives each bot one PPO step"""
     debates_per_round: int = 2
     """debates per round; the bots take turns opening, so each bot's batch is debates x exchanges turns"""
@@ -53,20 +54,20 @@ class SelfPlaySettings:
     """upper bound of a neutral rating"""
     rating_max_new_tokens: int = 12
     """tokens of the rater's reply before it is parsed (logprob fallback if it holds no number)"""
-    snapshot_every: int = 1
+    snapshot_every: int = not_identity(1)
     """save both adapters every this many rounds (and before the first and after the last) for ΔW trends; 0: off"""
-    checkpoint_every: int = 1
+    checkpoint_every: int = not_identity(1)
     """write a checkpoint of the whole two-bot state every this many rounds (and at the end); 0: only at the end"""
-    keep_checkpoints: int | None = 3
+    keep_checkpoints: int | None = not_identity(3)
     """keep the newest this many checkpoints (older ones are removed after each save); 0 or None: keep all"""
-    output_dir: str | None = None
+    output_dir: str | None = not_identity(None)
     """transcripts.jsonl, history.jsonl, snapshots/, checkpoint-<round>/ and each bot's PPO metrics; None: none.
     A new run moves an earlier run found there aside to `<output_dir>.old-<YYYYmmdd-HHMMSS>` (nothing is deleted)"""
     seed: int = 0
     """debate d (counted over the whole run) is seeded seed + d: its issue and leading prompts"""
-    progress_bar: bool = True
+    progress_bar: bool = not_identity(True)
     """show a tqdm bar over rounds"""
-    report_to: str = "none"
+    report_to: str = not_identity("none")
     """send every round's history row (with both bots' PPO metrics as `<bot>/<metric>`) to "tensorboard"
     (`output_dir/tensorboard`), "trackio" or "wandb" (rlxf.infra.tracking); the bots' own PPO runs report to none"""
 
