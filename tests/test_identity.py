@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import warnings
 
 import pytest
+import torch
 
 from rlxf.algos.ppo import PPOSettings
-from rlxf.infra.checkpoint import settings_identity, write_manifest
+from rlxf.infra.checkpoint import RunMismatch, write_manifest
+from rlxf.infra.identity import identity_of, sampled_weights_hash, settings_identity
 from rlxf.selfplay import SelfPlaySettings
-from tests.test_faults import PROMPTS, assert_same_history, toy_reward, trainer
+from tests.test_faults import PROMPTS, assert_same_history, settings, toy_reward, trainer
 
 pytestmark = [pytest.mark.filterwarnings("ignore:Model has `tie_word_embeddings=True`:UserWarning"),
               pytest.mark.usefixtures("one_thread")]  # one_thread: tests/conftest.py
@@ -23,10 +26,10 @@ OLD_NOT_IDENTITY = {"output_dir", "progress_bar", "report_to", "log_with_tensorb
 
 
 def test_the_settings_say_which_fields_identify_a_run():
-    for settings in (PPOSettings(), SelfPlaySettings()):
-        everything = dataclasses.asdict(settings)
-        identity = settings_identity(settings)
-        assert set(identity) == set(everything) - OLD_NOT_IDENTITY, type(settings).__name__
+    for defaults in (PPOSettings(), SelfPlaySettings()):
+        everything = dataclasses.asdict(defaults)
+        identity = settings_identity(defaults)
+        assert set(identity) == set(everything) - OLD_NOT_IDENTITY, type(defaults).__name__
     changed = dataclasses.replace(PPOSettings(), output_dir="/elsewhere", progress_bar=False, checkpoint_every=7)
     assert settings_identity(changed) == settings_identity(PPOSettings())
     assert settings_identity(dataclasses.replace(PPOSettings(), seed=1)) != settings_identity(PPOSettings())
@@ -56,3 +59,82 @@ def test_a_checkpoint_with_the_old_fingerprint_still_resumes(tmp_path, resume):
     assert [row["step"] for row in resumed] == [1, 2, 3]
     assert_same_history(resumed[:2], history)
     assert not list(tmp_path.parent.glob(f"{tmp_path.name}.old-*"))  # the same run: nothing moved aside
+
+
+# --------------------------------------------------------------------------------------------- identity by content
+
+
+class Scorer:
+    """A reward object whose attribute decides its scores."""
+
+    def __init__(self, sign: float):
+        self.sign = sign
+
+    def __call__(self, prompts, completions):
+        return [self.sign * 0.5] * len(completions)
+
+
+def test_rewards_are_identified_by_their_content():
+    from rlxf.lm.models import load_classifier
+    from rlxf.rewards import ClassifierReward, ConstantReward, Evaluator, HTTPJudge
+
+    assert identity_of(lambda p, c: [1.0] * len(c)) != identity_of(lambda p, c: [-1.0] * len(c))
+    assert identity_of(Scorer(+1)) != identity_of(Scorer(-1)) and identity_of(Scorer(1)) == identity_of(Scorer(1))
+    assert identity_of(ConstantReward(0.0)) != identity_of(ConstantReward(1.0))
+    assert identity_of(toy_reward(None)) == identity_of(toy_reward(None, delay_s=1.0))  # closures: by their code
+
+    def judged(url="https://judge.example/v1", criteria=("Is it kind?",)):
+        return Evaluator(HTTPJudge(url, "some-model"), lambda texts: [0.5] * len(texts), list(criteria))
+
+    assert identity_of(judged()) == identity_of(judged())
+    assert identity_of(judged()) != identity_of(judged(url="https://other.example/v1"))
+    assert identity_of(judged()) != identity_of(judged(criteria=("Is it short?",)))
+    model, tokenizer = load_classifier("tiny-bert")
+    before = identity_of(ClassifierReward(model, tokenizer))
+    with torch.no_grad():
+        model.classifier.weight.add_(0.1)
+    assert identity_of(ClassifierReward(model, tokenizer)) != before
+    json.dumps([before, identity_of(judged())])  # plain JSON data, as a checkpoint stores it
+
+
+def test_a_run_with_another_reward_is_not_continued(tmp_path):
+    from rlxf.rewards import ConstantReward
+
+    run, _ = trainer(tmp_path, max_new_tokens=2)
+    run.train(PROMPTS, ConstantReward(0.0), steps=2)
+    again, _ = trainer(tmp_path, max_new_tokens=2)
+    with pytest.raises(RunMismatch, match=r"data.reward.value: 0.0 \(checkpoint\) vs 1.0 \(this run\)"):
+        again.train(PROMPTS, ConstantReward(1.0), steps=3, resume=True)
+    with pytest.warns(UserWarning, match=r"another PPO run \(data.reward.value: 0.0"):
+        assert len(again.train(PROMPTS, ConstantReward(1.0), steps=1, resume="auto")) == 1
+
+
+def test_a_model_with_other_weights_does_not_continue_the_run(tmp_path):
+    from rlxf.algos.ppo import PPOTrainer
+    from rlxf.lm.models import load_causal_lm
+
+    models = {}
+    for name in ("a/policy", "b/policy"):
+        models[name], tokenizer = load_causal_lm("tiny-llama", device="cpu")
+        models[name].config._name_or_path = name  # the same last part: "policy"
+    with torch.no_grad():
+        models["b/policy"].model.layers[0].mlp.up_proj.weight.mul_(1.5)
+    PPOTrainer(models["a/policy"], tokenizer, settings(tmp_path, max_new_tokens=2)).train(
+        PROMPTS, toy_reward(tokenizer), steps=1)
+    other = PPOTrainer(models["b/policy"], tokenizer, settings(tmp_path, max_new_tokens=2))
+    with pytest.raises(RunMismatch, match=r"model.weights: '[0-9a-f]{16}' \(checkpoint\) vs"):
+        other.train(PROMPTS, toy_reward(tokenizer), steps=2, resume=True)
+
+
+def test_the_weights_sample_is_the_same_after_frozen_weights_go_to_bf16():
+    from rlxf.lm.models import load_causal_lm
+    from rlxf.lm.precision import precision, store_frozen_weights
+
+    model, _ = load_causal_lm("tiny-llama", device="cpu")
+    model.requires_grad_(False)
+    before = sampled_weights_hash(model)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # bf16 on a CPU without it: emulated, and said so
+        store_frozen_weights(model, precision("bf16", "cpu"))
+    assert model.lm_head.weight.dtype == torch.bfloat16  # converted, and untied from the fp32 embedding
+    assert sampled_weights_hash(model) == before

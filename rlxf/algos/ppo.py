@@ -49,20 +49,10 @@ import torch
 from torch import nn
 
 from rlxf import progress
-from rlxf.infra.checkpoint import (
-    RunStore,
-    callable_name,
-    load_tensors,
-    model_identity,
-    not_identity,
-    restore_rng,
-    set_seed,
-    settings_identity,
-    short_hash,
-    weights_hash,
-)
+from rlxf.infra.checkpoint import RunStore, load_tensors, restore_rng, set_seed
 from rlxf.infra.checks import check_count, check_list, check_optional_count, check_prompts, check_rewards
 from rlxf.infra.distributed import average_gradients, is_distributed, masked_moments, mean_over_ranks
+from rlxf.infra.identity import data_identity, model_identity, not_identity, settings_identity, weights_hash
 from rlxf.lm.adapters import (
     LORA_TARGET_MODULES,
     adapter_parameters,
@@ -297,9 +287,9 @@ class PPOTrainer:
     exists, else created as a frozen copy of the starting adapter). Only this adapter and the value head train.
     Seeds python, numpy and torch from `settings.seed`.
 
-    A run is identified by its fingerprint (`fingerprint`: the settings that change results, the base model's name
-    and architecture, the adapter names, a hash of the starting adapter's weights, and in train() the prompts,
-    batch size and reward_fn's name); checkpoints store it and resuming from a checkpoint of another run is an error.
+    A run is identified by its fingerprint (`fingerprint`, rlxf.infra.identity: the settings that change results, the
+    base model's name, architecture and a sample of its weights, the adapter names and starting weights, and in train()
+    the prompts, batch size and reward by content); checkpoints store it, resuming another run's is an error.
     """
 
     def __init__(self, policy_model, tokenizer, settings: PPOSettings | None = None, *, adapter_name: str = "default",
@@ -521,9 +511,8 @@ class PPOTrainer:
         if batch_size < max(self.settings.num_minibatches, 1):
             raise ValueError(f"train(batch_size=...): must be >= num_minibatches ({self.settings.num_minibatches}), "
                              f"got {batch_size}")
-        self.fingerprint = self.store.fingerprint = {**self.fingerprint, "data": {
-            "prompts": short_hash(list(prompts)), "n_prompts": len(prompts), "batch_size": batch_size,
-            "reward_fn": callable_name(reward_fn)}}
+        self.fingerprint = self.store.fingerprint = {**self.fingerprint, "data": data_identity(prompts, batch_size,
+                                                                                               reward_fn)}
         with self.store.session():
             self.store.begin(resume, self.step_count, self.load_checkpoint)
             loop = progress.steps(steps, initial=self.step_count, desc="ppo", show=self.settings.progress_bar)

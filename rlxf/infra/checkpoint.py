@@ -14,7 +14,6 @@ unfinished temporary directories of dead processes are removed).
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
@@ -30,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from rlxf.infra.identity import fingerprint_differences
 from rlxf.infra.tracking import MetricsLog, check_report_to
 
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
@@ -198,7 +198,7 @@ def read_json(path: str | Path) -> dict:
     return data
 
 
-# --------------------------------------------------------------------------------------------- RNG and identity
+# --------------------------------------------------------------------------------------------- RNG
 
 
 def capture_rng_state() -> dict:
@@ -229,72 +229,6 @@ def restore_rng_state(state: dict) -> None:
 def restore_rng(path: Path) -> None:
     """Restore the RNG states a checkpoint directory holds."""
     restore_rng_state(load_tensors(Path(path) / "rng_state.pt"))
-
-
-def config_fingerprint(settings) -> dict:
-    """A settings dataclass as the plain JSON data a checkpoint stores (compare it to tell whether a run matches)."""
-    return json.loads(json.dumps(dataclasses.asdict(settings)))
-
-
-def not_identity(default):
-    """A settings field that changes what a run writes or shows, not what it computes (paths, progress bars,
-    checkpoint cadence): a run and its resume may differ in it. `field: int = not_identity(50)`."""
-    return dataclasses.field(default=default, metadata={"identity": False})
-
-
-def settings_identity(settings) -> dict:
-    """The settings that decide what a run computes: every field of the dataclass but those marked `not_identity`."""
-    values = config_fingerprint(settings)
-    return {field.name: values[field.name] for field in dataclasses.fields(settings)
-            if field.metadata.get("identity", True)}
-
-
-def callable_name(fn) -> str:
-    """A callable's name for fingerprints and messages: its `__name__`, else its class name."""
-    return getattr(fn, "__name__", type(fn).__name__)
-
-
-def short_hash(data) -> str:
-    """A 16-hex-digit sha256 of JSON data (for fingerprints: prompt lists, model configs)."""
-    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def fingerprint_differences(saved: dict, current: dict) -> list[str]:
-    """What differs between two fingerprints, as "key: saved (checkpoint) vs current (this run)" lines.
-
-    Only keys both record are compared (a trainer that does not know the data, e.g. a bare `load_checkpoint`,
-    compares the rest)."""
-    def flat(data, prefix=""):
-        if isinstance(data, dict):
-            return {k: v for key, value in data.items() for k, v in flat(value, f"{prefix}{key}.").items()}
-        return {prefix[:-1]: data}
-
-    saved, current = flat(saved), flat(current)
-    return [f"{key}: {saved[key]!r} (checkpoint) vs {current[key]!r} (this run)"
-            for key in sorted(saved.keys() & current.keys()) if saved[key] != current[key]]
-
-
-ARCHITECTURE_FIELDS = ("model_type", "vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
-                      "num_key_value_heads", "intermediate_size", "max_position_embeddings")
-
-
-def model_identity(model) -> dict:
-    """The base model of a (Peft)model for a run fingerprint: its name (the last part of name_or_path, so that a
-    moved cache still matches) and a hash of its architecture fields."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    config = base.config.get_text_config() if hasattr(base.config, "get_text_config") else base.config
-    name = str(getattr(base.config, "_name_or_path", "") or "").rstrip("/")
-    return {"name": name.rsplit("/", 1)[-1], "architecture": short_hash(
-        {field: getattr(config, field, None) for field in ARCHITECTURE_FIELDS})}
-
-
-def weights_hash(named_tensors) -> str:
-    """A 16-hex-digit sha256 of named tensors' bytes (for fingerprints: the adapter a run starts from)."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(named_tensors, key=lambda item: item[0]):
-        digest.update(name.encode())
-        digest.update(tensor.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()[:16]
 
 
 def set_seed(seed: int) -> None:

@@ -26,8 +26,8 @@ from collections.abc import Callable, Mapping, Sequence
 import numpy as np
 import torch
 
-from rlxf.infra.checkpoint import callable_name
 from rlxf.infra.checks import check_rewards
+from rlxf.infra.identity import callable_name, identity_of
 
 
 def check_texts(texts: Sequence[str], what: str) -> list[str]:
@@ -85,6 +85,12 @@ class RewardFunction:
 
     def score(self, prompts: list[str], completions: list[str], **kwargs) -> Sequence[float]:
         raise NotImplementedError
+
+    def identity(self) -> dict:
+        """What makes the scores what they are, for a run's fingerprint: the name and the public attributes (models
+        by a sample of their weights, rewards by their own identity; see rlxf.infra.identity.identity_of)."""
+        return {"name": self.__name__, **{key: identity_of(value) for key, value in vars(self).items()
+                                          if not key.startswith("_")}}
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.__name__!r})"

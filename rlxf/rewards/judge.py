@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import dataclasses
 import ipaddress
 import json
 import logging
@@ -31,6 +32,7 @@ from dataclasses import dataclass
 import httpx2
 import numpy as np
 
+from rlxf.infra.identity import identity_of
 from rlxf.lm.generation import chat_prompt, generate
 from rlxf.lm.models import load_causal_lm
 from rlxf.progress import progress
@@ -133,6 +135,11 @@ class LocalJudge:
                 replies[i] = f"{r}\nVerdict: {line}"
             self.forced_verdicts += len(missing)
         return [JudgeReply(text) for text in replies]
+
+    def identity(self) -> dict:
+        """The judge model (a sample of its weights) and how it is asked, for a run's fingerprint."""
+        return {"model": identity_of(self.model), "system_prompt": self.system_prompt,
+                "max_new_tokens": self.max_new_tokens, "verdict_tokens": self.verdict_tokens}
 
     def __repr__(self) -> str:
         return f"LocalJudge(model={type(self.model).__name__}, max_new_tokens={self.max_new_tokens})"
@@ -339,6 +346,11 @@ class HTTPJudge:
         with ThreadPoolExecutor(max_workers=1) as pool:
             return pool.submit(asyncio.run, self._generate(messages)).result()
 
+    def identity(self) -> dict:
+        """The endpoint, its model and how it is asked (never the key), for a run's fingerprint."""
+        return {"url": self.url, "model_name": self.model_name, "max_tokens": self.max_tokens,
+                "temperature": self.temperature, "system_prompt": self.system_prompt}
+
     def __repr__(self) -> str:
         # The key's value never appears here: only the name of the variable it is read from.
         return (
@@ -526,6 +538,14 @@ class Evaluator(RewardFunction):
         if self.combine == "min":
             return table.min(axis=1)
         return table @ self.weights / self.weights.sum()
+
+    def identity(self) -> dict:
+        """The judge (its model's weights or its endpoint), the verdict reader, the criteria and their combination
+        (not the counters), for a run's fingerprint."""
+        return {"name": self.__name__, "judge": identity_of(self.judge),
+                "verdicts": identity_of(self.verdict_classifier), "criteria": self.criteria,
+                "weights": self.weights.tolist(), "combine": self.combine,
+                "settings": dataclasses.asdict(self.settings)}
 
     def __repr__(self) -> str:
         return (

@@ -18,13 +18,12 @@ from rlxf.infra.checkpoint import (
     append_jsonl,
     atomic_dir,
     clean_orphans,
-    not_identity,
     read_json,
     restore_rng,
-    settings_identity,
     truncate_jsonl,
 )
 from rlxf.infra.checks import check_count, check_optional_count
+from rlxf.infra.identity import not_identity, settings_identity
 from rlxf.lm.adapters import save_adapters
 from rlxf.lm.generation import chat_prompt
 from rlxf.selfplay.convergence import neutral_streak
