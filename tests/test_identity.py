@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import subprocess
+import sys
 import warnings
 
 import pytest
 import torch
 
 from rlxf.algos.ppo import PPOSettings
-from rlxf.infra.checkpoint import RunMismatch, write_manifest
+from rlxf.infra.checkpoint import OutputDirInUse, RunMismatch, write_manifest
 from rlxf.infra.identity import identity_of, sampled_weights_hash, settings_identity
 from rlxf.selfplay import SelfPlaySettings
 from tests.test_faults import PROMPTS, assert_same_history, settings, toy_reward, trainer
@@ -138,3 +141,47 @@ def test_the_weights_sample_is_the_same_after_frozen_weights_go_to_bf16():
         store_frozen_weights(model, precision("bf16", "cpu"))
     assert model.lm_head.weight.dtype == torch.bfloat16  # converted, and untied from the fp32 embedding
     assert sampled_weights_hash(model) == before
+
+
+# --------------------------------------------------------------------------------------------- the output_dir
+
+
+def test_resuming_a_checkpoint_of_another_directory_moves_the_run_there_aside(tmp_path):
+    a_dir, b_dir = tmp_path / "a", tmp_path / "b"
+    run_a, reward_fn = trainer(a_dir, max_new_tokens=2)
+    history_a = run_a.train(PROMPTS, reward_fn, steps=2)
+    trainer(b_dir, max_new_tokens=2, seed=8)[0].train(PROMPTS, reward_fn, steps=2)
+    b_metrics = (b_dir / "metrics.jsonl").read_text()
+    again, _ = trainer(b_dir, max_new_tokens=2)
+    with pytest.warns(UserWarning, match=r"held an earlier PPO run; moved it to .*b\.old-"):
+        resumed = again.train(PROMPTS, reward_fn, steps=3, resume=a_dir / "checkpoint-2")
+    assert_same_history(resumed[:2], history_a)
+    (old,) = tmp_path.glob("b.old-*")
+    assert (old / "metrics.jsonl").read_text() == b_metrics  # run B whole, nothing mixed into it
+    assert [p.name for p in old.glob("checkpoint-*")] == ["checkpoint-2"]
+    assert [p.name for p in b_dir.glob("checkpoint-*")] == ["checkpoint-3"]
+    assert [json.loads(line)["step"] for line in (b_dir / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3]
+    trainer(b_dir, max_new_tokens=2)[0].train(PROMPTS, reward_fn, steps=3, resume=b_dir / "checkpoint-3")
+    assert len(list(tmp_path.glob("b.old-*"))) == 1  # a checkpoint of output_dir's own run moves nothing
+
+
+def test_one_output_dir_has_one_live_trainer(tmp_path):
+    lock = tmp_path.with_name(f"{tmp_path.name}.lock")
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        lock.write_text(str(holder.pid))
+        run, reward_fn = trainer(tmp_path, max_new_tokens=2)
+        with pytest.raises(OutputDirInUse, match=rf"{tmp_path} is held by another live trainer \(pid {holder.pid}"):
+            run.train(PROMPTS, reward_fn, steps=1)
+        assert run.step_count == 0 and not (tmp_path / "metrics.jsonl").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    held = []
+
+    def reward_while_held(prompts, completions):
+        held.append(lock.read_text())
+        return reward_fn(prompts, completions)
+
+    run.train(PROMPTS, reward_while_held, steps=1)  # the holder is gone: its stale lock is taken over
+    assert held == [str(os.getpid())] and not lock.exists()  # held during the run, released after it

@@ -48,7 +48,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from rlxf import progress
+import rlxf.progress as progress
 from rlxf.infra.checkpoint import RunStore, load_tensors, restore_rng, set_seed
 from rlxf.infra.checks import check_count, check_list, check_optional_count, check_prompts, check_rewards
 from rlxf.infra.distributed import average_gradients, is_distributed, masked_moments, mean_over_ranks

@@ -47,6 +47,10 @@ class CorruptCheckpoint(CheckpointError):
     """A checkpoint file whose checksum or content is wrong; the message names the file."""
 
 
+class OutputDirInUse(RuntimeError):
+    """Another live trainer holds the output_dir (its `<output_dir>.lock` names its process)."""
+
+
 class RunMismatch(CheckpointError):
     """A checkpoint written by another run (other settings, seed, model, adapters or data).
 
@@ -124,6 +128,35 @@ def clean_orphans(directory: str | Path) -> list[Path]:
         shutil.rmtree(path, ignore_errors=True)
         removed.append(path)
     return removed
+
+
+def hold_lock(directory: Path) -> Path:
+    """Take `<directory>.lock` (beside the directory: a run moved aside leaves it in place) for this process -> its
+    path. A lock of another live process is an error naming the directory and the holder; one of a process that is
+    gone (or of this one: a notebook re-running a cell) is taken over."""
+    lock = directory.with_name(f"{directory.name}.lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(3):
+        try:
+            handle = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            text = lock.read_text().strip() if lock.exists() else ""
+            holder = int(text) if text.isdigit() else 0
+            if holder and _pid_alive(holder):
+                raise OutputDirInUse(f"{directory} is held by another live trainer (pid {holder}, lock {lock}): wait "
+                                     "for it to finish, or give this run another output_dir") from None
+            lock.unlink(missing_ok=True)  # stale: its process is gone
+            continue
+        with os.fdopen(handle, "w") as file:
+            file.write(str(os.getpid()))
+        return lock
+    raise OutputDirInUse(f"{directory}: could not take its lock {lock} (other processes keep taking it)")
+
+
+def release_lock(lock: Path) -> None:
+    """Remove a lock that `hold_lock` took for this process (a lock another process took over stays)."""
+    if lock.exists() and lock.read_text().strip() == str(os.getpid()):
+        lock.unlink(missing_ok=True)
 
 
 def aside_path(path: Path, label: str) -> Path:
@@ -267,12 +300,13 @@ def rewrite_jsonl(path: str | Path, rows: Iterable[dict]) -> None:
     write_text_atomic(path, "".join(json.dumps(row) + "\n" for row in rows))
 
 
-def truncate_jsonl(path: str | Path, n_lines: int, checkpoint: Path) -> None:
-    """Keep the first `n_lines` lines of a JSON-lines file (on resume: drop what steps after `checkpoint` wrote)."""
-    path = Path(path)
-    lines = path.read_text(encoding="utf-8").splitlines(keepends=True) if path.exists() else []
+def truncate_jsonl(path: str | Path, n_lines: int, checkpoint: Path, source: str | Path | None = None) -> None:
+    """Keep the first `n_lines` lines of a JSON-lines file (on resume: drop what steps after `checkpoint` wrote);
+    `source`: take them from that file (a checkpoint of another directory: its run's file)."""
+    path, source = Path(path), Path(source if source is not None else path)
+    lines = source.read_text(encoding="utf-8").splitlines(keepends=True) if source.exists() else []
     if len(lines) < n_lines:
-        raise ValueError(f"{path} has {len(lines)} lines but the checkpoint {checkpoint} counts {n_lines}: "
+        raise ValueError(f"{source} has {len(lines)} lines but the checkpoint {checkpoint} counts {n_lines}: "
                          f"the file does not belong to this checkpoint")
     write_text_atomic(path, "".join(lines[:n_lines]))
 
@@ -324,15 +358,19 @@ class RunStore:
 
         `resume`: False starts a new run (an earlier run in output_dir is moved aside); True continues from the
         latest valid checkpoint (a corrupt one is skipped with a warning naming the file; one of another run is an
-        error saying what differs); a path continues from that checkpoint (corrupt or of another run: an error);
-        "auto" continues from the latest valid checkpoint if it has this run's fingerprint, else starts a new run
-        (the earlier one moved aside, with a warning saying what differs). `done`: steps this trainer already
+        error saying what differs); a path continues from that checkpoint (corrupt or of another run: an error; one
+        of another directory first moves the run in output_dir aside, as a new run does); "auto" continues from the
+        latest valid checkpoint if it has this run's fingerprint, else starts a new run (the earlier one moved
+        aside, with a warning saying what differs). `done`: steps this trainer already
         took in this process; then only True or a path load anything (False and "auto" keep going).
         """
         check_resume(resume)
         if self.output_dir is not None:
             clean_orphans(self.output_dir)
         if resume is True or (isinstance(resume, (str, Path)) and resume != "auto"):
+            if resume is not True and self.output_dir is not None and not self.holds(Path(resume)):
+                self.load(resume)  # checked first: a corrupt checkpoint or one of another run moves nothing
+                self.start_fresh()  # a checkpoint of another directory: output_dir's own run is moved aside
             load(None if resume is True else Path(resume))
             return True
         if done > 0:
@@ -349,6 +387,10 @@ class RunStore:
                               "a new run", stacklevel=3)
         self.start_fresh()
         return False
+
+    def holds(self, checkpoint: Path) -> bool:
+        """Whether `checkpoint` is one of output_dir's own checkpoints."""
+        return self.output_dir is not None and checkpoint.resolve().parent == self.output_dir.resolve()
 
     def holds_a_run(self) -> bool:
         """Whether output_dir holds files of an earlier run (metrics, checkpoints, unfinished ones, `run_files`)."""
@@ -456,12 +498,16 @@ class RunStore:
 
     @contextmanager
     def session(self) -> Iterator[None]:
-        """One `train()` call of the trainer that owns this store: its tracker is closed when the call ends."""
+        """One `train()` call of the trainer that owns this store: it holds `<output_dir>.lock` (one live trainer per
+        output_dir, see `hold_lock`); at its end the tracker is closed and the lock released."""
+        lock = hold_lock(self.output_dir) if self.output_dir is not None else None
         try:
             yield
         finally:
             if self._tracker is not None:
                 self._tracker.close()
+            if lock is not None:
+                release_lock(lock)
 
     def loaded(self, path: Path, history: list[dict]) -> None:
         """After a checkpoint was restored: remember it and cut the metrics file back to its `history`."""

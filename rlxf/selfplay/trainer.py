@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from rlxf import progress
+import rlxf.progress as progress
 from rlxf.algos.ppo import PPOSettings, PPOTrainer
 from rlxf.infra.checkpoint import (
     RunStore,
@@ -326,7 +326,8 @@ class SelfPlayTrainer:
         self.rater.restore_stats(state["rater_counts"])
         restore_rng(path)
         # Drop what rounds after the checkpoint wrote.
-        truncate_jsonl(self.output_dir / "transcripts.jsonl", self.transcript_lines, path)
+        truncate_jsonl(self.output_dir / "transcripts.jsonl", self.transcript_lines, path,
+                       source=path.parent / "transcripts.jsonl")  # path's own run's (output_dir's, or another's)
         self.store.loaded(path, self.history)
         return path
 
