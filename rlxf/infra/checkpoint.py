@@ -29,7 +29,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from rlxf.infra.identity import fingerprint_differences
+# config_fingerprint and weights_hash live in rlxf.infra.identity; imported here too for older callers.
+from rlxf.infra.identity import config_fingerprint, fingerprint_differences, weights_hash  # noqa: F401
 from rlxf.infra.tracking import MetricsLog, check_report_to
 
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
@@ -144,7 +145,8 @@ def hold_lock(directory: Path) -> Path:
             holder = int(text) if text.isdigit() else 0
             if holder and _pid_alive(holder):
                 raise OutputDirInUse(f"{directory} is held by another live trainer (pid {holder}, lock {lock}): wait "
-                                     "for it to finish, or give this run another output_dir") from None
+                                     "for it to finish or give this run another output_dir (if that process is no "
+                                     "trainer of this directory, delete the lock)") from None
             lock.unlink(missing_ok=True)  # stale: its process is gone
             continue
         with os.fdopen(handle, "w") as file:
