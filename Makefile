@@ -65,10 +65,11 @@ lab: $(LAB_STAMP)
 	$(BIN)/jupyter lab --notebook-dir notebooks $(LAB_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check rlxf tests benchmarks notebooks
+	$(BIN)/ruff check rlxf tests benchmarks notebooks exercises
 
+# The suite (tests/) includes tests/test_exercises.py: the exercises' tests on their reference solutions.
 test: $(STAMP)
-	$(BIN)/ruff check rlxf tests benchmarks notebooks
+	$(BIN)/ruff check rlxf tests benchmarks notebooks exercises
 	$(OFFLINE) $(BIN)/python -m pytest -q
 
 clean-artifacts:

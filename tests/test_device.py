@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from rlxf.algos.ppo import PPOSettings, PPOTrainer
-from rlxf.eval.policy import token_logprobs
 from rlxf.infra import threads
 from rlxf.lm import precision as rlxf_device
 from rlxf.lm.generation import chat_prompt, encode_text
+from rlxf.lm.logprobs import token_logprobs
 from rlxf.lm.models import load_causal_lm
 from rlxf.lm.precision import FrozenLowPrecisionLinear, Precision, cpu_bf16_flags, precision, store_frozen_weights
 

@@ -16,7 +16,8 @@ from rlxf.analysis.stats import (
     minimum_detectable_effect,
     t_interval,
 )
-from rlxf.eval.policy import policy_report, summarise, token_logprobs
+from rlxf.eval.policy import policy_report, summarise
+from rlxf.lm.logprobs import token_logprobs
 from rlxf.lm.models import load_causal_lm
 
 PROMPTS = ["Propose a condition:", "The fiscal target is", "Describe the reform.", "Another one:"]

@@ -23,7 +23,14 @@ import pytest
 import torch
 
 from rlxf.algos.ppo import PPOSettings, PPOTrainer, RewardFunctionError
-from rlxf.infra.checkpoint import CorruptCheckpoint, RunMismatch, clean_orphans, verify_checkpoint
+from rlxf.infra.checkpoint import (
+    CorruptCheckpoint,
+    RunMismatch,
+    append_jsonl,
+    clean_orphans,
+    read_jsonl,
+    verify_checkpoint,
+)
 from rlxf.lm.models import load_causal_lm
 from rlxf.rewards.judge import Evaluator, EvaluatorSettings, HTTPJudge, JudgeError
 from tests.stubs import local_server
@@ -233,6 +240,18 @@ def test_orphaned_temporary_directories_of_dead_processes_are_cleaned(tmp_path):
     assert [p.name for p in removed] == [f".checkpoint-5.tmp-{dead.pid}"]
     assert (tmp_path / f".checkpoint-5.tmp-{alive}").is_dir()
     assert (tmp_path / "checkpoint-3" / "trainer_state.json").is_file()
+
+
+def test_read_jsonl_reads_what_append_jsonl_wrote_and_names_a_bad_line(tmp_path):
+    path = tmp_path / "rows.jsonl"
+    append_jsonl(path, [{"a": 1}, {"a": 2, "b": "x"}])
+    assert read_jsonl(path) == [{"a": 1}, {"a": 2, "b": "x"}]
+    path.write_text('{"a": 1}\n\n{"a": 2\n')
+    with pytest.raises(ValueError, match=r"rows.jsonl:3: not valid JSON"):
+        read_jsonl(path)
+    path.write_text('{"a": 1}\n[1, 2]\n')
+    with pytest.raises(ValueError, match=r"rows.jsonl:2: expected a JSON object, got list"):
+        read_jsonl(path)
 
 
 def test_keep_checkpoints(tmp_path):

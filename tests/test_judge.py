@@ -14,6 +14,7 @@ from trl.trainer.utils import get_callable_name
 
 from rlxf.lm.models import load_causal_lm, load_classifier
 from rlxf.rewards.judge import (
+    JUDGE_LOG_KEYS,
     Evaluator,
     EvaluatorSettings,
     HTTPJudge,
@@ -23,6 +24,7 @@ from rlxf.rewards.judge import (
     VerdictSentiment,
     parse_verdict,
     ranking_accuracy,
+    read_judge_log,
     redact_secret,
     verdict_score,
 )
@@ -130,7 +132,7 @@ def test_verdict_score_thresholds():
         EvaluatorSettings(on_error="ignore")
 
 
-def test_graded_scoring_and_the_share_of_plus_one_per_batch():
+def test_graded_scoring_and_the_share_of_plus_one_per_batch(tmp_path):
     class Judge:
         def generate(self, messages):
             return [JudgeReply(text=f"Verdict: {m.split('REPLY ')[1].split()[0]}") for m in messages]
@@ -139,18 +141,49 @@ def test_graded_scoring_and_the_share_of_plus_one_per_batch():
     template = "REPLY {reply} CRITERION {criterion}"
     reader = lambda verdicts: [probability[v] for v in verdicts]  # noqa: E731
     sign = Evaluator(Judge(), reader, ["q"], settings=EvaluatorSettings(template=template))
-    graded = Evaluator(Judge(), reader, ["q"], settings=EvaluatorSettings(template=template, scoring="graded"))
+    graded = Evaluator(Judge(), reader, ["q"], settings=EvaluatorSettings(template=template, scoring="graded"),
+                       log_dir=tmp_path / "run")
     replies = ["high", "mid", "low"]
     assert sign(["p"] * 3, replies) == [1.0, 1.0, -1.0]
     assert graded(["p"] * 3, replies) == pytest.approx([0.8, 0.3, -0.6])  # 2 P(positive) - 1
+    first = graded.pop_stats()
+    assert first == {"calls": 3, "share_plus_one": pytest.approx(2 / 3), "mean_p_positive": pytest.approx(1.75 / 3),
+                     "fallbacks": 0}
     graded(["p"] * 2, ["high", "mid"])
-    assert [b["share_plus_one"] for b in graded.batches] == pytest.approx([2 / 3, 1.0])
-    assert graded.batches[0]["calls"] == 3 and graded.batches[0]["mean_p_positive"] == pytest.approx(1.75 / 3)
-    assert graded.stats["scores"] == {"+1": 4, "-1": 1}  # counted by the study's thresholds either way
+    graded(["p"], ["low"])
+    # two batches since the last pop: pooled over their 3 calls, then forgotten
+    assert graded.pop_stats() == {"calls": 3, "share_plus_one": pytest.approx(2 / 3),
+                                  "mean_p_positive": pytest.approx(1.75 / 3), "fallbacks": 0}
+    empty = graded.pop_stats()
+    assert empty["calls"] == 0 and np.isnan(empty["share_plus_one"]) and np.isnan(empty["mean_p_positive"])
+    # the log has one row per scored batch (a PPO step), with the keys notebook 04's smoke run is checked for
+    log = read_judge_log(tmp_path / "run")
+    assert [row["calls"] for row in log] == [3, 2, 1]
+    assert [row["share_plus_one"] for row in log] == pytest.approx([2 / 3, 1.0, 0.0])
+    assert all(list(row) == list(JUDGE_LOG_KEYS) for row in log)
+    assert read_judge_log(tmp_path / "no-run") == [] and sign.log_path is None
+    assert graded.stats["scores"] == {"+1": 4, "-1": 2}  # counted by the study's thresholds either way
+    graded(["p"], ["high"])
     graded.reset_stats()
-    assert graded.batches == []
+    assert graded.pop_stats()["calls"] == 0
     with pytest.raises(ValueError, match="scoring must be 'sign' or 'graded'"):
         EvaluatorSettings(scoring="probability")
+
+
+def test_pop_stats_counts_fallbacks_and_a_bad_log_is_named(tmp_path):
+    class Judge:
+        def generate(self, messages):
+            return [JudgeReply(text="Verdict: yes") if "good" in m else JudgeReply(None, "timeout", "slow")
+                    for m in messages]
+
+    evaluator = Evaluator(Judge(), keyword_verdicts, ["q"], log_dir=tmp_path)
+    assert list(evaluator(["p"] * 3, ["good", "bad", "good"])) == [1.0, 0.0, 1.0]
+    assert evaluator.pop_stats() == {"calls": 3, "share_plus_one": 1.0, "mean_p_positive": pytest.approx(0.9),
+                                     "fallbacks": 1}
+    with (tmp_path / "judge_batches.jsonl").open("a") as log:
+        log.write('{"calls": 1}\n')
+    with pytest.raises(ValueError, match=r"judge_batches.jsonl:2: expected the keys"):
+        read_judge_log(tmp_path)
 
 
 def test_ranking_accuracy():

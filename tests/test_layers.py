@@ -135,3 +135,24 @@ def test_one_home_for_adapter_loading():
                 peft_call = (name == "set_peft_model_state_dict" or (name == "from_pretrained" and "Peft" in owner)
                              or (name == "load_adapter" and isinstance(node.func, ast.Attribute)))
                 assert not peft_call, f"{path.relative_to(REPO_ROOT)}:{node.lineno} loads an adapter"
+
+
+# Files besides rlxf/lm/logprobs.py that may call log_softmax, each with its reason (listed in logprobs.py's docstring).
+LOG_SOFTMAX_ALLOWED = {
+    "rlxf/algos/ppo.py": "entropy_from_logits: the entropy of the policy's full next-token distribution (a loss term)",
+}
+
+
+def test_one_home_for_response_logprobs():
+    """`log_softmax` is called in rlxf/lm/logprobs.py (one precision rule) and in the allow-listed files alone."""
+    home = "rlxf/lm/logprobs.py"
+    found = {path.relative_to(REPO_ROOT).as_posix() for path in (REPO_ROOT / "rlxf").rglob("*.py")
+             if "log_softmax" in path.read_text()}
+    assert home in found
+    stray = sorted(found - {home} - set(LOG_SOFTMAX_ALLOWED))
+    assert not stray, f"{stray} call log_softmax: use rlxf.lm.logprobs (or add the file to LOG_SOFTMAX_ALLOWED, why)"
+    stale = sorted(set(LOG_SOFTMAX_ALLOWED) - found)
+    assert not stale, f"{stale} no longer call log_softmax: remove them from LOG_SOFTMAX_ALLOWED"
+    docstring = ast.get_docstring(ast.parse((REPO_ROOT / home).read_text())) or ""
+    unlisted = sorted(path for path in LOG_SOFTMAX_ALLOWED if path not in docstring)
+    assert not unlisted, f"{home}'s docstring does not name the exceptions {unlisted}"

@@ -24,7 +24,7 @@ from rlxf.algos.dpo import (
 )
 from rlxf.lm.models import load_causal_lm, load_classifier
 from rlxf.rewards.annotators import annotator_sides, borda_scores, check_rate, contested, simulate_labels
-from rlxf.rewards.bradley_terry import PreferenceSettings, clean_pairs, score_pairs
+from rlxf.rewards.bradley_terry import PreferenceSettings, bradley_terry_loss, clean_pairs, score_pairs
 from rlxf.rewards.robust import (
     ids_relabel,
     probit_preference_loss,
@@ -158,6 +158,20 @@ def test_mapped_prompt_reward_reads_the_mapped_prompt():
     assert reward(["chat"], ["hello"]) == [1.0] and seen == ["Human: hi"]
     with pytest.raises(KeyError, match="no mapped form"):
         reward(["other"], ["x"])
+
+
+def test_bradley_terry_loss_by_hand():
+    # d = 2 - 1 = 1: -log sigmoid(1) = log(1 + e^-1); d = 0: log 2
+    loss = bradley_terry_loss(torch.tensor([2.0, 0.5]), torch.tensor([1.0, 0.5]))
+    np.testing.assert_allclose(loss.numpy(), [math.log1p(math.exp(-1.0)), math.log(2.0)], rtol=1e-6)
+    # soft label y = 0.25 on d = 1: -(0.25 log sigmoid(1) + 0.75 log sigmoid(-1))
+    soft = bradley_terry_loss(torch.tensor([2.0]), torch.tensor([1.0]), torch.tensor([0.25]))
+    expected = -(0.25 * math.log(1 / (1 + math.exp(-1))) + 0.75 * math.log(1 / (1 + math.exp(1))))
+    assert soft.item() == pytest.approx(expected, rel=1e-6)
+    assert bradley_terry_loss(torch.tensor([2.0]), torch.tensor([1.0]), torch.tensor([1.0])).item() == \
+        pytest.approx(loss[0].item())  # y = 1 is the plain loss
+    with pytest.raises(ValueError, match="one label per pair"):
+        bradley_terry_loss(torch.tensor([1.0, 2.0]), torch.tensor([0.0, 0.0]), torch.tensor([1.0]))
 
 
 def test_ids_relabelling_moves_labels_toward_the_models_preference():

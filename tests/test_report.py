@@ -5,7 +5,7 @@ import json
 import pytest
 
 from rlxf.paths import REPO_ROOT
-from rlxf.run.report import fmt, render, replace_section, section_in
+from rlxf.run.report import box_time, fmt, render, replace_section, section_in, time_line, write_notebook_times
 
 
 def test_fmt_by_hand():
@@ -61,3 +61,53 @@ def test_the_readme_quotes_the_committed_demo_results():
     in either place without the other fails here (regenerate with `python -m rlxf.run.report --write-readme`)."""
     readme = (REPO_ROOT / "README.md").read_text()
     assert section_in(readme, "demo") == render(REPO_ROOT / "results" / "demo", "demo")
+
+
+def _notebook(path, box_line="old"):
+    cells = [{"cell_type": "markdown", "id": "a", "metadata": {}, "source": ["# 04 · x\n"]},
+             {"cell_type": "markdown", "id": "b", "metadata": {},
+              "source": ["> **Time on the demo profile:** <!-- demo-time -->", box_line, "<!-- /demo-time -->\n",
+                         "> more\n"]}]
+    path.write_text(json.dumps({"cells": cells, "metadata": {}, "nbformat": 4, "nbformat_minor": 5}, indent=1) + "\n")
+
+
+def test_time_line_sums_the_prerequisites_and_names_the_file(tmp_path):
+    run = json.loads((_results(tmp_path) / "run_summary.json").read_text())
+    run["notebooks"] += [{"notebook": f"{k}_x.ipynb", "seconds": 100.0, "threads": 1} for k in ("02", "03")]
+    line = time_line(run, "04_lora_ppo")
+    # 119.8 s own; + 01 (10.2) + 02 (100) + 03 (100) = 330 s with its prerequisites
+    assert line.startswith("2.0 min (120 s) for this notebook, 5.5 min (330 s) with 01, 02, 03 run first")
+    assert "thread" not in line and line.endswith("2-core AMD EPYC CPU; `results/demo/run_summary.json`)")
+    first = time_line(run, "01_data_hydration")  # no prerequisites; its threads are known
+    assert first.startswith("10 s for this notebook (") and "2 threads at start;" in first
+    with pytest.raises(KeyError, match="no entry for 07_x"):
+        time_line(run, "07_x")
+    del run["notebooks"][-1]  # 03 missing: 04's sum cannot be formed
+    with pytest.raises(KeyError, match=r"\['03'\]"):
+        time_line(run, "04_lora_ppo")
+
+
+def test_write_notebook_times_rewrites_only_the_marked_line(tmp_path):
+    results = _results(tmp_path)
+    notebooks = tmp_path / "notebooks"
+    notebooks.mkdir()
+    _notebook(notebooks / "01_data_hydration.ipynb")
+    assert write_notebook_times(results, "demo", notebooks) == [notebooks / "01_data_hydration.ipynb"]
+    assert box_time(notebooks / "01_data_hydration.ipynb").startswith("10 s for this notebook")
+    source = json.loads((notebooks / "01_data_hydration.ipynb").read_text())["cells"][1]["source"]
+    assert source[0].startswith("> **Time on the demo profile:** <!-- demo-time -->10 s") and source[-1] == "> more\n"
+    assert write_notebook_times(results, "demo", notebooks) == []  # a second run changes nothing
+    (notebooks / "02_sft.ipynb").write_text(json.dumps({"cells": [
+        {"cell_type": "markdown", "id": "a", "metadata": {}, "source": ["# 02 · no box\n"]}]}))
+    with pytest.raises(ValueError, match="02_sft.ipynb: expected one markdown cell"):
+        write_notebook_times(results, "demo", notebooks)
+
+
+def test_every_notebook_box_quotes_the_committed_demo_run():
+    """Each notebook's opening box states the time that results/demo/run_summary.json holds for it: a changed run or
+    a hand-edited box fails here (regenerate with `python -m rlxf.run.report --write-notebooks`)."""
+    run = json.loads((REPO_ROOT / "results" / "demo" / "run_summary.json").read_text())
+    notebooks = sorted((REPO_ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    assert notebooks
+    for path in notebooks:
+        assert box_time(path) == time_line(run, path.stem), f"{path.name}: the opening box's time is stale"

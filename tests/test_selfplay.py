@@ -213,11 +213,11 @@ def test_tiny_tokenizer_splits_numbers_into_several_tokens(tiny):
 def test_number_distribution_scores_full_token_sequences(tiny):
     model, tokenizer = tiny
     prompt = "How much do you agree with this text on a scale of 1-100? Answer with a number."
-    probabilities = number_distribution(model, tokenizer, prompt)
+    probabilities = number_distribution(model, tokenizer, prompt, dtype="fp32")
     assert probabilities.shape == (100,) and probabilities.sum().item() == pytest.approx(1.0, abs=1e-5)
     # The cached path (one prompt forward, cache repeated) equals scoring every full sequence.
-    torch.testing.assert_close(probabilities, number_distribution(model, tokenizer, prompt, use_cache=False),
-                               atol=1e-5, rtol=1e-4)
+    uncached = number_distribution(model, tokenizer, prompt, use_cache=False, dtype="fp32")
+    torch.testing.assert_close(probabilities, uncached, atol=1e-5, rtol=1e-4)
     # Independent check of P(7) / P(70) / P(100) from full forwards: tokens' probabilities times P(no more digits).
     text = chat_prompt(tokenizer, prompt)
     digit = torch.tensor([t[0].isdigit() for t in tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))])
@@ -232,7 +232,7 @@ def test_number_distribution_scores_full_token_sequences(tiny):
 
     assert math.log(probabilities[6] / probabilities[69]) == pytest.approx(log_p(7) - log_p(70), abs=1e-3)
     assert math.log(probabilities[99] / probabilities[69]) == pytest.approx(log_p(100) - log_p(70), abs=1e-3)
-    rating = rating_from_logprobs(model, tokenizer, prompt)
+    rating = rating_from_logprobs(model, tokenizer, prompt, dtype="fp32")
     assert rating == pytest.approx(float((probabilities * torch.arange(1, 101)).sum()), rel=1e-4)
     assert 1.0 <= rating <= 100.0
 
@@ -628,21 +628,88 @@ def test_peak_memory_sees_an_allocation():
 
 
 def test_memory_probe_runs_both_shapes(tmp_path):
+    from rlxf.algos.ppo import PPOSettings
     from rlxf.infra.memory import peak_memory
+    from rlxf.selfplay import SelfPlaySettings, probe_arguments
 
     model, _ = two_bot_model()
-    dirs = [str(tmp_path / name) for name in ("dem", "rep")]
+    dirs = [tmp_path / name for name in ("dem", "rep")]
     for name, directory in zip(("dem", "rep"), dirs, strict=True):
         save_adapter(model, name, directory)
-    settings = {"policy_model": "tiny-llama", "adapter_dirs": dirs, "names": ["dem", "rep"],
-                "ppo": {"max_new_tokens": 4, "ppo_epochs": 1, "batch_size": 2},
-                "selfplay": {"debates_per_round": 2, "max_exchanges": 1, "rating_max_new_tokens": 3}}
+    # the run's own settings, output_dir and tracker included: the probe writes nothing and reports nowhere
+    ppo = PPOSettings(max_new_tokens=4, ppo_epochs=1, batch_size=2, dtype="fp32", output_dir=str(tmp_path / "run"))
+    selfplay = SelfPlaySettings(rounds=5, debates_per_round=2, max_exchanges=1, rating_max_new_tokens=3,
+                                output_dir=str(tmp_path / "run"))
+    settings = probe_arguments("tiny-llama", dirs, ppo, selfplay, names=("dem", "rep"))
     two = peak_memory("rlxf.selfplay:memory_probe", {"bots": 2, **settings})
     one = peak_memory("rlxf.selfplay:memory_probe", {"bots": 1, **settings})
     assert two["result"] == {"bots": 2, "turns": 4, "steps": 2} and one["result"] == {"bots": 1, "turns": 2, "steps": 1}
     assert two["measure"] == one["measure"] and one["peak_bytes"] > one["baseline_bytes"] > 0
     # The study's memory target: two bots on one base cost at most 1.3x one bot (notebook 05 asserts it at its size).
     assert two["peak_bytes"] / one["peak_bytes"] <= 1.3
+    assert not (tmp_path / "run").exists()
+
+
+def test_probe_arguments_carry_every_setting_and_rebuild_them():
+    from rlxf.algos.ppo import PPOSettings
+    from rlxf.selfplay import SelfPlaySettings, probe_arguments
+    from rlxf.selfplay.probe import _settings
+
+    ppo = PPOSettings(dtype="bf16", lora_target_modules=("q_proj", "v_proj"), init_kl_coef=0.3, seed=7)
+    selfplay = SelfPlaySettings(leading_prompts=True, stop_streak=4, seed=7, output_dir="somewhere")
+    arguments = probe_arguments("tiny-llama", ["a", "b"], ppo, selfplay)
+    assert json.loads(json.dumps(arguments)) == arguments  # plain JSON: it travels to a fresh process
+    assert arguments["ppo"]["dtype"] == "bf16" and arguments["selfplay"]["leading_prompts"] is True
+    rebuilt = _settings(PPOSettings, arguments["ppo"], "ppo")
+    assert rebuilt == ppo  # the list of target modules is a tuple again
+    probe = _settings(SelfPlaySettings, arguments["selfplay"], "selfplay", rounds=1, output_dir=None)
+    assert probe.rounds == 1 and probe.output_dir is None and probe.stop_streak == 4
+    with pytest.raises(ValueError, match=r"memory_probe\(ppo=...\): \['learning_rates'\] are not fields of PPO"):
+        _settings(PPOSettings, {"learning_rates": 1e-3}, "ppo")
+    with pytest.raises(ValueError, match="needs a PPOSettings and a SelfPlaySettings, got dict"):
+        probe_arguments("tiny-llama", ["a", "b"], {"dtype": "fp32"}, selfplay)
+
+
+# ------------------------------------------------------------------------------------------------ further seeds
+
+
+def test_seed_runs_start_from_the_sft_adapters_and_resume(tmp_path):
+    from safetensors.torch import load_file
+
+    from rlxf.algos.ppo import PPOSettings
+    from rlxf.lm.adapters import load_adapter
+    from rlxf.selfplay import SelfPlaySettings, adapter_hashes, list_snapshots, seed_run_dir, train_seed_runs
+
+    torch.set_num_threads(1)
+    trained, _ = two_bot_model()
+    adapter_dirs = {name: tmp_path / "sft" / name for name in ("dem", "rep")}
+    for name, directory in adapter_dirs.items():
+        save_adapter(trained, name, directory)
+    model, tokenizer = load_causal_lm("tiny-llama")
+    for name, directory in adapter_dirs.items():
+        model = load_adapter(model, directory, name)
+    sft_hashes = adapter_hashes(model, ["dem", "rep"])
+    ppo = PPOSettings(batch_size=2, ppo_epochs=1, max_new_tokens=4, learning_rate=1e-2, progress_bar=False)
+    settings = SelfPlaySettings(rounds=1, debates_per_round=2, max_exchanges=1, rating_max_new_tokens=3,
+                                progress_bar=False, output_dir=str(tmp_path / "selfplay"))
+    runs = train_seed_runs(model, tokenizer, ppo, settings, [5, 6], adapter_dirs, sft_hashes=sft_hashes)
+    assert list(runs) == [5, 6] and [runs[s]["directory"] for s in (5, 6)] == [
+        seed_run_dir(tmp_path / "selfplay", s) for s in (5, 6)]
+    assert adapter_hashes(model, ["dem", "rep"]) != sft_hashes  # the runs trained the adapters in place
+    for seed, run in runs.items():
+        assert len(run["history"]) == 1 and run["stopped_at"] is None
+        assert (run["directory"] / "history.jsonl").is_file() and list(list_snapshots(run["directory"])) == [0, 1]
+        for name, directory in adapter_dirs.items():  # each run started from the SFT weights, the second one too
+            start = load_file(list_snapshots(run["directory"])[0] / name / "adapter_model.safetensors")
+            sft = load_file(directory / "adapter_model.safetensors")
+            assert start.keys() == sft.keys() and all(torch.equal(start[k], sft[k]) for k in sft), (seed, name)
+    again = train_seed_runs(model, tokenizer, ppo, settings, [5, 6], adapter_dirs, sft_hashes=sft_hashes)
+    assert [without_times(again[s]["history"]) for s in (5, 6)] == [without_times(runs[s]["history"]) for s in (5, 6)]
+    wrong = {**sft_hashes, "rep": "0" * 16}
+    with pytest.raises(RuntimeError, match=r"seed 7: .* the weights of \['rep'\] differ from the SFT weights"):
+        train_seed_runs(model, tokenizer, ppo, settings, [7], adapter_dirs, sft_hashes=wrong)
+    with pytest.raises(ValueError, match="output_dir is None"):
+        train_seed_runs(model, tokenizer, ppo, SelfPlaySettings(), [7], adapter_dirs, sft_hashes=sft_hashes)
 
 
 # ------------------------------------------------------------------------------------------------ score raters

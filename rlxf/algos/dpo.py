@@ -26,10 +26,10 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from rlxf.eval.policy import token_logprobs
 from rlxf.infra.threads import thread_budget_callback
 from rlxf.infra.tracking import check_report_to
 from rlxf.lm.adapters import LORA_TARGET_MODULES, check_target_modules, lora_config
+from rlxf.lm.logprobs import token_logprobs
 from rlxf.lm.precision import check_dtype, trainer_precision_kwargs, training_precision, without_autocast_wrapper
 from rlxf.rewards.base import RewardFunction
 from rlxf.rewards.bradley_terry import check_pairs

@@ -64,6 +64,7 @@ from rlxf.lm.adapters import (
     using_adapter,
 )
 from rlxf.lm.generation import collate, eos_ids, keeps_logits, padding_id, sample_tokens, token_ids
+from rlxf.lm.logprobs import gather_logprobs, response_logits
 from rlxf.lm.precision import check_dtype, precision, store_frozen_weights, training_attention
 from rlxf.rewards.base import RewardFunctionError, score_batch  # noqa: F401 (RewardFunctionError: raised in train)
 
@@ -341,9 +342,9 @@ class PPOTrainer:
             out = self.model(input_ids=input_ids, attention_mask=batch["attention_mask"][rows], use_cache=False,
                              position_ids=batch["position_ids"][rows], output_hidden_states=True, **extra)
         # Position t predicts token t+1: the response is predicted by the r_len positions before its end.
-        logits = out.logits[:, -(r_len + 1):-1].float() / self.settings.temperature
+        logits = response_logits(out.logits, r_len, self.settings.temperature)
         hidden = out.hidden_states[-1][:, -(r_len + 1):-1].float()
-        logprobs = torch.log_softmax(logits, -1).gather(-1, input_ids[:, -r_len:, None]).squeeze(-1)
+        logprobs = gather_logprobs(logits, input_ids[:, -r_len:])
         values = self.value_head(hidden).squeeze(-1)
         entropy = entropy_from_logits(logits) if with_entropy else None
         return logprobs, values, entropy

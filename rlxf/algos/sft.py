@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from peft import PeftModel, get_peft_model
 from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
 
@@ -25,8 +24,15 @@ from rlxf.infra.batching import BucketByLength, BucketedTrainer
 from rlxf.infra.threads import thread_budget_callback
 from rlxf.infra.tracking import check_report_to
 from rlxf.lm.adapters import LORA_TARGET_MODULES, check_target_modules, lora_config, save_adapter, write_card
+from rlxf.lm.logprobs import sequence_nll
 from rlxf.lm.models import base_model_reference
-from rlxf.lm.precision import check_dtype, trainer_precision_kwargs, training_precision, without_autocast_wrapper
+from rlxf.lm.precision import (
+    Precision,
+    check_dtype,
+    trainer_precision_kwargs,
+    training_precision,
+    without_autocast_wrapper,
+)
 
 METHODS = ("trainer", "sft_trainer")
 IGNORE_INDEX = -100  # label value the loss skips (PyTorch's cross_entropy default)
@@ -433,65 +439,37 @@ def train_lora_sft(
 
 
 # ---------------------------------------------------------------------------------------------------------- evaluation
-@torch.no_grad()
-def _mean_nll(model, examples: list[dict], *, pad_token_id: int, batch_size: int) -> float:
-    """Token-weighted mean next-token NLL over the labelled positions of `examples` (left-padded batches)."""
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    device = next(model.parameters()).device
-    # Similar lengths share a batch (less padding); the sum does not depend on the order.
-    order = sorted(range(len(examples)), key=lambda i: len(examples[i]["input_ids"]))
-    total, count = 0.0, 0
-    was_training = model.training
-    model.eval()
-    try:
-        for start in range(0, len(order), batch_size):
-            batch = [examples[i] for i in order[start : start + batch_size]]
-            width = max(len(example["input_ids"]) for example in batch)
-            input_ids = torch.full((len(batch), width), pad_token_id, dtype=torch.long)
-            labels = torch.full((len(batch), width), IGNORE_INDEX, dtype=torch.long)
-            mask = torch.zeros((len(batch), width), dtype=torch.long)
-            for row, example in enumerate(batch):
-                length = len(example["input_ids"])
-                input_ids[row, width - length :] = torch.tensor(example["input_ids"])
-                labels[row, width - length :] = torch.tensor(example["labels"])
-                # a first token has no prefix (it would be "predicted" by a pad)
-                labels[row, width - length] = IGNORE_INDEX
-                mask[row, width - length :] = 1
-            # Positions count real tokens only, so a left-padded sequence is scored as if it stood alone.
-            position_ids = (mask.cumsum(-1) - 1).clamp(min=0)
-            logits = model(
-                input_ids=input_ids.to(device), attention_mask=mask.to(device), position_ids=position_ids.to(device)
-            ).logits
-            targets = labels[:, 1:].to(device)
-            nll = F.cross_entropy(
-                logits[:, :-1].float().reshape(-1, logits.shape[-1]),
-                targets.reshape(-1),
-                ignore_index=IGNORE_INDEX,
-                reduction="sum",
-            )
-            total += float(nll)
-            count += int((targets != IGNORE_INDEX).sum())
-    finally:
-        model.train(was_training)
-    if count == 0:
-        raise ValueError("no token to score: every sequence is a single token or fully masked")
-    return total / count
+def _mean_nll(model, examples: list[dict], *, pad_token_id: int, batch_size: int, dtype: str | Precision) -> float:
+    """Token-weighted mean next-token NLL over the labelled tokens of `examples` (rlxf.lm.logprobs.sequence_nll).
+
+    The labelled tokens of an example are a suffix (`tokenize_texts`: all, `tokenize_pairs`: the completion).
+    """
+    first = [next((i for i, label in enumerate(e["labels"]) if label != IGNORE_INDEX), len(e["labels"]))
+             for e in examples]
+    return sequence_nll(model, [e["input_ids"] for e in examples], first, pad_id=pad_token_id,
+                        batch_size=batch_size, dtype=dtype)
 
 
-def perplexity(model, tokenizer, texts: Sequence[str], *, batch_size: int = 8, max_length: int = 256) -> float:
-    """exp(token-weighted mean NLL) of `texts`, each scored as trained: `text + eos`, truncated to max_length."""
+def perplexity(model, tokenizer, texts: Sequence[str], *, batch_size: int = 8, max_length: int = 256,
+               dtype: str | Precision = "auto") -> float:
+    """exp(token-weighted mean NLL) of `texts`, each scored as trained: `text + eos`, truncated to max_length.
+
+    `dtype`: the compute precision (rlxf.lm.precision), the same rule as every other log-probability in rlxf.
+    """
     _check_tokenizer(tokenizer)
     examples = tokenize_texts(tokenizer, texts, max_length=max_length)
-    return math.exp(_mean_nll(model, examples, pad_token_id=tokenizer.pad_token_id, batch_size=batch_size))
+    return math.exp(_mean_nll(model, examples, pad_token_id=tokenizer.pad_token_id, batch_size=batch_size,
+                              dtype=dtype))
 
 
 def completion_perplexity(
-    model, tokenizer, pairs: Sequence[tuple[str, str]], *, batch_size: int = 8, max_length: int = 256
+    model, tokenizer, pairs: Sequence[tuple[str, str]], *, batch_size: int = 8, max_length: int = 256,
+    dtype: str | Precision = "auto"
 ) -> float:
     """exp(mean NLL) over the completion tokens of (prompt, completion) pairs; the prompt is context only."""
     _check_tokenizer(tokenizer)
     examples = tokenize_pairs(tokenizer, pairs, max_length=max_length)
     if not examples:
         raise ValueError(f"every prompt fills max_length={max_length}: no completion token is left to score")
-    return math.exp(_mean_nll(model, examples, pad_token_id=tokenizer.pad_token_id, batch_size=batch_size))
+    return math.exp(_mean_nll(model, examples, pad_token_id=tokenizer.pad_token_id, batch_size=batch_size,
+                              dtype=dtype))

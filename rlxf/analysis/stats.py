@@ -5,7 +5,8 @@ Wilcoxon signed-rank, win rate, and the smallest effect the comparison could hav
 (several policies against one reference, paired when they answered the same prompts), `auc_ci` / `rater_auc` (how
 well scores rank two classes: ROC AUC with its CI). For a handful of independent runs (e.g. one value per seed)
 `t_interval` gives the mean with a Student-t CI instead: with n = 3 a bootstrap has only 10 distinct resamples and
-its interval is too narrow. `least_squares_slope` is the trend of a series (e.g. a rating per round).
+its interval is too narrow. `standard_error` is the s.e. of a mean (error bars); `least_squares_slope` the trend
+of a series (e.g. a rating per round).
 """
 
 from __future__ import annotations
@@ -87,6 +88,16 @@ def t_interval(values, *, level: float = 0.95) -> dict:
     mean, sd = float(array.mean()), float(array.std(ddof=1))
     half = float(stats.t.ppf(1 - (1 - level) / 2, array.size - 1)) * sd / np.sqrt(array.size)
     return {"mean": mean, "low": mean - half, "high": mean + half, "sd": sd, "n": int(array.size)}
+
+
+def standard_error(values) -> float:
+    """Standard error of a mean, sd (ddof=1) / sqrt(n), over the values that are not NaN (as pandas' `sem`); NaN
+    with fewer than two of them."""
+    array = np.asarray(values, dtype=float).ravel()
+    array = array[~np.isnan(array)]
+    if np.isinf(array).any():
+        raise ValueError(f"standard_error: {int(np.isinf(array).sum())} of the values are infinite")
+    return float(array.std(ddof=1) / np.sqrt(array.size)) if array.size > 1 else float("nan")
 
 
 def least_squares_slope(x, y) -> float:

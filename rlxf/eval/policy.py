@@ -20,7 +20,8 @@ import pandas as pd
 import torch
 
 from rlxf.lm.adapters import using_adapter
-from rlxf.lm.generation import by_length, collate, encode_text, eos_ids, keeps_logits, padding_id, sample_tokens
+from rlxf.lm.generation import encode_text, eos_ids, padding_id, sample_tokens
+from rlxf.lm.logprobs import token_logprobs, token_logprobs_at
 from rlxf.lm.precision import Precision, model_device, precision
 from rlxf.progress import progress
 
@@ -48,58 +49,6 @@ def sample(model, tokenizer, prompts: Sequence[str], *, adapter: str | None, max
         model.train(was_training)
     texts = tokenizer.batch_decode(responses, skip_special_tokens=True)
     return queries, responses, texts
-
-
-def token_logprobs(model, tokenizer, queries: Sequence[torch.Tensor], responses: Sequence[torch.Tensor], *,
-                   adapter: str | None, temperature: float = 1.0, batch_size: int = 8, dtype: str | Precision = "auto"
-                   ) -> list[np.ndarray]:
-    """Log-probabilities of each response token given its query, under `adapter` at `temperature`."""
-    return token_logprobs_at(model, tokenizer, queries, responses, adapter=adapter, temperatures=(temperature,),
-                             batch_size=batch_size, dtype=dtype)[0]
-
-
-@torch.no_grad()
-def token_logprobs_at(model, tokenizer, queries: Sequence[torch.Tensor], responses: Sequence[torch.Tensor], *,
-                      adapter: str | None, temperatures: Sequence[float], batch_size: int = 8,
-                      dtype: str | Precision = "auto") -> list[list[np.ndarray]]:
-    """`token_logprobs` at several temperatures from one forward per batch -> one list per temperature.
-
-    Batches group pairs of similar length (less padding); only the response positions' logits are computed; the
-    forward runs in the compute precision `dtype` (rlxf.lm.precision), log-probabilities are taken in fp32.
-    """
-    if len(queries) != len(responses):
-        raise ValueError(f"token_logprobs(): {len(queries)} queries but {len(responses)} responses")
-    pad_id = padding_id(tokenizer)
-    device = model_device(model)
-    compute = precision(dtype, device)
-    extra = keeps_logits(model)
-    out: list[list[np.ndarray | None]] = [[None] * len(queries) for _ in temperatures]
-    order = by_length([len(q) + len(r) for q, r in zip(queries, responses, strict=True)])
-    was_training = model.training
-    model.eval()
-    try:
-        with using_adapter(model, adapter):
-            for start in range(0, len(queries), batch_size):
-                rows = order[start:start + batch_size]
-                q, r = [queries[i] for i in rows], [responses[i] for i in rows]
-                nonempty = [len(x) > 0 for x in r]
-                r = [x if len(x) else torch.tensor([pad_id]) for x in r]  # an empty reply scores nothing
-                batch = collate(q, r, pad_id)
-                r_len = batch["response_mask"].shape[1]
-                with compute.autocast():
-                    logits = model(input_ids=batch["input_ids"].to(device),
-                                   attention_mask=batch["attention_mask"].to(device),
-                                   position_ids=batch["position_ids"].to(device), use_cache=False,
-                                   **({"logits_to_keep": r_len + 1} if extra else {})).logits
-                logits = logits[:, -(r_len + 1):-1].float()
-                targets = batch["input_ids"][:, -r_len:].to(device)
-                for k, temperature in enumerate(temperatures):
-                    logp = torch.log_softmax(logits / temperature, -1).gather(-1, targets[..., None]).squeeze(-1).cpu()
-                    for i, row, mask, keep in zip(rows, logp, batch["response_mask"], nonempty, strict=True):
-                        out[k][i] = row[mask.bool()].numpy() if keep else np.zeros(0, dtype=np.float32)
-    finally:
-        model.train(was_training)
-    return out
 
 
 def policy_report(model, tokenizer, prompts: Sequence[str], reward_fn: Callable[..., Sequence[float]] | None, *,

@@ -29,8 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-# config_fingerprint and weights_hash live in rlxf.infra.identity; imported here too for older callers.
-from rlxf.infra.identity import config_fingerprint, fingerprint_differences, weights_hash  # noqa: F401
+from rlxf.infra.identity import fingerprint_differences
 from rlxf.infra.tracking import MetricsLog, check_report_to
 
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
@@ -286,6 +285,22 @@ def append_jsonl(path: str | Path, rows: Iterable[dict], *, fresh: bool = False,
             handle.write(json.dumps(row, ensure_ascii=ensure_ascii) + "\n")
             count += 1
     return count
+
+
+def read_jsonl(path: str | Path) -> list[dict]:
+    """The rows of a JSON-lines file (blank lines skipped); a line that is not a JSON object is named by file:line."""
+    path, rows = Path(path), []
+    for line_number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path}:{line_number}: not valid JSON ({error.msg})") from error
+        if not isinstance(row, dict):
+            raise ValueError(f"{path}:{line_number}: expected a JSON object, got {type(row).__name__}")
+        rows.append(row)
+    return rows
 
 
 def write_text_atomic(path: str | Path, text: str) -> None:

@@ -5,7 +5,7 @@
 - `reports`: a classifier's held-out report, its baselines and calibration
 - `tasks`: the studies' three classifiers (MONA experience, party, sentiment), trained once and cached
 - `experience`: `ExperienceReward`, P(MET) from the MONA classifier
-- `preference`: Bradley-Terry reward models (TRL `RewardTrainer`) and their ensembles
+- `bradley_terry`: Bradley-Terry reward models (TRL `RewardTrainer`) and their ensembles
 - `robust`: Iterated Data Smoothing (noisy labels) and a mean-and-variance model (annotators who disagree)
 - `judge`: the judge-evaluator pipeline (a local model or an OpenAI-compatible endpoint)
 """
@@ -15,6 +15,7 @@ from rlxf.rewards.bradley_terry import (
     PreferenceResult,
     PreferenceSettings,
     RewardEnsemble,
+    bradley_terry_loss,
     check_pairs,
     clean_pairs,
     encode_texts,
@@ -83,9 +84,9 @@ __all__ = [
     "mona_task", "party_task", "sentiment_task",
     # experience
     "MONA_METADATA_FIELDS", "ExperienceReward",
-    # preference
-    "PreferenceResult", "PreferenceSettings", "RewardEnsemble", "check_pairs", "clean_pairs", "encode_texts",
-    "flip_labels", "pairwise_accuracy", "score_pairs", "score_texts", "train_reward_model",
+    # bradley_terry
+    "PreferenceResult", "PreferenceSettings", "RewardEnsemble", "bradley_terry_loss", "check_pairs", "clean_pairs",
+    "encode_texts", "flip_labels", "pairwise_accuracy", "score_pairs", "score_texts", "train_reward_model",
     # robust
     "ids_relabel", "score_mean_variance", "train_ids_reward_model", "train_mean_variance_model",
     # judge

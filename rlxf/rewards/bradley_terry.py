@@ -6,6 +6,9 @@ A pair is a mapping with `chosen`, `rejected` and optionally `prompt`; the model
 non-conversational data and the MiniLM encoder has no EOS token. The rule is TRL's otherwise: the EOS id is
 appended when the tokenizer has one; texts longer than `max_length` keep their end (the replies being compared).
 Scoring (`score_texts`, `pairwise_accuracy`, `RewardEnsemble`) uses the very same encoding.
+
+The model (Bradley & Terry 1952): P(chosen preferred to rejected) = sigmoid(r(chosen) - r(rejected)), fitted by
+minimising its negative log-likelihood (`bradley_terry_loss`, the loss TRL's RewardTrainer computes).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from datasets import Dataset
 from trl import RewardConfig, RewardTrainer
 
@@ -81,6 +85,22 @@ class PreferenceResult:
     seconds: float
     n_pairs: int
     settings: PreferenceSettings = field(repr=False)
+
+
+def bradley_terry_loss(chosen_rewards, rejected_rewards, labels=None) -> torch.Tensor:
+    """Bradley-Terry negative log-likelihood per pair: -log sigmoid(r_chosen - r_rejected).
+
+    `labels` (optional, each in [0, 1]): soft labels y = P(chosen preferred), giving the cross-entropy
+    -[y log sigmoid(d) + (1 - y) log sigmoid(-d)] with d = r_chosen - r_rejected (y = 1: the plain loss).
+    """
+    diff = torch.as_tensor(chosen_rewards) - torch.as_tensor(rejected_rewards)
+    if labels is None:
+        return -F.logsigmoid(diff)
+    labels = torch.as_tensor(labels, dtype=diff.dtype, device=diff.device)
+    if labels.shape != diff.shape:
+        raise ValueError(f"bradley_terry_loss: one label per pair expected, got {tuple(labels.shape)} labels for "
+                         f"{tuple(diff.shape)} pairs")
+    return -(labels * F.logsigmoid(diff) + (1 - labels) * F.logsigmoid(-diff))
 
 
 def check_pairs(pairs) -> list[dict]:

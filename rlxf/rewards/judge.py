@@ -11,13 +11,15 @@ scores `fallback_score` (0.0, neutral) and is counted by reason in `Evaluator.st
 when `on_error="raise"`. `HTTPJudge` reads its API key from the environment at request time, sends it only over
 https:// (or to localhost) and never across a redirect, cuts every attempt off at a wall-clock deadline, and keeps
 the key out of every repr, reply, error, statistic and log line (a server that echoes it back is redacted).
+
+Per scored batch (a PPO step) the evaluator's statistics (`JUDGE_LOG_KEYS`) come back from `Evaluator.pop_stats()`
+and, with `log_dir`, land beside the run's metrics in `<log_dir>/judge_batches.jsonl` (read by `read_judge_log`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import copy
-import dataclasses
 import ipaddress
 import json
 import logging
@@ -28,10 +30,12 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx2
 import numpy as np
 
+from rlxf.infra.checkpoint import append_jsonl, read_jsonl
 from rlxf.infra.identity import identity_of
 from rlxf.lm.generation import chat_prompt, generate
 from rlxf.lm.models import load_causal_lm
@@ -54,6 +58,10 @@ JUDGE_TEMPLATE = (
 # The last "Verdict: ..." in the reply (markdown bold tolerated: "**Verdict:** yes").
 VERDICT_PATTERN = re.compile(r"verdict\s*\**\s*[:\-]\s*\**\s*(.+)", re.IGNORECASE)
 VERDICT_START = re.compile(r"verdict\s*\**\s*[:\-]", re.IGNORECASE)
+# One row per scored batch: judge calls, the share of verdicts the study's thresholds score +1, mean P(positive),
+# calls that fell back to `fallback_score`.
+JUDGE_LOG = "judge_batches.jsonl"
+JUDGE_LOG_KEYS = ("calls", "share_plus_one", "mean_p_positive", "fallbacks")
 
 
 class JudgeError(RuntimeError):
@@ -138,8 +146,8 @@ class LocalJudge:
 
     def identity(self) -> dict:
         """The judge model (a sample of its weights) and how it is asked, for a run's fingerprint."""
-        return {"model": identity_of(self.model), "system_prompt": self.system_prompt,
-                "max_new_tokens": self.max_new_tokens, "verdict_tokens": self.verdict_tokens}
+        keys = ("model", "system_prompt", "max_new_tokens", "verdict_tokens")
+        return identity_of({key: getattr(self, key) for key in keys})
 
     def __repr__(self) -> str:
         return f"LocalJudge(model={type(self.model).__name__}, max_new_tokens={self.max_new_tokens})"
@@ -348,8 +356,7 @@ class HTTPJudge:
 
     def identity(self) -> dict:
         """The endpoint, its model and how it is asked (never the key), for a run's fingerprint."""
-        return {"url": self.url, "model_name": self.model_name, "max_tokens": self.max_tokens,
-                "temperature": self.temperature, "system_prompt": self.system_prompt}
+        return {k: getattr(self, k) for k in ("url", "model_name", "max_tokens", "temperature", "system_prompt")}
 
     def __repr__(self) -> str:
         # The key's value never appears here: only the name of the variable it is read from.
@@ -432,9 +439,11 @@ class Evaluator(RewardFunction):
     `criteria`: a mapping name -> question, or a list of questions (named by themselves). `combine`: "mean"
     (weighted by `weights`, default equal) or "min" (every criterion must hold). `stats` counts judge calls,
     verdicts, scores and fallbacks by reason since construction (or `reset_stats()`); `last_details` holds one
-    dict per judge call of the latest batch (reply, verdict, P(positive), score, error) for inspection; `batches`
-    one row per call of the evaluator (a PPO step): judge calls, the share of verdicts the study's thresholds score
-    +1 (whatever `settings.scoring` is: how saturated the study's reward would be), mean P(positive), fallbacks.
+    dict per judge call of the latest batch (reply, verdict, P(positive), score, error) for inspection.
+    `pop_stats()` returns the statistics (`JUDGE_LOG_KEYS`) of the judge calls since its last call: calls, the share
+    of verdicts the study's thresholds score +1 (whatever `settings.scoring` is: how saturated the study's reward
+    would be), mean P(positive), fallbacks. `log_dir`: each scored batch (a PPO step) appends those statistics as a
+    row to `<log_dir>/judge_batches.jsonl` (none: no file); `read_judge_log` reads them back.
     """
 
     def __init__(
@@ -447,6 +456,7 @@ class Evaluator(RewardFunction):
         *,
         settings: EvaluatorSettings | None = None,
         name: str = "judge_evaluator",
+        log_dir: str | Path | None = None,
     ):
         if isinstance(criteria, str):
             raise TypeError("criteria must be a list of questions or a mapping name -> question, not a single str")
@@ -467,13 +477,20 @@ class Evaluator(RewardFunction):
         self.weights, self.combine = np.asarray(weights), combine
         self.settings = settings or EvaluatorSettings()
         self.last_details: list[dict] = []
+        self.log_path = Path(log_dir) / JUDGE_LOG if log_dir is not None else None
         self.reset_stats()
         super().__init__(name)
 
     def reset_stats(self) -> None:
-        """Zero the counters in `stats`."""
+        """Zero the counters in `stats` and forget the calls `pop_stats` would report."""
         self._stats = {"calls": 0, "verdicts": 0, "fallbacks": Counter(), "scores": Counter()}
-        self.batches: list[dict] = []
+        self._unreported = Counter()  # calls, judged, plus_one and summed p_positive since the last pop_stats
+
+    def pop_stats(self) -> dict:
+        """The statistics (`JUDGE_LOG_KEYS`) of the judge calls since the last `pop_stats` (or `reset_stats`), then
+        forget those calls; with no calls: 0 calls and NaN shares."""
+        stats, self._unreported = _judge_stats(self._unreported), Counter()
+        return stats
 
     @property
     def stats(self) -> dict:
@@ -525,10 +542,11 @@ class Evaluator(RewardFunction):
             d["score"] = self.settings.fallback_score
             self._stats["fallbacks"][d["error"]] += 1
         self._stats["verdicts"] += len(judged)
-        self.batches.append({"calls": len(details), "share_plus_one": float(np.mean([d["sign"] == 1 for d in judged]))
-                             if judged else float("nan"),
-                             "mean_p_positive": float(np.mean([d["p_positive"] for d in judged])) if judged
-                             else float("nan"), "fallbacks": len(failed)})
+        batch = Counter(calls=len(details), judged=len(judged), plus_one=sum(d["sign"] == 1 for d in judged),
+                        p_positive=sum(d["p_positive"] for d in judged))
+        self._unreported.update(batch)
+        if self.log_path is not None:
+            append_jsonl(self.log_path, [_judge_stats(batch)])
         if failed:
             reasons = dict(Counter(d["error"] for d in failed))
             logger.warning("%s: %d of %d judge calls fell back to %s: %s", self.__name__, len(failed), len(details),
@@ -540,18 +558,35 @@ class Evaluator(RewardFunction):
         return table @ self.weights / self.weights.sum()
 
     def identity(self) -> dict:
-        """The judge (its model's weights or its endpoint), the verdict reader, the criteria and their combination
-        (not the counters), for a run's fingerprint."""
-        return {"name": self.__name__, "judge": identity_of(self.judge),
-                "verdicts": identity_of(self.verdict_classifier), "criteria": self.criteria,
-                "weights": self.weights.tolist(), "combine": self.combine,
-                "settings": dataclasses.asdict(self.settings)}
+        """The judge (its model's weights or its endpoint), the verdict reader and the criteria (not the counters)."""
+        return identity_of({"judge": self.judge, "verdicts": self.verdict_classifier, "criteria": self.criteria,
+                            "weights": self.weights, "combine": self.combine, "settings": self.settings})
 
     def __repr__(self) -> str:
         return (
             f"Evaluator(name={self.__name__!r}, judge={self.judge!r}, criteria={list(self.criteria)}, "
             f"combine={self.combine!r})"
         )
+
+
+def _judge_stats(counts: Mapping[str, float]) -> dict:
+    """`JUDGE_LOG_KEYS` from counts of judge calls: the share of +1 verdicts and the mean P(positive) are over the
+    calls that gave a verdict (NaN where none did)."""
+    calls, judged = int(counts["calls"]), int(counts["judged"])
+    return {"calls": calls,
+            "share_plus_one": counts["plus_one"] / judged if judged else float("nan"),
+            "mean_p_positive": float(counts["p_positive"]) / judged if judged else float("nan"),
+            "fallbacks": calls - judged}
+
+
+def read_judge_log(run_dir: str | Path) -> list[dict]:
+    """The per-batch rows an `Evaluator(log_dir=run_dir)` wrote (`JUDGE_LOG_KEYS`), in order; [] where none."""
+    path = Path(run_dir) / JUDGE_LOG
+    rows = read_jsonl(path) if path.is_file() else []
+    for line_number, row in enumerate(rows, start=1):
+        if set(row) != set(JUDGE_LOG_KEYS):
+            raise ValueError(f"{path}:{line_number}: expected the keys {list(JUDGE_LOG_KEYS)}, got {sorted(row)}")
+    return rows
 
 
 def ranking_accuracy(scores_genuine: Sequence[float], scores_other: Sequence[float]) -> float:

@@ -36,6 +36,7 @@ from rlxf.progress import progress
 from rlxf.rewards.bradley_terry import (
     PreferenceResult,
     PreferenceSettings,
+    bradley_terry_loss,
     check_pairs,
     check_reward_model,
     encode_texts,
@@ -81,8 +82,7 @@ class SmoothedRewardTrainer(RewardTrainer):
         outputs = model(**inputs)
         chosen, rejected = torch.chunk(outputs.logits.squeeze(-1).float(), chunks=2)
         diff = chosen - rejected
-        target = self.soft_labels[index].to(diff.device)
-        loss = -(target * F.logsigmoid(diff) + (1 - target) * F.logsigmoid(-diff)).mean()
+        loss = bradley_terry_loss(chosen, rejected, self.soft_labels[index].to(diff.device)).mean()
         mode = "train" if self.model.training else "eval"
         with torch.no_grad():
             self._metrics[mode]["accuracy"].append((diff > 0).float().mean().item())

@@ -3,6 +3,8 @@
 `python -m rlxf.run.report --profile demo` prints the section; `--write-readme` puts it between the README's markers
 (`<!-- results:demo:start -->` ... `<!-- results:demo:end -->`). Every number there is a value in one of the files
 it names, formatted, never typed by hand; `tests/test_report.py` fails when the README and the files disagree.
+`--write-notebooks` writes each notebook's opening-box time line (between `<!-- demo-time -->` and
+`<!-- /demo-time -->`) from `results/<profile>/run_summary.json` the same way (`time_line`).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 
 from rlxf.paths import REPO_ROOT
 from rlxf.run.runlog import SUMMARY_FILES
+from rlxf.run.runner import DEPENDS, NOTEBOOKS_DIR
 
 SKIP_KEYS = {"data", "adapter_dirs"}  # stated once, from the manifest; paths of the machine that ran it
 
@@ -157,13 +160,96 @@ def section_in(readme: str, profile: str) -> str:
     return readme.split(start)[1].split(end)[0].lstrip("\n")
 
 
+# ------------------------------------------------------------------------------ the notebooks' opening boxes
+
+TIME_MARKERS = ("<!-- demo-time -->", "<!-- /demo-time -->")
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 60 else f"{seconds / 60:.1f} min ({fmt(round(seconds))} s)"
+
+
+def _prerequisites(key: str) -> list[str]:
+    """The notebooks `key` reads from, directly or through others (DEPENDS), in order."""
+    found, todo = set(), list(DEPENDS.get(key, ()))
+    while todo:
+        dep = todo.pop()
+        if dep not in found:
+            found.add(dep)
+            todo.extend(DEPENDS.get(dep, ()))
+    return sorted(found)
+
+
+def time_line(run: dict, notebook: str, profile: str = "demo") -> str:
+    """The box's time line of `notebook` (its stem, e.g. "04_lora_ppo"): its seconds in the committed run and,
+    when it reads other notebooks' outputs, the sum with all of them (run one after another)."""
+    entries = {Path(e["notebook"]).stem: e for e in run["notebooks"]}
+    if notebook not in entries:
+        raise KeyError(f"results/{profile}/run_summary.json has no entry for {notebook} (has: {sorted(entries)})")
+    entry, by_key = entries[notebook], {stem[:2]: e for stem, e in entries.items()}
+    before = _prerequisites(notebook[:2])
+    missing = [k for k in before if k not in by_key]
+    if missing:
+        raise KeyError(f"results/{profile}/run_summary.json has no entry for notebook(s) {missing}, which "
+                       f"{notebook} needs first")
+    line = f"{_duration(entry['seconds'])} for this notebook"
+    if before:
+        total = entry["seconds"] + sum(by_key[k]["seconds"] for k in before)
+        line += f", {_duration(total)} with {', '.join(before)} run first"
+    machine, threads = run.get("machine", {}), entry.get("threads")
+    line += f" (the committed {profile} run: {machine.get('cores', '?')}-core {machine.get('cpu', '?')} CPU"
+    line += f", {threads} thread{'' if threads == 1 else 's'} at start;" if threads else ";"
+    return line + f" `results/{profile}/run_summary.json`)"
+
+
+def _box_source(nb: dict, path: Path) -> tuple[int, str]:
+    """(index, source) of the one markdown cell holding the time markers; an error naming `path` otherwise."""
+    start, end = TIME_MARKERS
+    hits = [(i, "".join(c["source"])) for i, c in enumerate(nb["cells"])
+            if c["cell_type"] == "markdown" and start in "".join(c["source"])]
+    if len(hits) != 1 or hits[0][1].count(start) != 1 or hits[0][1].count(end) != 1:
+        raise ValueError(f"{path}: expected one markdown cell with {start} ... {end} once (the opening box's time "
+                         f"line), found {len(hits)} cell(s)")
+    return hits[0]
+
+
+def box_time(path: Path) -> str:
+    """The time line currently written in the opening box of the notebook at `path`."""
+    _, source = _box_source(json.loads(path.read_text()), path)
+    start, end = TIME_MARKERS
+    return source.split(start)[1].split(end)[0]
+
+
+def write_notebook_times(results_dir: Path, profile: str = "demo", notebooks_dir: Path = NOTEBOOKS_DIR
+                         ) -> list[Path]:
+    """Rewrite every notebook's box time line from `results_dir/run_summary.json` -> the notebooks changed."""
+    run, start, end, changed = _read(results_dir / "run_summary.json"), *TIME_MARKERS, []
+    for path in sorted(notebooks_dir.glob("[0-9][0-9]_*.ipynb")):
+        nb = json.loads(path.read_text())
+        index, source = _box_source(nb, path)
+        head, rest = source.split(start)
+        new = f"{head}{start}{time_line(run, path.stem, profile)}{end}{rest.split(end, 1)[1]}"
+        if new != source:
+            nb["cells"][index]["source"] = new.splitlines(keepends=True)
+            path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")
+            changed.append(path)
+    return changed
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m rlxf.run.report", description=__doc__.splitlines()[0])
     parser.add_argument("--profile", default="demo", help="results/<profile>/ to read (default: demo)")
     parser.add_argument("--results", type=Path, default=None, help="another results root (default: results/)")
     parser.add_argument("--write-readme", action="store_true", help="replace the README's section with it")
+    parser.add_argument("--write-notebooks", action="store_true",
+                        help="rewrite the time line of every notebook's opening box from run_summary.json")
     args = parser.parse_args(argv)
     results_dir = (args.results or REPO_ROOT / "results") / args.profile
+    if args.write_notebooks:
+        changed = write_notebook_times(results_dir, args.profile)
+        print(f"rewrote the time line of {len(changed)} notebook(s) from {results_dir / 'run_summary.json'}")
+        if not args.write_readme:
+            return 0
     section = render(results_dir, args.profile)
     if args.write_readme:
         readme = REPO_ROOT / "README.md"

@@ -5,7 +5,8 @@
   generated_rater  GeneratedRater: the rating bot writes a rating (1-100), logprob fallback (rating_from_logprobs)
   score_raters     ScoreRater, LikelihoodRatioRater, ClassifierRater (ratings computed from a score; same interface)
   trainer          SelfPlaySettings, SelfPlayTrainer, snapshots, history, run_seeds (independent runs)
-  probe            memory_probe (one round, for rlxf.infra.memory.peak_memory)
+  seeds            train_seed_runs: further runs from the SFT adapters (reloaded and hash-checked), one per seed
+  probe            memory_probe (one round, for rlxf.infra.memory.peak_memory), probe_arguments (typed settings)
   convergence      neutral streaks, ΔW distances between adapters, text diversity, run_convergence (per run)
 """
 
@@ -23,9 +24,10 @@ from rlxf.selfplay.env import (
     write_transcripts,
 )
 from rlxf.selfplay.generated_rater import GeneratedRater
-from rlxf.selfplay.probe import memory_probe
+from rlxf.selfplay.probe import memory_probe, probe_arguments
 from rlxf.selfplay.rating_parse import FALLBACK, PARSED, Rating, parse_rating
 from rlxf.selfplay.score_raters import ClassifierRater, LikelihoodRatioRater, ScoreRater
+from rlxf.selfplay.seeds import adapter_hashes, restore_adapters, seed_run_dir, train_seed_runs
 from rlxf.selfplay.trainer import (
     SelfPlaySettings,
     SelfPlayTrainer,
@@ -38,7 +40,7 @@ from rlxf.selfplay.trainer import (
 __all__ = [
     "FALLBACK", "PARSED", "TRANSCRIPT_KEYS", "AnyText", "Bot",
     "ClassifierRater", "LikelihoodRatioRater", "GeneratedRater", "Rating", "Reply", "ScoreRater", "SelfPlayEnv",
-    "SelfPlaySettings", "SelfPlayTrainer", "TwoBotDebate", "list_snapshots", "memory_probe", "parse_rating",
-    "play_episode", "read_history", "read_transcripts", "run_episode", "run_seeds", "snapshot_dir", "turn_prompt",
-    "write_transcripts",
+    "SelfPlaySettings", "SelfPlayTrainer", "TwoBotDebate", "adapter_hashes", "list_snapshots", "memory_probe",
+    "parse_rating", "play_episode", "probe_arguments", "read_history", "read_transcripts", "restore_adapters",
+    "run_episode", "run_seeds", "seed_run_dir", "snapshot_dir", "train_seed_runs", "turn_prompt", "write_transcripts",
 ]

@@ -15,6 +15,8 @@ import torch
 
 from rlxf.lm.adapters import using_adapter
 from rlxf.lm.generation import chat_prompt, generate
+from rlxf.lm.logprobs import log_distribution
+from rlxf.lm.precision import Precision, model_device, precision
 from rlxf.selfplay.rating_parse import FALLBACK, PARSED, RATING_MAX, RATING_MIN, Rating, clamp_rating, parse_rating
 
 RATING_TEMPLATE = (
@@ -61,8 +63,12 @@ def digit_continuation_mask(tokenizer, size: int) -> torch.Tensor:
 
 def _continuation_logprobs(model, prompt_ids: list[int], numbers: list[list[int]], pad_id: int,
                            use_cache: bool, batch_size: int) -> torch.Tensor:
-    """Log-softmax after the prompt and after each prefix of each number -> [100, max_len + 1, vocab]."""
-    device = next(model.parameters()).device
+    """Log-softmax after the prompt and after each prefix of each number -> [100, max_len + 1, vocab].
+
+    The whole next-token distribution (`log_distribution`, rlxf.lm.logprobs' precision rule): P(a digit follows)
+    sums over the vocabulary.
+    """
+    device = model_device(model)
     length = max(len(ids) for ids in numbers)
     continuation = torch.full((len(numbers), length), pad_id, dtype=torch.long)
     continuation_mask = torch.zeros_like(continuation)
@@ -78,7 +84,7 @@ def _continuation_logprobs(model, prompt_ids: list[int], numbers: list[list[int]
         rest = model(input_ids=continuation.to(device), attention_mask=mask.to(device), past_key_values=cache,
                      use_cache=True).logits
         first = out.logits[:, -1:].expand(len(numbers), 1, -1)
-        return torch.log_softmax(torch.cat([first, rest], dim=1).float(), dim=-1)
+        return log_distribution(torch.cat([first, rest], dim=1))
     # Without a (repeatable) cache, every number as a full sequence (right padding keeps the prompt's positions).
     chunks = []
     for start in range(0, len(numbers), batch_size):
@@ -87,13 +93,13 @@ def _continuation_logprobs(model, prompt_ids: list[int], numbers: list[list[int]
         mask = torch.cat([torch.ones(len(rows), len(prompt_ids), dtype=torch.long),
                           continuation_mask[start: start + batch_size]], dim=1)
         logits = model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
-        chunks.append(torch.log_softmax(logits[:, len(prompt_ids) - 1:].float(), dim=-1))
+        chunks.append(log_distribution(logits[:, len(prompt_ids) - 1:]))
     return torch.cat(chunks)
 
 
 @torch.no_grad()
 def number_distribution(model, tokenizer, prompt: str, *, chat: bool = True, use_cache: bool = True,
-                        batch_size: int = 25) -> torch.Tensor:
+                        batch_size: int = 25, dtype: str | Precision = "auto") -> torch.Tensor:
     """P(the reply starts with the number n), n = 1..100, renormalised over the 100 numbers -> tensor [100].
 
     Each number is scored on its full token sequence (tokenizers that split "100" into "1", "0", "0" included):
@@ -101,6 +107,7 @@ def number_distribution(model, tokenizer, prompt: str, *, chat: bool = True, use
     that "7" does not also collect the mass of "70".."79". `chat=True` wraps the prompt with `chat_prompt` (as
     `rlxf.lm.generation.generate` does). `use_cache=False` scores full sequences without the KV cache (slower;
     `batch_size` rows at a time): a reference, and what happens anyway for a model that returns no cache.
+    `dtype`: the compute precision of the forwards (rlxf.lm.precision); log-probabilities are taken in fp32.
     """
     if not isinstance(prompt, str):
         raise ValueError(f"prompt must be a str, got {type(prompt).__name__}")
@@ -112,7 +119,8 @@ def number_distribution(model, tokenizer, prompt: str, *, chat: bool = True, use
     was_training = model.training
     model.eval()
     try:
-        logprobs = _continuation_logprobs(model, prompt_ids, numbers, pad_id or 0, use_cache, batch_size).cpu()
+        with precision(dtype, model_device(model)).autocast():
+            logprobs = _continuation_logprobs(model, prompt_ids, numbers, pad_id or 0, use_cache, batch_size).cpu()
     finally:
         model.train(was_training)
     digit = digit_continuation_mask(tokenizer, logprobs.shape[-1])
@@ -124,9 +132,10 @@ def number_distribution(model, tokenizer, prompt: str, *, chat: bool = True, use
     return torch.softmax(scores, dim=0)
 
 
-def rating_from_logprobs(model, tokenizer, prompt: str, *, chat: bool = True, use_cache: bool = True) -> float:
+def rating_from_logprobs(model, tokenizer, prompt: str, *, chat: bool = True, use_cache: bool = True,
+                         dtype: str | Precision = "auto") -> float:
     """The expected rating sum(n * P(n)) under `number_distribution`: the fallback when a reply has no number."""
-    probabilities = number_distribution(model, tokenizer, prompt, chat=chat, use_cache=use_cache)
+    probabilities = number_distribution(model, tokenizer, prompt, chat=chat, use_cache=use_cache, dtype=dtype)
     return clamp_rating(float((probabilities * torch.arange(1, 101, dtype=probabilities.dtype)).sum()))
 
 
@@ -151,16 +160,18 @@ class GeneratedRater:
 
     @classmethod
     def from_model(cls, model, tokenizer, *, max_new_tokens: int = 12, template: str = RATING_TEMPLATE,
-                   use_cache: bool = True) -> GeneratedRater:
-        """A rater that answers greedily with `model` (under the rating bot's adapter) and falls back to logprobs."""
+                   use_cache: bool = True, dtype: str | Precision = "auto") -> GeneratedRater:
+        """A rater that answers greedily with `model` (under the rating bot's adapter) and falls back to logprobs;
+        both in the compute precision `dtype` (rlxf.lm.precision)."""
 
         def reply_fn(prompt: str, adapter: str | None) -> str:
             with using_adapter(model, adapter):
-                return generate(model, tokenizer, [prompt], max_new_tokens=max_new_tokens, do_sample=False)[0]
+                return generate(model, tokenizer, [prompt], max_new_tokens=max_new_tokens, do_sample=False,
+                                dtype=dtype)[0]
 
         def fallback_fn(prompt: str, adapter: str | None) -> float:
             with using_adapter(model, adapter):
-                return rating_from_logprobs(model, tokenizer, prompt, use_cache=use_cache)
+                return rating_from_logprobs(model, tokenizer, prompt, use_cache=use_cache, dtype=dtype)
 
         return cls(reply_fn, fallback_fn, template=template)
 

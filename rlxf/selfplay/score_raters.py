@@ -21,8 +21,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import torch
 
-from rlxf.eval.policy import token_logprobs
 from rlxf.lm.generation import encode_text
+from rlxf.lm.logprobs import token_logprobs
 from rlxf.lm.precision import Precision
 from rlxf.selfplay.generated_rater import GeneratedRater
 from rlxf.selfplay.rating_parse import FALLBACK, PARSED, RATING_MAX, RATING_MIN, Rating, clamp_rating

@@ -144,7 +144,8 @@ class SelfPlayTrainer:
             raise ValueError("rater must be a GeneratedRater (rlxf.selfplay.generated_rater), a ScoreRater "
                              f"(LikelihoodRatioRater, ClassifierRater) or None, got {type(rater).__name__}")
         self.rater = rater if rater is not None else GeneratedRater.from_model(
-            self.model, tokenizer, max_new_tokens=settings.rating_max_new_tokens)
+            self.model, tokenizer, max_new_tokens=settings.rating_max_new_tokens,
+            dtype=self.trainers[names[0]].precision)
         self.bots = [Bot(name, self._reply_fn(name), adapter=name) for name in names]
         self.env = SelfPlayEnv(self.bots, self.rater, max_exchanges=settings.max_exchanges,
                                leading_prompts=settings.leading_prompts, neutral_low=settings.neutral_low,
