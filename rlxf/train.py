@@ -80,7 +80,9 @@ def parse_config(method: str, path: str | Path) -> tuple[ScriptArguments, object
     settings_values = {k: v for k, v in values.items() if k in setting_keys}
     if "output_dir" in {f.name for f in dataclasses.fields(settings_class)}:
         settings_values["output_dir"] = str(Path(script.output_dir) / ("run" if method == "ppo" else "adapter"))
-    (settings,) = HfArgumentParser(settings_class).parse_dict(settings_values)
+    # Built directly, keys checked above: HfArgumentParser would hand the fields' metadata (the not_identity marks of
+    # rlxf.infra.identity) to argparse as keywords.
+    settings = settings_class(**settings_values)
     return script, settings
 
 

@@ -39,7 +39,7 @@ def tiny_lm():
     return load_causal_lm("tiny-llama", device="cpu")
 
 
-def config(**overrides) -> PPOSettings:
+def tiny_settings(**overrides) -> PPOSettings:
     # lm_head gets LoRA too: a freshly initialised tiny model has logits too small for attention LoRA alone to move.
     settings = dict(learning_rate=5e-3, batch_size=4, max_new_tokens=6, lora_target_modules=("q_proj", "v_proj",
                     "lm_head"), adaptive_kl=False, init_kl_coef=0.01, progress_bar=False)
@@ -168,7 +168,7 @@ def test_collate_pads_queries_left_and_responses_right():
 
 def test_generate_returns_replies_that_stop_at_eos():
     model, tokenizer = tiny_lm()
-    trainer = PPOTrainer(model, tokenizer, config(max_new_tokens=12))
+    trainer = PPOTrainer(model, tokenizer, tiny_settings(max_new_tokens=12))
     queries, responses, texts = trainer.generate(PROMPTS)
     assert len(queries) == len(responses) == len(texts) == 4
     for prompt, query, response in zip(PROMPTS, queries, responses, strict=True):
@@ -179,7 +179,7 @@ def test_generate_returns_replies_that_stop_at_eos():
 
 def test_kl_to_reference_is_zero_before_first_update_from_base():
     model, tokenizer = tiny_lm()
-    trainer = PPOTrainer(model, tokenizer, config())
+    trainer = PPOTrainer(model, tokenizer, tiny_settings())
     assert trainer.ref_adapter is None  # a new LoRA starts at zero: the base is the exact reference
     queries, responses, texts = trainer.generate(PROMPTS)
     first = trainer.step(queries, responses, [0.0, 1.0, 0.5, 0.2])
@@ -191,7 +191,7 @@ def test_kl_to_reference_is_zero_before_first_update_from_base():
 
 def test_reference_is_a_frozen_copy_of_the_starting_sft_adapter():
     model, tokenizer = tiny_lm()
-    trainer = PPOTrainer(with_sft_adapters(model, ["sft"]), tokenizer, config(), adapter_name="sft")
+    trainer = PPOTrainer(with_sft_adapters(model, ["sft"]), tokenizer, tiny_settings(), adapter_name="sft")
     assert trainer.ref_adapter == "sft_ref"
     ref_before = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if ".sft_ref." in n}
     queries, responses, _ = trainer.generate(PROMPTS)
@@ -199,7 +199,7 @@ def test_reference_is_a_frozen_copy_of_the_starting_sft_adapter():
     assert metrics["objective/kl"] == pytest.approx(0.0, abs=1e-6)
     # the SFT adapter really differs from the bare base, so "adapters disabled" would be the wrong reference
     with pytest.warns(UserWarning, match="trl#495"):
-        base_ref = PPOTrainer(with_sft_adapters(tiny_lm()[0], ["sft"]), tokenizer, config(), adapter_name="sft",
+        base_ref = PPOTrainer(with_sft_adapters(tiny_lm()[0], ["sft"]), tokenizer, tiny_settings(), adapter_name="sft",
                               ref_adapter=None)
     assert base_ref.step(queries, responses, [1.0, 0.0, 0.0, 1.0])["objective/kl_k3"] > 1e-3
     # the reference stays put while the policy moves
@@ -211,8 +211,8 @@ def test_reference_is_a_frozen_copy_of_the_starting_sft_adapter():
 def test_only_the_acting_adapter_and_its_value_head_change_with_two_bots_on_one_base():
     model, tokenizer = tiny_lm()
     shared = with_sft_adapters(model, ["bot_a", "bot_b"])
-    bot_a = PPOTrainer(shared, tokenizer, config(), adapter_name="bot_a")
-    bot_b = PPOTrainer(shared, tokenizer, config(), adapter_name="bot_b")
+    bot_a = PPOTrainer(shared, tokenizer, tiny_settings(), adapter_name="bot_a")
+    bot_b = PPOTrainer(shared, tokenizer, tiny_settings(), adapter_name="bot_b")
     assert bot_b.model is bot_a.model  # one base, four adapters: bot_a, bot_a_ref, bot_b, bot_b_ref
     assert set(shared.peft_config) == {"bot_a", "bot_a_ref", "bot_b", "bot_b_ref"}
 
@@ -231,7 +231,7 @@ def test_mean_reward_rises_on_a_toy_task():
     model, tokenizer = tiny_lm()
     chats = [tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False,
                                            add_generation_prompt=True) for p in PROMPTS]
-    trainer = PPOTrainer(model, tokenizer, config(batch_size=16, max_new_tokens=8, seed=3))
+    trainer = PPOTrainer(model, tokenizer, tiny_settings(batch_size=16, max_new_tokens=8, seed=3))
     history = trainer.train(chats, target_fraction(tokenizer), steps=30)
     rewards = [m["env/reward_mean"] for m in history]
     assert len(history) == 30 and [m["step"] for m in history] == list(range(1, 31))
@@ -243,7 +243,7 @@ def test_mean_reward_rises_on_a_toy_task():
 def test_resume_gives_the_same_history_as_an_uninterrupted_run(tmp_path):
     def trainer(output_dir):
         model, tokenizer = tiny_lm()
-        settings = config(output_dir=str(output_dir), checkpoint_every=2, adaptive_kl=True, init_kl_coef=0.1,
+        settings = tiny_settings(output_dir=str(output_dir), checkpoint_every=2, adaptive_kl=True, init_kl_coef=0.1,
                           target_kl=0.5, horizon=20, seed=7)
         return PPOTrainer(model, tokenizer, settings), target_fraction(tokenizer)
 
@@ -272,7 +272,7 @@ def test_resume_gives_the_same_history_as_an_uninterrupted_run(tmp_path):
 
 def test_nan_reward_stops_naming_the_step_and_keeps_the_last_checkpoint(tmp_path):
     model, tokenizer = tiny_lm()
-    trainer = PPOTrainer(model, tokenizer, config(output_dir=str(tmp_path), checkpoint_every=2))
+    trainer = PPOTrainer(model, tokenizer, tiny_settings(output_dir=str(tmp_path), checkpoint_every=2))
     calls = []
 
     def reward_fn(prompts, completions):
@@ -286,16 +286,45 @@ def test_nan_reward_stops_naming_the_step_and_keeps_the_last_checkpoint(tmp_path
     assert len((tmp_path / "metrics.jsonl").read_text().splitlines()) == 2
 
 
+class CountingReward:
+    """A reward that reports on every batch it scored (as the judge evaluator does) through `pop_stats`."""
+
+    def __init__(self):
+        self.batches = 0
+
+    def __call__(self, prompts, completions):
+        self.batches += 1
+        return [0.5] * len(completions)
+
+    def pop_stats(self):
+        return {"batch": self.batches, "fallbacks": 0}
+
+
+def test_a_rewards_pop_stats_join_each_steps_metrics_row(tmp_path):
+    model, tokenizer = tiny_lm()
+    trainer = PPOTrainer(model, tokenizer, tiny_settings(output_dir=str(tmp_path), max_new_tokens=2))
+    history = trainer.train(PROMPTS, CountingReward(), steps=2)
+    assert [(row["reward/batch"], row["reward/fallbacks"]) for row in history] == [(1.0, 0.0), (2.0, 0.0)]
+    logged = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [row["reward/batch"] for row in logged] == [1.0, 2.0]
+    assert not any(key.startswith("reward/") for key in trainer.train(PROMPTS, target_fraction(tokenizer),
+                                                                       steps=3)[-1])
+    broken = CountingReward()
+    broken.pop_stats = lambda: {"fallbacks": "none"}
+    with pytest.raises(ValueError, match=r"step 4: CountingReward.pop_stats\(\) must return a dict of str -> number"):
+        trainer.train(PROMPTS, broken, steps=4)
+
+
 def test_non_finite_loss_stops_naming_the_step():
     model, tokenizer = tiny_lm()
-    trainer = PPOTrainer(model, tokenizer, config())
+    trainer = PPOTrainer(model, tokenizer, tiny_settings())
     with pytest.raises(FloatingPointError, match="step 1: non-finite loss"):
         trainer.step(["a b"], ["c d"], [3e38])  # finite reward, but its squared value error overflows
 
 
 def test_step_api_takes_strings_and_plain_float_rewards(tmp_path):
     model, tokenizer = tiny_lm()
-    trainer = PPOTrainer(model, tokenizer, config(output_dir=str(tmp_path), checkpoint_every=0))
+    trainer = PPOTrainer(model, tokenizer, tiny_settings(output_dir=str(tmp_path), checkpoint_every=0))
     replies = ["the movie" + tokenizer.eos_token, "yes"]  # the first ends with EOS, the second does not
     lengths = [len(tokenizer(r, add_special_tokens=False)["input_ids"]) for r in replies]
     metrics = trainer.step(["What is justice?", "Hi"], replies, [1.0, 0])
@@ -316,7 +345,7 @@ def test_step_api_takes_strings_and_plain_float_rewards(tmp_path):
 
 def test_train_with_timings_and_missing_eos_penalty():
     model, tokenizer = tiny_lm()
-    trainer = PPOTrainer(model, tokenizer, config(missing_eos_penalty=1.0, max_new_tokens=2))
+    trainer = PPOTrainer(model, tokenizer, tiny_settings(missing_eos_penalty=1.0, max_new_tokens=2))
     history = trainer.train(PROMPTS, lambda prompts, completions: [0.0] * len(completions), steps=1)
     metrics = history[0]
     assert metrics["time/generation_s"] > 0 and metrics["time/scoring_s"] >= 0
@@ -327,16 +356,16 @@ def test_train_with_timings_and_missing_eos_penalty():
 
 def test_resume_errors_name_what_is_missing(tmp_path):
     model, tokenizer = tiny_lm()
-    trainer = PPOTrainer(model, tokenizer, config(output_dir=str(tmp_path / "run")))
+    trainer = PPOTrainer(model, tokenizer, tiny_settings(output_dir=str(tmp_path / "run")))
     with pytest.raises(FileNotFoundError, match="no checkpoint-<step> directory"):
         trainer.train(PROMPTS, target_fraction(tokenizer), steps=2, resume=True)
     trainer.train(PROMPTS, target_fraction(tokenizer), steps=1)  # writes checkpoint-1 at the end
-    other = PPOTrainer(tiny_lm()[0], tokenizer, config(output_dir=str(tmp_path / "run")), adapter_name="bot")
+    other = PPOTrainer(tiny_lm()[0], tokenizer, tiny_settings(output_dir=str(tmp_path / "run")), adapter_name="bot")
     mismatch = r"belongs to another PPO run: adapter.name: 'default' \(checkpoint\) vs 'bot'"
     with pytest.raises(RunMismatch, match=mismatch):
         other.load_checkpoint()
     with pytest.warns(UserWarning, match=r"held an earlier PPO run; moved it to .*run\.old-\d{8}-\d{6}"):
-        PPOTrainer(tiny_lm()[0], tokenizer, config(output_dir=str(tmp_path / "run"))).train(
+        PPOTrainer(tiny_lm()[0], tokenizer, tiny_settings(output_dir=str(tmp_path / "run"))).train(
             PROMPTS, target_fraction(tokenizer), steps=1)
     (old,) = tmp_path.glob("run.old-*")
     assert (old / "checkpoint-1" / "trainer_state.json").is_file()  # the earlier run is kept, not overwritten
@@ -344,11 +373,12 @@ def test_resume_errors_name_what_is_missing(tmp_path):
 
 def test_auto_resume_continues_only_a_run_with_the_same_settings(tmp_path):
     model, tokenizer = tiny_lm()
-    PPOTrainer(model, tokenizer, config(output_dir=str(tmp_path))).train(PROMPTS, target_fraction(tokenizer), steps=2)
-    again = PPOTrainer(tiny_lm()[0], tokenizer, config(output_dir=str(tmp_path)))
+    first = PPOTrainer(model, tokenizer, tiny_settings(output_dir=str(tmp_path)))
+    first.train(PROMPTS, target_fraction(tokenizer), steps=2)
+    again = PPOTrainer(tiny_lm()[0], tokenizer, tiny_settings(output_dir=str(tmp_path)))
     history = again.train(PROMPTS, target_fraction(tokenizer), steps=3, resume="auto")
     assert [m["step"] for m in history] == [1, 2, 3] and again.store.last_checkpoint.name == "checkpoint-3"
-    changed = PPOTrainer(tiny_lm()[0], tokenizer, config(output_dir=str(tmp_path), learning_rate=3e-3))
+    changed = PPOTrainer(tiny_lm()[0], tokenizer, tiny_settings(output_dir=str(tmp_path), learning_rate=3e-3))
     with pytest.warns(UserWarning, match=r"another PPO run \(settings.learning_rate: 0.005 \(checkpoint\) vs 0.003"):
         history = changed.train(PROMPTS, target_fraction(tokenizer), steps=1, resume="auto")
     assert [m["step"] for m in history] == [1]
@@ -362,9 +392,9 @@ def test_tensorboard_logging_or_a_clear_error(tmp_path):
         import tensorboard  # noqa: F401
     except ImportError:
         with pytest.raises(ImportError, match=r"PPOSettings.report_to='tensorboard'.*pip install"):
-            PPOTrainer(model, tokenizer, config(output_dir=str(tmp_path), report_to="tensorboard"))
+            PPOTrainer(model, tokenizer, tiny_settings(output_dir=str(tmp_path), report_to="tensorboard"))
     else:
-        trainer = PPOTrainer(model, tokenizer, config(output_dir=str(tmp_path), report_to="tensorboard"))
+        trainer = PPOTrainer(model, tokenizer, tiny_settings(output_dir=str(tmp_path), report_to="tensorboard"))
         trainer.train(PROMPTS, target_fraction(tokenizer), steps=1)
         assert list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))
 
@@ -385,7 +415,7 @@ def test_report_to_a_wandb_style_tracker_gets_every_step(tmp_path, monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "trackio"
                         else real_find_spec(name, *a))
     model, tokenizer = tiny_lm()
-    trainer = PPOTrainer(model, tokenizer, config(output_dir=str(tmp_path / "run"), report_to="trackio"))
+    trainer = PPOTrainer(model, tokenizer, tiny_settings(output_dir=str(tmp_path / "run"), report_to="trackio"))
     trainer.train(PROMPTS, target_fraction(tokenizer), steps=2)
     assert [c[0] for c in calls] == ["init", "log", "log", "finish"]
     assert calls[0][1]["project"] == "rlxf" and calls[0][1]["name"].endswith("/run")

@@ -502,8 +502,8 @@ def test_ppo_step_for_dem_changes_only_dems_adapter():
 
     model, tokenizer = two_bot_model()
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
-    config = PPOSettings(batch_size=2, ppo_epochs=2, max_new_tokens=4, learning_rate=1e-2, progress_bar=False)
-    trainer = PPOTrainer(model, tokenizer, config, adapter_name="dem")
+    settings = PPOSettings(batch_size=2, ppo_epochs=2, max_new_tokens=4, learning_rate=1e-2, progress_bar=False)
+    trainer = PPOTrainer(model, tokenizer, settings, adapter_name="dem")
     env = SelfPlayEnv(fake_bots(), fixed_rater({"dem": "70", "rep": "20"}))
     observations = [env.reset(seed=s)[0] for s in (0, 1)]
     queries = [chat_prompt(tokenizer, o) for o in observations]

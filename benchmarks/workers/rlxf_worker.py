@@ -26,7 +26,7 @@ def run(settings: dict, seed: int) -> dict:
     """rlxf.algos.ppo: generate -> score -> step, `updates` times, each phase timed; then this machine's matmul peak."""
     settings = start_worker(settings)
     policy, tokenizer, reward_model, prompt_ids = load_task(settings)
-    config = PPOSettings(learning_rate=settings.learning_rate, batch_size=settings.batch_size,
+    ppo_settings = PPOSettings(learning_rate=settings.learning_rate, batch_size=settings.batch_size,
                          num_minibatches=settings.num_minibatches, ppo_epochs=settings.ppo_epochs,
                          max_grad_norm=math.inf,  # TRL's PPO loop never clips gradients
                          kl_estimator="k1", adaptive_kl=False, init_kl_coef=settings.kl_coef,
@@ -34,7 +34,7 @@ def run(settings: dict, seed: int) -> dict:
                          lora_r=settings.lora_r, lora_alpha=settings.lora_alpha, lora_dropout=0.0,
                          lora_target_modules=settings.lora_target_modules, seed=seed, progress_bar=False,
                          dtype=settings.dtype)  # the driver resolved it; TRL's runs get the same
-    trainer = PPOTrainer(policy, tokenizer, config)
+    trainer = PPOTrainer(policy, tokenizer, ppo_settings)
     record = common_record("rlxf", settings, seed, tokenizer, reward_model, prompt_ids)
     record["eos_token_ids"] = sorted(trainer.eos_ids)
     record["precision"] = str(trainer.precision)
@@ -56,7 +56,8 @@ def run(settings: dict, seed: int) -> dict:
             r_len = max(len(r) for r in responses)
             seq_len = max(len(q) for q in queries) + r_len  # every minibatch is padded to the whole batch's length
             flops = update_flops(trainer.model, trainer.adapter_name, rows=len(queries), seq_len=seq_len,
-                                 kept=r_len + 1 if keeps_logits(trainer.model) else seq_len, epochs=config.ppo_epochs)
+                                 kept=r_len + 1 if keeps_logits(trainer.model) else seq_len,
+                                 epochs=ppo_settings.ppo_epochs)
             updates.append({"seconds": done - start, "generation_s": generated - start, "scoring_s": scored - generated,
                             "rollout_policy_s": metrics["time/rollout_policy_s"],  # its values come with it
                             "rollout_ref_s": metrics["time/rollout_ref_s"], "rollout_value_s": 0.0,

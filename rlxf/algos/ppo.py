@@ -33,6 +33,7 @@ Metrics of every step (keys of the dicts in `history`, lines of `output_dir/metr
   time/update_s             wall time of the PPO step (rollout forwards + all updates); its parts (no GPU sync: on CPU):
   time/rollout_policy_s, _ref_s, time/optimise_s   the policy's and reference's no-grad forwards; the PPO epochs
   time/tokens_per_s         response tokens of the batch / wall time of the whole step
+  reward/<key>              the reward's own statistics of the batch (train() only; reward_fn.pop_stats(), if any)
 """
 
 from __future__ import annotations
@@ -47,18 +48,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from rlxf.infra.checkpoint import (
-    RunStore,
-    load_tensors,
-    model_identity,
-    restore_rng,
-    set_seed,
-    settings_identity,
-    short_hash,
-    weights_hash,
-)
+import rlxf.progress as progress
+from rlxf.infra.checkpoint import RunStore, load_tensors, restore_rng, set_seed
 from rlxf.infra.checks import check_count, check_list, check_optional_count, check_prompts, check_rewards
 from rlxf.infra.distributed import average_gradients, is_distributed, masked_moments, mean_over_ranks
+from rlxf.infra.identity import data_identity, model_identity, not_identity, settings_identity, weights_hash
 from rlxf.lm.adapters import (
     LORA_TARGET_MODULES,
     adapter_parameters,
@@ -72,6 +66,7 @@ from rlxf.lm.adapters import (
 from rlxf.lm.generation import collate, eos_ids, keeps_logits, padding_id, sample_tokens, token_ids
 from rlxf.lm.logprobs import gather_logprobs, response_logits
 from rlxf.lm.precision import check_dtype, precision, store_frozen_weights, training_attention
+from rlxf.rewards.base import RewardFunctionError, score_batch  # noqa: F401 (RewardFunctionError: raised in train)
 
 
 @dataclass
@@ -139,16 +134,16 @@ class PPOSettings:
     # --- run ---
     seed: int = 0
     """seed of python, numpy and torch (sampling, LoRA init, minibatch order, prompt order)"""
-    checkpoint_every: int = 50
+    checkpoint_every: int = not_identity(50)
     """write a checkpoint every this many steps (and at the end of train()); 0: only at the end"""
-    keep_checkpoints: int | None = 3
+    keep_checkpoints: int | None = not_identity(3)
     """keep the newest this many checkpoints (older ones are removed after each save); 0 or None: keep all"""
-    output_dir: str | None = None
+    output_dir: str | None = not_identity(None)
     """where metrics.jsonl, checkpoint-<step>/ and tensorboard/ go; None: write nothing. A new run moves an earlier
     run found there aside to `<output_dir>.old-<YYYYmmdd-HHMMSS>` (nothing is deleted)"""
-    report_to: str = "none"
+    report_to: str = not_identity("none")
     """also send every metrics row to "tensorboard" (`output_dir/tensorboard`), "trackio" or "wandb" """
-    progress_bar: bool = True
+    progress_bar: bool = not_identity(True)
     """show a tqdm bar in train()"""
 
     def __post_init__(self) -> None:
@@ -283,10 +278,6 @@ class AdaptiveKLController:
 # ---------------------------------------------------------------------------------------------------- the trainer
 
 
-class RewardFunctionError(RuntimeError):
-    """reward_fn raised; the message names the step, the original error is chained (`__cause__`)."""
-
-
 class PPOTrainer:
     """PPO on one LoRA adapter of a causal LM, with a value head on the shared backbone and a frozen reference.
 
@@ -295,19 +286,19 @@ class PPOTrainer:
     "<adapter_name>_ref" when starting from an existing adapter, else the base with adapters disabled, which equals
     a new zero-initialised LoRA), None (always the base with adapters disabled), or an adapter name (used if it
     exists, else created as a frozen copy of the starting adapter). Only this adapter and the value head train.
-    Seeds python, numpy and torch from `config.seed`.
+    Seeds python, numpy and torch from `settings.seed`.
 
-    A run is identified by its fingerprint (`fingerprint`: the settings that change results, the base model's name
-    and architecture, the adapter names, a hash of the starting adapter's weights, and in train() the prompts,
-    batch size and reward_fn's name); checkpoints store it and resuming from a checkpoint of another run is an error.
+    A run is identified by its fingerprint (`fingerprint`, rlxf.infra.identity: the settings that change results, the
+    base model's name, architecture and a sample of its weights, the adapter names and starting weights, and in train()
+    the prompts, batch size and reward by content); checkpoints store it, resuming another run's is an error.
     """
 
-    def __init__(self, policy_model, tokenizer, config: PPOSettings | None = None, *, adapter_name: str = "default",
+    def __init__(self, policy_model, tokenizer, settings: PPOSettings | None = None, *, adapter_name: str = "default",
                  ref_adapter: str | None = "auto"):
-        self.config = config = config if config is not None else PPOSettings()
+        self.settings = settings = settings if settings is not None else PPOSettings()
         self.tokenizer, self.adapter_name = tokenizer, adapter_name
-        set_seed(config.seed)
-        self.model, started_from_existing = attach_policy(policy_model, adapter_name, config)
+        set_seed(settings.seed)
+        self.model, started_from_existing = attach_policy(policy_model, adapter_name, settings)
         # A new adapter is a function of the seed; an existing one (e.g. an SFT adapter) is identified by its weights.
         start = weights_hash(adapter_parameters(self.model, adapter_name)) if started_from_existing else "new"
         self.ref_adapter = attach_reference(self.model, adapter_name, ref_adapter, started_from_existing)
@@ -315,7 +306,7 @@ class PPOTrainer:
         self.model.eval()  # dropout off everywhere: old and new log-probs must agree before the first update
         self.device = next(self.model.parameters()).device
         # One precision for sampling, rollout and update forwards: the ratio is exactly 1 before the first update.
-        self.precision = store_frozen_weights(self.model, precision(config.dtype, self.device))
+        self.precision = store_frozen_weights(self.model, precision(settings.dtype, self.device))
 
         self.pad_id, self.eos_ids = padding_id(tokenizer), eos_ids(self.model, tokenizer)
         if self.pad_id is None or not self.eos_ids:
@@ -329,16 +320,16 @@ class PPOTrainer:
         if not self.policy_params:
             raise ValueError(f"adapter {adapter_name!r} has no trainable parameters")
         self.optimizer = torch.optim.AdamW([*self.policy_params, *self.value_head.parameters()],
-                                           lr=config.learning_rate, eps=1e-5, weight_decay=0.0)
-        self.kl_ctl = (AdaptiveKLController(config.init_kl_coef, config.target_kl, config.horizon)
-                       if config.adaptive_kl else FixedKLController(config.init_kl_coef))
+                                           lr=settings.learning_rate, eps=1e-5, weight_decay=0.0)
+        self.kl_ctl = (AdaptiveKLController(settings.init_kl_coef, settings.target_kl, settings.horizon)
+                       if settings.adaptive_kl else FixedKLController(settings.init_kl_coef))
         self._logits_to_keep = keeps_logits(self.model)
         self.step_count, self.history = 0, []
-        self.store = RunStore(config.output_dir, state_file="trainer_state.json", kind="PPO", unit="step",
+        self.store = RunStore(settings.output_dir, state_file="trainer_state.json", kind="PPO", unit="step",
                               owner="PPOSettings", metrics_file="metrics.jsonl",
-                              keep_checkpoints=config.keep_checkpoints, report_to=config.report_to)
+                              keep_checkpoints=settings.keep_checkpoints, report_to=settings.report_to)
         self.fingerprint = self.store.fingerprint = {
-            "kind": "PPO", "settings": settings_identity(config), "model": model_identity(self.model),
+            "kind": "PPO", "settings": settings_identity(settings), "model": model_identity(self.model),
             "adapter": {"name": adapter_name, "reference": self.ref_adapter, "start": start}}
 
     def _forward(self, batch: dict, index: torch.Tensor | None = None, with_entropy: bool = False):
@@ -351,7 +342,7 @@ class PPOTrainer:
             out = self.model(input_ids=input_ids, attention_mask=batch["attention_mask"][rows], use_cache=False,
                              position_ids=batch["position_ids"][rows], output_hidden_states=True, **extra)
         # Position t predicts token t+1: the response is predicted by the r_len positions before its end.
-        logits = response_logits(out.logits, r_len, self.config.temperature)
+        logits = response_logits(out.logits, r_len, self.settings.temperature)
         hidden = out.hidden_states[-1][:, -(r_len + 1):-1].float()
         logprobs = gather_logprobs(logits, input_ids[:, -r_len:])
         values = self.value_head(hidden).squeeze(-1)
@@ -361,7 +352,7 @@ class PPOTrainer:
     def _ppo_step(self, queries: list[torch.Tensor], responses: list[torch.Tensor], scores: torch.Tensor,
                   timings: dict[str, float]) -> dict:
         """Rollout forwards, KL-shaped rewards, GAE, clipped PPO updates; logs and returns the metrics."""
-        cfg, step = self.config, self.step_count + 1
+        settings, step = self.settings, self.step_count + 1
         start = time.perf_counter()
         self.model.set_adapter(self.adapter_name)
         self.model.eval()  # dropout off (someone may have switched the shared model to train mode)
@@ -382,37 +373,39 @@ class PPOTrainer:
 
             # 2. per-token reward: KL penalty on every token, the score on the last one
             kl1, kl3 = kl_k1(old_logprobs, ref_logprobs) * mask, kl_k3(old_logprobs, ref_logprobs) * mask
-            kl = kl1 if cfg.kl_estimator == "k1" else kl3
+            kl = kl1 if settings.kl_estimator == "k1" else kl3
             kl_coef = self.kl_ctl.value
             rewards = -kl_coef * kl
             last = mask.sum(1).long() - 1
             rewards[torch.arange(n, device=self.device), last] += scores
 
             # 3. advantages and returns
-            advantages, returns = gae(old_values, rewards, mask, cfg.gamma, cfg.lam)
-            if cfg.whiten_advantages:
+            advantages, returns = gae(old_values, rewards, mask, settings.gamma, settings.lam)
+            if settings.whiten_advantages:
                 advantages = masked_whiten(advantages, mask)
 
         # 4. PPO epochs over shuffled minibatches
         set_lora_dropout(self.model, self.adapter_name, True)
         optimise_start = time.perf_counter()
         stats = {"pg": [], "vf": [], "total": [], "clipfrac": [], "approxkl": [], "vf_clipfrac": []}
-        for epoch in range(cfg.ppo_epochs):
-            for minibatch, index in enumerate(torch.randperm(n).chunk(cfg.num_minibatches)):
+        for epoch in range(settings.ppo_epochs):
+            for minibatch, index in enumerate(torch.randperm(n).chunk(settings.num_minibatches)):
                 index = index.to(self.device)
                 logprobs, values, _ = self._forward(batch, index)
                 m = mask[index]
                 pg_loss, clipfrac, approx_kl = policy_loss(logprobs, old_logprobs[index], advantages[index], m,
-                                                           cfg.cliprange)
-                vf_loss, vf_clipfrac = value_loss(values, old_values[index], returns[index], m, cfg.cliprange_value)
-                loss = pg_loss + cfg.vf_coef * vf_loss
+                                                           settings.cliprange)
+                vf_loss, vf_clipfrac = value_loss(values, old_values[index], returns[index], m,
+                                                  settings.cliprange_value)
+                loss = pg_loss + settings.vf_coef * vf_loss
                 if not torch.isfinite(loss):
                     raise FloatingPointError(
                         f"step {step}: non-finite loss (policy {pg_loss.item()}, value {vf_loss.item()}) in epoch "
                         f"{epoch}, minibatch {minibatch}; stopped. {self.store.note()}")
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                nn.utils.clip_grad_norm_(average_gradients(self.optimizer.param_groups[0]["params"]), cfg.max_grad_norm)
+                nn.utils.clip_grad_norm_(average_gradients(self.optimizer.param_groups[0]["params"]),
+                                         settings.max_grad_norm)
                 self.optimizer.step()
                 for key, value in zip(stats, (pg_loss, vf_loss, loss, clipfrac, approx_kl, vf_clipfrac), strict=True):
                     stats[key].append(value.item())
@@ -452,22 +445,24 @@ class PPOTrainer:
             "time/optimise_s": optimise_s,
             "time/tokens_per_s": float(mask.sum()) / max(total_s, 1e-9),
         })
-        self.step_count = step
+        return metrics
+
+    def _record(self, metrics: dict) -> dict:
+        """Keep a step's metrics row (history, metrics file, tracker); write a checkpoint when one is due."""
+        step = self.step_count = metrics["step"]
         self.history.append(metrics)
         self.store.log(metrics, step, fresh=step == 1)  # step 1: a new run
-        if cfg.output_dir is not None and cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
+        every = self.settings.checkpoint_every
+        if self.settings.output_dir is not None and every and step % every == 0:
             self.save_checkpoint()
         return metrics
 
     # --- public API ---------------------------------------------------------------------------------------------
 
     def step(self, queries: Sequence, responses: Sequence, rewards: Sequence[float] | torch.Tensor) -> dict:
-        """One PPO step on given queries and responses (token-id tensors/lists or strings) and their rewards.
-
-        Rewards are used as given (no missing-EOS penalty); returns the step's metrics (no time/generation_s or
-        time/scoring_s keys). The first step of a trainer starts a new run (an earlier run in output_dir is moved
-        aside, see `train`).
-        """
+        """One PPO step on given queries and responses (token-id tensors/lists or strings) and their rewards (used as
+        given: no missing-EOS penalty) -> its metrics (no time/generation_s, time/scoring_s). A trainer's first step
+        starts a new run (an earlier run in output_dir is moved aside, see `train`)."""
         queries, responses = check_list(queries, "step(queries=...)"), check_list(responses, "step(responses=...)")
         if not queries:
             raise ValueError("step(queries=...): the batch is empty; expected at least one (query, response, reward)")
@@ -479,7 +474,7 @@ class PPOTrainer:
         scores = check_rewards(rewards, len(queries), "step(rewards=...)", self.step_count + 1, self.store.note())
         if self.step_count == 0:
             self.store.start_fresh()
-        return self._ppo_step(queries, responses, scores, timings={})
+        return self._record(self._ppo_step(queries, responses, scores, timings={}))
 
     @torch.no_grad()
     def generate(self, prompts: Sequence[str]) -> tuple[list[torch.Tensor], list[torch.Tensor], list[str]]:
@@ -487,65 +482,64 @@ class PPOTrainer:
 
         Batched, with the KV cache and left padding; each reply stops at EOS.
         """
-        cfg = self.config
+        settings = self.settings
         queries = [token_ids(self.tokenizer, p, "prompts", i, special_tokens=True) for i, p in enumerate(prompts)]
         self.model.set_adapter(self.adapter_name)
         self.model.eval()
         set_lora_dropout(self.model, self.adapter_name, False)
-        responses = sample_tokens(self.model, queries, max_new_tokens=cfg.max_new_tokens, temperature=cfg.temperature,
-                                  top_k=cfg.top_k, top_p=cfg.top_p, pad_id=self.pad_id, eos_ids=self.eos_ids,
-                                  dtype=self.precision)
+        responses = sample_tokens(self.model, queries, max_new_tokens=settings.max_new_tokens,
+                                  temperature=settings.temperature, top_k=settings.top_k, top_p=settings.top_p,
+                                  pad_id=self.pad_id, eos_ids=self.eos_ids, dtype=self.precision)
         return queries, responses, self.tokenizer.batch_decode(responses, skip_special_tokens=True)
 
     def train(self, prompts: Sequence[str], reward_fn: Callable[[list[str], list[str]], Sequence[float]],
               steps: int, *, batch_size: int | None = None, resume: bool | str | Path = False) -> list[dict]:
-        """Generate, score with `reward_fn(prompts, completions) -> rewards`, step; until `steps` steps are done.
+        """Generate, score with `reward_fn(prompts, completions) -> rewards`, step; until `steps` steps are done ->
+        the history (one metrics dict per step, including the resumed ones).
 
         `resume`: False starts a new run; True continues from the latest valid checkpoint in output_dir (a corrupt
-        one is skipped with a warning naming the file); a path continues from that checkpoint; "auto" continues
-        from the latest valid checkpoint if it has this run's fingerprint, else starts a new run (a re-run notebook
-        picks up where it stopped, and a changed setting starts afresh). A new run never writes into an earlier
-        run's files: that run's directory is moved aside to `<output_dir>.old-<YYYYmmdd-HHMMSS>` with a warning.
-        Resuming (True or a path) from a checkpoint of another run (other settings, seed, model, adapters, prompts,
-        batch size or reward_fn name) raises `RunMismatch` saying what differs. Returns the history (one metrics dict
-        per step, including the resumed ones).
+        one is skipped with a warning naming the file); a path from that checkpoint; "auto" from the latest valid
+        checkpoint if it has this run's fingerprint, else a new run (a re-run notebook picks up where it stopped, a
+        changed setting starts afresh). A new run moves an earlier run's directory aside (`rlxf.infra.checkpoint`).
+        Resuming (True or a path) another run raises `RunMismatch` saying what differs.
         """
         prompts = check_prompts(prompts, "train(prompts=...)")
         if not callable(reward_fn):
             raise ValueError(f"train(reward_fn=...): expected a callable, got {type(reward_fn).__name__}")
         steps = check_count(steps, "train(steps=...)")
-        batch_size = self.config.batch_size if batch_size is None else check_count(batch_size, "train(batch_size=...)")
-        if batch_size < max(self.config.num_minibatches, 1):
-            raise ValueError(f"train(batch_size=...): must be >= num_minibatches ({self.config.num_minibatches}), "
+        batch_size = (self.settings.batch_size if batch_size is None
+                      else check_count(batch_size, "train(batch_size=...)"))
+        if batch_size < max(self.settings.num_minibatches, 1):
+            raise ValueError(f"train(batch_size=...): must be >= num_minibatches ({self.settings.num_minibatches}), "
                              f"got {batch_size}")
-        reward_name = getattr(reward_fn, "__name__", type(reward_fn).__name__)
-        self.fingerprint = self.store.fingerprint = {**self.fingerprint, "data": {
-            "prompts": short_hash(list(prompts)), "n_prompts": len(prompts), "batch_size": batch_size,
-            "reward_fn": reward_name}}
-        self.store.begin(resume, self.step_count, self.load_checkpoint)
-
-        def one_step() -> dict:
-            batch_prompts = self._prompt_batch(prompts, batch_size)
-            start = time.perf_counter()
-            queries, responses, texts = self.generate(batch_prompts)
-            generated = time.perf_counter()
-            try:
-                raw = reward_fn(list(batch_prompts), texts)
-            except Exception as error:
-                raise RewardFunctionError(f"step {self.step_count + 1}: reward_fn {reward_name!r} raised "
-                                          f"{type(error).__name__}: {error}. {self.store.note()}") from error
-            scored = time.perf_counter()
-            scores = check_rewards(raw, len(texts), "reward_fn", self.step_count + 1, self.store.note())
-            if self.config.missing_eos_penalty is not None:
-                no_eos = torch.tensor([not self._has_eos(r) for r in responses])
-                scores = scores - self.config.missing_eos_penalty * no_eos.float()
-            return self._ppo_step(queries, responses, scores, {"time/generation_s": generated - start,
-                                                               "time/scoring_s": scored - generated})
-
-        self.store.run(steps, lambda: self.step_count, one_step, desc="ppo", progress_bar=self.config.progress_bar,
-                       postfix=lambda m: {"reward": f"{m['env/reward_mean']:.3f}", "kl": f"{m['objective/kl']:.3f}"},
-                       save=self.save_checkpoint)
+        self.fingerprint = self.store.fingerprint = {**self.fingerprint, "data": data_identity(prompts, batch_size,
+                                                                                               reward_fn)}
+        with self.store.session():
+            self.store.begin(resume, self.step_count, self.load_checkpoint)
+            loop = progress.steps(steps, initial=self.step_count, desc="ppo", show=self.settings.progress_bar)
+            for _ in loop:
+                metrics = self._record(self._train_step(prompts, reward_fn, batch_size))
+                loop.show(reward=f"{metrics['env/reward_mean']:.3f}", kl=f"{metrics['objective/kl']:.3f}")
+            if self.store.output_dir is not None and self.step_count and not self.store.saved_at(self.step_count):
+                self.save_checkpoint()  # the end of train() is always a checkpoint
         return self.history
+
+    def _train_step(self, prompts: Sequence[str], reward_fn: Callable, batch_size: int) -> dict:
+        """Generate the next batch's replies, score them, one PPO step -> its metrics (with the reward's own
+        statistics of this batch as `reward/<key>` when `reward_fn` has `pop_stats() -> dict of numbers`)."""
+        batch_prompts = self._prompt_batch(prompts, batch_size)
+        start = time.perf_counter()
+        queries, responses, texts = self.generate(batch_prompts)
+        generated = time.perf_counter()
+        scores, reward_stats = score_batch(reward_fn, batch_prompts, texts, step=self.step_count + 1,
+                                           note=self.store.note())
+        scored = time.perf_counter()
+        if self.settings.missing_eos_penalty is not None:
+            no_eos = torch.tensor([not self._has_eos(r) for r in responses])
+            scores = scores - self.settings.missing_eos_penalty * no_eos.float()
+        metrics = self._ppo_step(queries, responses, scores, {"time/generation_s": generated - start,
+                                                              "time/scoring_s": scored - generated})
+        return {**metrics, **{f"reward/{key}": value for key, value in reward_stats.items()}}
 
     # --- checkpoints --------------------------------------------------------------------------------------------
 
@@ -566,7 +560,7 @@ class PPOTrainer:
     def checkpoint_state(self) -> dict:
         """The JSON part of a checkpoint: step, KL coefficient, adapter names, settings, history."""
         return {"step": self.step_count, "kl_coef": self.kl_ctl.value, "adapter_name": self.adapter_name,
-                "ref_adapter": self.ref_adapter, "config": dataclasses.asdict(self.config), "history": self.history}
+                "ref_adapter": self.ref_adapter, "config": dataclasses.asdict(self.settings), "history": self.history}
 
     def write_checkpoint_files(self, directory: Path) -> None:
         """The tensor part of a checkpoint into `directory`: adapter(s), value head, optimizer."""
@@ -588,12 +582,9 @@ class PPOTrainer:
 
     def _prompt_batch(self, prompts: Sequence[str], batch_size: int) -> list[str]:
         """The prompts of the next step: passes over a fresh seeded permutation, a function of the step (resumable)."""
-        n, first = len(prompts), self.step_count * batch_size
-        picked = []
-        for k in range(first, first + batch_size):
-            order = torch.randperm(n, generator=torch.Generator().manual_seed(self.config.seed + k // n))
-            picked.append(prompts[int(order[k % n])])
-        return picked
+        n, first, seed = len(prompts), self.step_count * batch_size, self.settings.seed
+        return [prompts[int(torch.randperm(n, generator=torch.Generator().manual_seed(seed + k // n))[k % n])]
+                for k in range(first, first + batch_size)]
 
     def _has_eos(self, response: torch.Tensor) -> bool:
         return any(int(t) in self.eos_ids for t in response)

@@ -14,7 +14,6 @@ unfinished temporary directories of dead processes are removed).
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
@@ -29,9 +28,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
-from rlxf.infra.threads import follow_thread_budget
+from rlxf.infra.identity import fingerprint_differences
 from rlxf.infra.tracking import MetricsLog, check_report_to
 
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
@@ -39,10 +37,6 @@ CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
 # (the previous version of `<name>` while it is being replaced).
 TEMP_PATTERN = re.compile(r"^\.(?P<name>.+)\.(?P<what>tmp|old)-(?P<pid>\d+)$")
 MANIFEST = "checksums.json"
-# Settings that change what is written or shown, not what a run computes: they may differ between a run and its resume.
-# log_with_tensorboard: report_to's predecessor, still in the settings of older checkpoints.
-NOT_IDENTITY = frozenset({"output_dir", "progress_bar", "report_to", "log_with_tensorboard", "checkpoint_every",
-                          "keep_checkpoints", "snapshot_every", "rounds"})
 
 
 class CheckpointError(ValueError):
@@ -51,6 +45,10 @@ class CheckpointError(ValueError):
 
 class CorruptCheckpoint(CheckpointError):
     """A checkpoint file whose checksum or content is wrong; the message names the file."""
+
+
+class OutputDirInUse(RuntimeError):
+    """Another live trainer holds the output_dir (its `<output_dir>.lock` names its process)."""
 
 
 class RunMismatch(CheckpointError):
@@ -132,6 +130,36 @@ def clean_orphans(directory: str | Path) -> list[Path]:
     return removed
 
 
+def hold_lock(directory: Path) -> Path:
+    """Take `<directory>.lock` (beside the directory: a run moved aside leaves it in place) for this process -> its
+    path. A lock of another live process is an error naming the directory and the holder; one of a process that is
+    gone (or of this one: a notebook re-running a cell) is taken over."""
+    lock = directory.with_name(f"{directory.name}.lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    for _ in range(3):
+        try:
+            handle = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            text = lock.read_text().strip() if lock.exists() else ""
+            holder = int(text) if text.isdigit() else 0
+            if holder and _pid_alive(holder):
+                raise OutputDirInUse(f"{directory} is held by another live trainer (pid {holder}, lock {lock}): wait "
+                                     "for it to finish or give this run another output_dir (if that process is no "
+                                     "trainer of this directory, delete the lock)") from None
+            lock.unlink(missing_ok=True)  # stale: its process is gone
+            continue
+        with os.fdopen(handle, "w") as file:
+            file.write(str(os.getpid()))
+        return lock
+    raise OutputDirInUse(f"{directory}: could not take its lock {lock} (other processes keep taking it)")
+
+
+def release_lock(lock: Path) -> None:
+    """Remove a lock that `hold_lock` took for this process (a lock another process took over stays)."""
+    if lock.exists() and lock.read_text().strip() == str(os.getpid()):
+        lock.unlink(missing_ok=True)
+
+
 def aside_path(path: Path, label: str) -> Path:
     """A free sibling name `<path>.<label>-<YYYYmmdd-HHMMSS>[-n]` to move `path` to."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
@@ -204,7 +232,7 @@ def read_json(path: str | Path) -> dict:
     return data
 
 
-# --------------------------------------------------------------------------------------------- RNG and identity
+# --------------------------------------------------------------------------------------------- RNG
 
 
 def capture_rng_state() -> dict:
@@ -235,59 +263,6 @@ def restore_rng_state(state: dict) -> None:
 def restore_rng(path: Path) -> None:
     """Restore the RNG states a checkpoint directory holds."""
     restore_rng_state(load_tensors(Path(path) / "rng_state.pt"))
-
-
-def config_fingerprint(settings) -> dict:
-    """A settings dataclass as the plain JSON data a checkpoint stores (compare it to tell whether a run matches)."""
-    return json.loads(json.dumps(dataclasses.asdict(settings)))
-
-
-def settings_identity(settings) -> dict:
-    """The settings that decide what a run computes (all but NOT_IDENTITY: paths, progress bars, checkpoint cadence)."""
-    return {key: value for key, value in config_fingerprint(settings).items() if key not in NOT_IDENTITY}
-
-
-def short_hash(data) -> str:
-    """A 16-hex-digit sha256 of JSON data (for fingerprints: prompt lists, model configs)."""
-    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def fingerprint_differences(saved: dict, current: dict) -> list[str]:
-    """What differs between two fingerprints, as "key: saved (checkpoint) vs current (this run)" lines.
-
-    Only keys both record are compared (a trainer that does not know the data, e.g. a bare `load_checkpoint`,
-    compares the rest)."""
-    def flat(data, prefix=""):
-        if isinstance(data, dict):
-            return {k: v for key, value in data.items() for k, v in flat(value, f"{prefix}{key}.").items()}
-        return {prefix[:-1]: data}
-
-    saved, current = flat(saved), flat(current)
-    return [f"{key}: {saved[key]!r} (checkpoint) vs {current[key]!r} (this run)"
-            for key in sorted(saved.keys() & current.keys()) if saved[key] != current[key]]
-
-
-ARCHITECTURE_FIELDS = ("model_type", "vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
-                      "num_key_value_heads", "intermediate_size", "max_position_embeddings")
-
-
-def model_identity(model) -> dict:
-    """The base model of a (Peft)model for a run fingerprint: its name (the last part of name_or_path, so that a
-    moved cache still matches) and a hash of its architecture fields."""
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    config = base.config.get_text_config() if hasattr(base.config, "get_text_config") else base.config
-    name = str(getattr(base.config, "_name_or_path", "") or "").rstrip("/")
-    return {"name": name.rsplit("/", 1)[-1], "architecture": short_hash(
-        {field: getattr(config, field, None) for field in ARCHITECTURE_FIELDS})}
-
-
-def weights_hash(named_tensors) -> str:
-    """A 16-hex-digit sha256 of named tensors' bytes (for fingerprints: the adapter a run starts from)."""
-    digest = hashlib.sha256()
-    for name, tensor in sorted(named_tensors, key=lambda item: item[0]):
-        digest.update(name.encode())
-        digest.update(tensor.detach().to("cpu").contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()[:16]
 
 
 def set_seed(seed: int) -> None:
@@ -342,12 +317,13 @@ def rewrite_jsonl(path: str | Path, rows: Iterable[dict]) -> None:
     write_text_atomic(path, "".join(json.dumps(row) + "\n" for row in rows))
 
 
-def truncate_jsonl(path: str | Path, n_lines: int, checkpoint: Path) -> None:
-    """Keep the first `n_lines` lines of a JSON-lines file (on resume: drop what steps after `checkpoint` wrote)."""
-    path = Path(path)
-    lines = path.read_text(encoding="utf-8").splitlines(keepends=True) if path.exists() else []
+def truncate_jsonl(path: str | Path, n_lines: int, checkpoint: Path, source: str | Path | None = None) -> None:
+    """Keep the first `n_lines` lines of a JSON-lines file (on resume: drop what steps after `checkpoint` wrote);
+    `source`: take them from that file (a checkpoint of another directory: its run's file)."""
+    path, source = Path(path), Path(source if source is not None else path)
+    lines = source.read_text(encoding="utf-8").splitlines(keepends=True) if source.exists() else []
     if len(lines) < n_lines:
-        raise ValueError(f"{path} has {len(lines)} lines but the checkpoint {checkpoint} counts {n_lines}: "
+        raise ValueError(f"{source} has {len(lines)} lines but the checkpoint {checkpoint} counts {n_lines}: "
                          f"the file does not belong to this checkpoint")
     write_text_atomic(path, "".join(lines[:n_lines]))
 
@@ -370,7 +346,9 @@ class RunStore:
     the tracker that gets every row too (rlxf.tracking; "none": none; the setting `<owner>.report_to`).
     `keep_checkpoints`: the newest this many checkpoints are kept (0 or None: all). `run_files`: other names whose
     presence marks the directory as used by a run. `fingerprint`: what identifies the run (settings, model,
-    adapters, data); a checkpoint stores it and a resume compares it. `output_dir=None`: nothing is written.
+    adapters, data); a checkpoint stores it and a resume compares it. `assumed`: top-level fingerprint parts that
+    checkpoints of an older rlxf did not record, as they were then (e.g. the self-play rater: {"rater": {"kind":
+    "generated"}}). `output_dir=None`: nothing is written.
 
     A used directory (one holding a metrics file, checkpoints or `run_files`) is never written into by a new run:
     `start_fresh` moves it aside to `<output_dir>.old-<YYYYmmdd-HHMMSS>` and warns.
@@ -378,11 +356,12 @@ class RunStore:
 
     def __init__(self, output_dir: str | Path | None, *, state_file: str, kind: str, unit: str, owner: str,
                  metrics_file: str | None = None, report_to: str = "none",
-                 keep_checkpoints: int | None = None, run_files: Iterable[str] = ()):
+                 keep_checkpoints: int | None = None, run_files: Iterable[str] = (), assumed: dict | None = None):
         self.output_dir = Path(output_dir) if output_dir is not None else None
         self.state_file, self.kind, self.unit, self.owner = state_file, kind, unit, owner
         self.metrics_file, self.keep_checkpoints, self.run_files = metrics_file, keep_checkpoints, tuple(run_files)
         self.fingerprint: dict = {}
+        self.assumed = dict(assumed or {})
         self.last_checkpoint: Path | None = None
         self._verified: dict[Path, dict] = {}
         check_report_to(report_to, f"{owner}.report_to")  # before any work: a missing package is said at once
@@ -396,15 +375,19 @@ class RunStore:
 
         `resume`: False starts a new run (an earlier run in output_dir is moved aside); True continues from the
         latest valid checkpoint (a corrupt one is skipped with a warning naming the file; one of another run is an
-        error saying what differs); a path continues from that checkpoint (corrupt or of another run: an error);
-        "auto" continues from the latest valid checkpoint if it has this run's fingerprint, else starts a new run
-        (the earlier one moved aside, with a warning saying what differs). `done`: steps this trainer already
+        error saying what differs); a path continues from that checkpoint (corrupt or of another run: an error; one
+        of another directory first moves the run in output_dir aside, as a new run does); "auto" continues from the
+        latest valid checkpoint if it has this run's fingerprint, else starts a new run (the earlier one moved
+        aside, with a warning saying what differs). `done`: steps this trainer already
         took in this process; then only True or a path load anything (False and "auto" keep going).
         """
         check_resume(resume)
         if self.output_dir is not None:
             clean_orphans(self.output_dir)
         if resume is True or (isinstance(resume, (str, Path)) and resume != "auto"):
+            if resume is not True and self.output_dir is not None and not self.holds(Path(resume)):
+                self.load(resume)  # checked first: a corrupt checkpoint or one of another run moves nothing
+                self.start_fresh()  # a checkpoint of another directory: output_dir's own run is moved aside
             load(None if resume is True else Path(resume))
             return True
         if done > 0:
@@ -421,6 +404,10 @@ class RunStore:
                               "a new run", stacklevel=3)
         self.start_fresh()
         return False
+
+    def holds(self, checkpoint: Path) -> bool:
+        """Whether `checkpoint` is one of output_dir's own checkpoints."""
+        return self.output_dir is not None and checkpoint.resolve().parent == self.output_dir.resolve()
 
     def holds_a_run(self) -> bool:
         """Whether output_dir holds files of an earlier run (metrics, checkpoints, unfinished ones, `run_files`)."""
@@ -502,9 +489,9 @@ class RunStore:
     def differences(self, state: dict) -> list[str]:
         """How a checkpoint's fingerprint differs from this run's (empty: the same run)."""
         saved = state.get("fingerprint")
-        if saved is None:  # written by an older rlxf: only the settings were stored
-            saved = {"settings": {k: v for k, v in state.get("config", {}).items() if k not in NOT_IDENTITY}}
-        return fingerprint_differences(saved, self.fingerprint)
+        if saved is None:  # written by an older rlxf: only the settings were stored (only keys both know are compared)
+            saved = {"settings": state.get("config", {})}
+        return fingerprint_differences({**self.assumed, **saved}, self.fingerprint)
 
     def load(self, path: str | Path | None = None) -> tuple[Path, dict]:
         """The checkpoint `path` (default: the latest valid one in output_dir) and its state, checked: its checksums
@@ -526,12 +513,25 @@ class RunStore:
                               "'auto' moves the old run aside)")
         return path, state
 
+    @contextmanager
+    def session(self) -> Iterator[None]:
+        """One `train()` call of the trainer that owns this store: it holds `<output_dir>.lock` (one live trainer per
+        output_dir, see `hold_lock`); at its end the tracker is closed and the lock released."""
+        lock = hold_lock(self.output_dir) if self.output_dir is not None else None
+        try:
+            yield
+        finally:
+            if self._tracker is not None:
+                self._tracker.close()
+            if lock is not None:
+                release_lock(lock)
+
     def loaded(self, path: Path, history: list[dict]) -> None:
         """After a checkpoint was restored: remember it and cut the metrics file back to its `history`."""
         self.last_checkpoint = path
         self.rewrite_metrics(history)
 
-    # --- metrics and the loop -------------------------------------------------------------------------------------
+    # --- metrics --------------------------------------------------------------------------------------------------
 
     def log(self, metrics: dict, step: int, *, fresh: bool = False) -> None:
         """Append one metrics row to the metrics file (`fresh`: a new run starts it anew) and the tracker."""
@@ -554,20 +554,3 @@ class RunStore:
         """Where a stopped run can resume from, for error messages."""
         return (f"Last checkpoint kept: {self.last_checkpoint}" if self.last_checkpoint is not None
                 else "No checkpoint was written yet.")
-
-    def run(self, total: int, done, one_step, *, desc: str, progress_bar: bool, postfix, save, stop=None) -> None:
-        """The loop of a run: `one_step() -> metrics` until `done() >= total` (or `stop()`), with a progress bar;
-        at the end `save()` unless the last checkpoint is already the final one."""
-        bar = tqdm(total=total, initial=done(), desc=desc, disable=not progress_bar)
-        try:
-            while done() < total and not (stop is not None and stop()):
-                follow_thread_budget()  # every step on the cores the runner gives this notebook now (--jobs)
-                metrics = one_step()
-                bar.update(1)
-                bar.set_postfix(postfix(metrics))
-        finally:
-            bar.close()
-            if self._tracker is not None:
-                self._tracker.close()
-        if self.output_dir is not None and done() > 0 and not self.saved_at(done()):
-            save()

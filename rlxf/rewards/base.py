@@ -14,6 +14,9 @@ Inputs, checked on every call:
 - an empty completion is scored as the model scores it (for BERT-like tokenizers: just `[CLS] [SEP]`); it is not
   rejected, because a policy can and does produce empty replies and the reward must say what they are worth.
   Only a classifier whose tokenizer adds no special tokens cannot score "" (no tokens at all): ValueError.
+
+A reward may also report on the batch it just scored: `pop_stats() -> {name: number}` (e.g. a judge's fallbacks);
+`score_batch`, how trainers call a reward_fn, collects it (PPO logs it as `reward/<name>`).
 """
 
 from __future__ import annotations
@@ -21,6 +24,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
+import torch
+
+from rlxf.infra.checks import check_rewards
+from rlxf.infra.identity import callable_name, identity_of
 
 
 def check_texts(texts: Sequence[str], what: str) -> list[str]:
@@ -78,6 +85,12 @@ class RewardFunction:
 
     def score(self, prompts: list[str], completions: list[str], **kwargs) -> Sequence[float]:
         raise NotImplementedError
+
+    def identity(self) -> dict:
+        """What makes the scores what they are, for a run's fingerprint: the name and the public attributes (models
+        by a sample of their weights, rewards by their own identity; see rlxf.infra.identity.identity_of)."""
+        return {"name": self.__name__, **{key: identity_of(value) for key, value in vars(self).items()
+                                          if not key.startswith("_")}}
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.__name__!r})"
@@ -140,3 +153,28 @@ class ConstantReward(RewardFunction):
 
     def score(self, prompts: list[str], completions: list[str], **kwargs) -> np.ndarray:
         return np.full(len(completions), self.value)
+
+
+class RewardFunctionError(RuntimeError):
+    """reward_fn raised; the message names the step, the original error is chained (`__cause__`)."""
+
+
+def score_batch(reward_fn: Callable, prompts: list[str], completions: list[str], *, step: int,
+                note: str = "") -> tuple[torch.Tensor, dict[str, float]]:
+    """A trainer's call of `reward_fn(prompts, completions)` at `step` -> (the rewards, checked, as a float tensor;
+    the reward's statistics of this batch from `reward_fn.pop_stats()`, {} without that method).
+
+    A reward_fn that raises becomes `RewardFunctionError`, bad rewards or stats a ValueError, naming the step and
+    the reward (`note`: where the stopped run can resume from)."""
+    name = callable_name(reward_fn)
+    try:
+        raw = reward_fn(list(prompts), list(completions))
+    except Exception as error:
+        raise RewardFunctionError(f"step {step}: reward_fn {name!r} raised {type(error).__name__}: {error}. "
+                                  f"{note}".rstrip()) from error
+    scores = check_rewards(raw, len(completions), "reward_fn", step, note)
+    stats = reward_fn.pop_stats() if callable(getattr(reward_fn, "pop_stats", None)) else {}
+    if not isinstance(stats, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, (int, float)) and not isinstance(v, bool) for k, v in stats.items()):
+        raise ValueError(f"step {step}: {name}.pop_stats() must return a dict of str -> number, got {stats!r}")
+    return scores, {key: float(value) for key, value in stats.items()}

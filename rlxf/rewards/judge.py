@@ -36,6 +36,7 @@ import httpx2
 import numpy as np
 
 from rlxf.infra.checkpoint import append_jsonl, read_jsonl
+from rlxf.infra.identity import identity_of
 from rlxf.lm.generation import chat_prompt, generate
 from rlxf.lm.models import load_causal_lm
 from rlxf.progress import progress
@@ -142,6 +143,11 @@ class LocalJudge:
                 replies[i] = f"{r}\nVerdict: {line}"
             self.forced_verdicts += len(missing)
         return [JudgeReply(text) for text in replies]
+
+    def identity(self) -> dict:
+        """The judge model (a sample of its weights) and how it is asked, for a run's fingerprint."""
+        keys = ("model", "system_prompt", "max_new_tokens", "verdict_tokens")
+        return identity_of({key: getattr(self, key) for key in keys})
 
     def __repr__(self) -> str:
         return f"LocalJudge(model={type(self.model).__name__}, max_new_tokens={self.max_new_tokens})"
@@ -348,6 +354,10 @@ class HTTPJudge:
         with ThreadPoolExecutor(max_workers=1) as pool:
             return pool.submit(asyncio.run, self._generate(messages)).result()
 
+    def identity(self) -> dict:
+        """The endpoint, its model and how it is asked (never the key), for a run's fingerprint."""
+        return {k: getattr(self, k) for k in ("url", "model_name", "max_tokens", "temperature", "system_prompt")}
+
     def __repr__(self) -> str:
         # The key's value never appears here: only the name of the variable it is read from.
         return (
@@ -546,6 +556,11 @@ class Evaluator(RewardFunction):
         if self.combine == "min":
             return table.min(axis=1)
         return table @ self.weights / self.weights.sum()
+
+    def identity(self) -> dict:
+        """The judge (its model's weights or its endpoint), the verdict reader and the criteria (not the counters)."""
+        return identity_of({"judge": self.judge, "verdicts": self.verdict_classifier, "criteria": self.criteria,
+                            "weights": self.weights, "combine": self.combine, "settings": self.settings})
 
     def __repr__(self) -> str:
         return (

@@ -13,7 +13,7 @@ import torch
 
 from rlxf.algos.ppo import PPOSettings, PPOTrainer
 from rlxf.data.prompts import POLITICAL_QUESTIONS
-from rlxf.infra.checkpoint import config_fingerprint
+from rlxf.infra.identity import config_fingerprint
 from rlxf.lm.generation import chat_prompt
 from rlxf.selfplay.generated_rater import GeneratedRater
 from rlxf.selfplay.trainer import SelfPlaySettings, SelfPlayTrainer
@@ -66,16 +66,16 @@ def memory_probe(bots: int, policy_model: str, adapter_dirs: Sequence[str], ppo:
     model, tokenizer = load_causal_lm(policy_model)
     for index in range(bots):
         model = load_adapter(model, adapter_dirs[index], names[index])
-    ppo_config = _settings(PPOSettings, ppo, "ppo", **_PROBE_OVERRIDES)
-    config = _settings(SelfPlaySettings, selfplay, "selfplay", rounds=1, **_PROBE_OVERRIDES)
+    ppo_settings = _settings(PPOSettings, ppo, "ppo", **_PROBE_OVERRIDES)
+    settings = _settings(SelfPlaySettings, selfplay, "selfplay", rounds=1, **_PROBE_OVERRIDES)
     if bots == 2:
-        trainer = SelfPlayTrainer(model, tokenizer, ppo_config, config, names=names)
+        trainer = SelfPlayTrainer(model, tokenizer, ppo_settings, settings, names=names)
         metrics = trainer.train_round()
         return {"bots": 2, "turns": metrics["turns"], "steps": sum(t.step_count for t in trainer.trainers.values())}
-    trainer = PPOTrainer(model, tokenizer, ppo_config, adapter_name=names[0])
-    rater = GeneratedRater.from_model(trainer.model, tokenizer, max_new_tokens=config.rating_max_new_tokens,
+    trainer = PPOTrainer(model, tokenizer, ppo_settings, adapter_name=names[0])
+    rater = GeneratedRater.from_model(trainer.model, tokenizer, max_new_tokens=settings.rating_max_new_tokens,
                                       dtype=trainer.precision)
-    turns = config.debates_per_round * config.max_exchanges  # one bot's batch in a self-play round
+    turns = settings.debates_per_round * settings.max_exchanges  # one bot's batch in a self-play round
     queries, responses, rewards = [], [], []
     for index in range(turns):
         issue = POLITICAL_QUESTIONS[index % len(POLITICAL_QUESTIONS)]

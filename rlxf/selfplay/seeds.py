@@ -13,13 +13,13 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from rlxf.infra.checkpoint import weights_hash
+from rlxf.infra.identity import weights_hash
 from rlxf.lm.adapters import adapter_parameters, load_adapter_weights
 from rlxf.selfplay.trainer import SelfPlaySettings, SelfPlayTrainer
 
 
 def adapter_hashes(model, names: Sequence[str]) -> dict[str, str]:
-    """Each named adapter's weights hash (`rlxf.infra.checkpoint.weights_hash`) -> {name: hash}."""
+    """Each named adapter's weights hash (`rlxf.infra.identity.weights_hash`) -> {name: hash}."""
     missing = [name for name in names if not adapter_parameters(model, name)]
     if missing:
         raise ValueError(f"the model has no weights for the adapter(s) {missing}")

@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import rlxf.progress as progress
 from rlxf.algos.ppo import PPOSettings, PPOTrainer
 from rlxf.infra.checkpoint import (
     RunStore,
@@ -19,10 +20,10 @@ from rlxf.infra.checkpoint import (
     clean_orphans,
     read_json,
     restore_rng,
-    settings_identity,
     truncate_jsonl,
 )
 from rlxf.infra.checks import check_count, check_optional_count
+from rlxf.infra.identity import not_identity, settings_identity
 from rlxf.lm.adapters import save_adapters
 from rlxf.lm.generation import chat_prompt
 from rlxf.selfplay.convergence import neutral_streak
@@ -36,7 +37,7 @@ from rlxf.selfplay.score_raters import ScoreRater
 class SelfPlaySettings:
     """Settings of two-bot self-play training (the PPO settings of each bot are a `rlxf.algos.ppo.PPOSettings`)."""
 
-    rounds: int = 8
+    rounds: int = not_identity(8)
     """training rounds; each plays `debates_per_round` debates, then gives each bot one PPO step"""
     debates_per_round: int = 2
     """debates per round; the bots take turns opening, so each bot's batch is debates x exchanges turns"""
@@ -52,20 +53,20 @@ class SelfPlaySettings:
     """upper bound of a neutral rating"""
     rating_max_new_tokens: int = 12
     """tokens of the rater's reply before it is parsed (logprob fallback if it holds no number)"""
-    snapshot_every: int = 1
+    snapshot_every: int = not_identity(1)
     """save both adapters every this many rounds (and before the first and after the last) for ΔW trends; 0: off"""
-    checkpoint_every: int = 1
+    checkpoint_every: int = not_identity(1)
     """write a checkpoint of the whole two-bot state every this many rounds (and at the end); 0: only at the end"""
-    keep_checkpoints: int | None = 3
+    keep_checkpoints: int | None = not_identity(3)
     """keep the newest this many checkpoints (older ones are removed after each save); 0 or None: keep all"""
-    output_dir: str | None = None
+    output_dir: str | None = not_identity(None)
     """transcripts.jsonl, history.jsonl, snapshots/, checkpoint-<round>/ and each bot's PPO metrics; None: none.
     A new run moves an earlier run found there aside to `<output_dir>.old-<YYYYmmdd-HHMMSS>` (nothing is deleted)"""
     seed: int = 0
     """debate d (counted over the whole run) is seeded seed + d: its issue and leading prompts"""
-    progress_bar: bool = True
+    progress_bar: bool = not_identity(True)
     """show a tqdm bar over rounds"""
-    report_to: str = "none"
+    report_to: str = not_identity("none")
     """send every round's history row (with both bots' PPO metrics as `<bot>/<metric>`) to "tensorboard"
     (`output_dir/tensorboard`), "trackio" or "wandb" (rlxf.infra.tracking); the bots' own PPO runs report to none"""
 
@@ -115,9 +116,9 @@ class SelfPlayTrainer:
     part of the run's fingerprint.
     """
 
-    def __init__(self, model, tokenizer, ppo_config, config: SelfPlaySettings | None = None, *,
+    def __init__(self, model, tokenizer, ppo_settings, settings: SelfPlaySettings | None = None, *,
                  names: Sequence[str] = ("democrat", "republican"), rater: GeneratedRater | ScoreRater | None = None):
-        self.config = config = config if config is not None else SelfPlaySettings()
+        self.settings = settings = settings if settings is not None else SelfPlaySettings()
         names = list(names)
         if len(names) != 2 or names[0] == names[1] or not all(isinstance(n, str) and n for n in names):
             raise ValueError(f"names must be two different adapter names, got {names!r}")
@@ -127,52 +128,43 @@ class SelfPlayTrainer:
             known = sorted(peft_config) if isinstance(peft_config, dict) else "none (not a PeftModel)"
             raise ValueError(f"the model lacks the adapter(s) {missing}; adapters on it: {known}. Load both bots' "
                              "adapters onto one base first (rlxf.lm.adapters.load_adapter)")
-        if not isinstance(ppo_config, PPOSettings):
-            raise ValueError(f"ppo_config must be a rlxf.algos.ppo.PPOSettings, got {type(ppo_config).__name__}")
+        if not isinstance(ppo_settings, PPOSettings):
+            raise ValueError(f"ppo_settings must be a rlxf.algos.ppo.PPOSettings, got {type(ppo_settings).__name__}")
         self.names, self.tokenizer = names, tokenizer
-        self.output_dir = Path(config.output_dir) if config.output_dir is not None else None
+        self.output_dir = Path(settings.output_dir) if settings.output_dir is not None else None
         self.trainers = {}
         for name in names:
             # The bots' PPO state goes into the self-play checkpoints; the bots' own directories hold their metrics.
-            bot_config = dataclasses.replace(
-                ppo_config, checkpoint_every=0, keep_checkpoints=None, progress_bar=False, report_to="none",
+            bot_settings = dataclasses.replace(
+                ppo_settings, checkpoint_every=0, keep_checkpoints=None, progress_bar=False, report_to="none",
                 output_dir=str(self.output_dir / name) if self.output_dir is not None else None)
-            self.trainers[name] = PPOTrainer(model, tokenizer, bot_config, adapter_name=name)
+            self.trainers[name] = PPOTrainer(model, tokenizer, bot_settings, adapter_name=name)
         self.model = self.trainers[names[0]].model
         if rater is not None and not isinstance(rater, (GeneratedRater, ScoreRater)):
             raise ValueError("rater must be a GeneratedRater (rlxf.selfplay.generated_rater), a ScoreRater "
                              f"(LikelihoodRatioRater, ClassifierRater) or None, got {type(rater).__name__}")
         self.rater = rater if rater is not None else GeneratedRater.from_model(
-            self.model, tokenizer, max_new_tokens=config.rating_max_new_tokens,
+            self.model, tokenizer, max_new_tokens=settings.rating_max_new_tokens,
             dtype=self.trainers[names[0]].precision)
         self.bots = [Bot(name, self._reply_fn(name), adapter=name) for name in names]
-        self.env = SelfPlayEnv(self.bots, self.rater, max_exchanges=config.max_exchanges,
-                               leading_prompts=config.leading_prompts, neutral_low=config.neutral_low,
-                               neutral_high=config.neutral_high)
+        self.env = SelfPlayEnv(self.bots, self.rater, max_exchanges=settings.max_exchanges,
+                               leading_prompts=settings.leading_prompts, neutral_low=settings.neutral_low,
+                               neutral_high=settings.neutral_high)
         self.round, self.episodes, self.transcript_lines = 0, 0, 0
         self.history: list[dict] = []
         self.ratings: list[float] = []  # every rating in order, for the neutral-streak stop
         self.stopped_at: int | None = None
         self.store = RunStore(self.output_dir, state_file="selfplay_state.json", kind="self-play", unit="round",
                               owner="SelfPlaySettings", metrics_file="history.jsonl",
-                              keep_checkpoints=config.keep_checkpoints, run_files=("transcripts.jsonl", "snapshots"),
-                              report_to=config.report_to)
+                              keep_checkpoints=settings.keep_checkpoints, run_files=("transcripts.jsonl", "snapshots"),
+                              report_to=settings.report_to,
+                              assumed={"rater": {"kind": "generated"}})  # checkpoints from before raters were recorded
         self.fingerprint = self.store.fingerprint = {
-            "kind": "self-play", "settings": settings_identity(config),
+            "kind": "self-play", "settings": settings_identity(settings),
             "bots": {name: {k: v for k, v in self.trainers[name].fingerprint.items() if k != "kind"} for name in names}}
         # Which kind of rater gives the rewards: "auto" resuming must not continue a run rated by another kind.
         self.fingerprint["rater"] = (self.rater.identity() if isinstance(self.rater, ScoreRater)
                                      else {"kind": "generated"})
-        self.store.differences = self._differences
-
-    def _differences(self, state: dict) -> list[str]:
-        """The store's fingerprint check, reading a checkpoint from before raters were recorded as a generated run."""
-        differences = RunStore.differences(self.store, state)
-        kind = self.fingerprint["rater"]["kind"]
-        if "rater" not in (state.get("fingerprint") or {}) and kind != "generated":
-            differences.append(f"rater.kind: 'generated' (checkpoint, from before raters were recorded) vs {kind!r} "
-                               "(this run)")
-        return differences
 
     def _reply_fn(self, name: str) -> Callable[[str], Reply]:
         trainer = self.trainers[name]
@@ -187,12 +179,12 @@ class SelfPlayTrainer:
 
     def play_round(self) -> tuple[list[list[dict]], dict[str, list]]:
         """Play one round's debates -> (transcripts, per bot a list of (query ids, response ids, reward))."""
-        cfg, turns = self.config, {name: [] for name in self.names}
+        settings, turns = self.settings, {name: [] for name in self.names}
         transcripts = []
-        for _ in range(cfg.debates_per_round):
+        for _ in range(settings.debates_per_round):
             opener = self.names[self.episodes % 2]
             transcript, replies = play_episode(self.env, self.bots[self.names.index(opener)].reply_fn,
-                                               seed=cfg.seed + self.episodes, options={"agent": opener})
+                                               seed=settings.seed + self.episodes, options={"agent": opener})
             for row, reply in zip(transcript, replies, strict=True):
                 if reply.query is None or reply.response is None:
                     raise RuntimeError(f"episode {self.episodes}: a reply of {row['speaker']!r} has no token ids")
@@ -203,7 +195,7 @@ class SelfPlayTrainer:
         return transcripts, turns
 
     def train_round(self) -> dict:
-        """Play a round, give each bot one PPO step on its turns, log, snapshot and checkpoint -> its metrics."""
+        """Play a round, give each bot one PPO step on its turns, log -> its metrics (`train` snapshots and saves)."""
         start = time.perf_counter()
         counts_before = self.rater.stats
         transcripts, turns = self.play_round()
@@ -214,8 +206,8 @@ class SelfPlayTrainer:
         metrics = {"round": self.round + 1, "debates": len(transcripts), "turns": len(rows),
                    "parse_rate": parsed / (parsed + fallback) if parsed + fallback else float("nan"),
                    "fallbacks": fallback,
-                   "neutral_frac": _mean([self.config.neutral_low <= r["rating_by_other"] <= self.config.neutral_high
-                                          for r in rows])}
+                   "neutral_frac": _mean([self.settings.neutral_low <= r["rating_by_other"]
+                                          <= self.settings.neutral_high for r in rows])}
         for name in self.names:
             own = [row for row in rows if row["speaker"] == name]
             metrics[f"{name}/rating_received"] = _mean([row["rating_by_other"] for row in own])
@@ -227,12 +219,12 @@ class SelfPlayTrainer:
                 for key in ("env/reward_mean", "env/response_length_mean", "objective/kl", "objective/kl_k3",
                             "objective/kl_coef", "objective/entropy", "policy/clipfrac", "loss/policy", "loss/value"):
                     metrics[f"{name}/{key}"] = step[key]
-        streak = neutral_streak(self.ratings, self.config.neutral_low, self.config.neutral_high,
-                                self.config.stop_streak or 1)
+        streak = neutral_streak(self.ratings, self.settings.neutral_low, self.settings.neutral_high,
+                                self.settings.stop_streak or 1)
         metrics["longest_neutral_streak"] = streak["longest"]
         metrics["time/round_s"] = time.perf_counter() - start
         self.round += 1
-        if self.config.stop_streak is not None and streak["first_complete"] is not None:
+        if self.settings.stop_streak is not None and streak["first_complete"] is not None:
             self.stopped_at = self.round
         self.history.append(metrics)
         self._write_round(transcripts, metrics)
@@ -241,7 +233,7 @@ class SelfPlayTrainer:
     # --- the loop ---------------------------------------------------------------------------------------------
 
     def train(self, rounds: int | None = None, *, resume: bool | str | Path = False) -> list[dict]:
-        """Train until `rounds` rounds are done (default: config.rounds) or the neutral streak stops it -> history.
+        """Train until `rounds` rounds are done (default: settings.rounds) or the neutral streak stops it -> history.
 
         `resume`: False starts a new run; True continues from the latest valid checkpoint in output_dir (a corrupt
         one is skipped with a warning naming the file); a path continues from that checkpoint; "auto" continues
@@ -251,28 +243,28 @@ class SelfPlayTrainer:
         warning; nothing is deleted. Resuming (True or a path) from a checkpoint of another run (other settings,
         seeds, model or adapters) raises `rlxf.infra.checkpoint.RunMismatch` saying what differs.
         """
-        rounds = self.config.rounds if rounds is None else check_count(rounds, "train(rounds=...)")
-        self.store.begin(resume, self.round, self.load_checkpoint)
-        if self.output_dir is not None:
-            clean_orphans(self.output_dir / "snapshots")
-        if self.round == 0:
-            self._snapshot()
-
-        def one_round() -> dict:
-            metrics = self.train_round()
-            every = self.config.snapshot_every
-            if every and self.round % every == 0:
+        rounds = self.settings.rounds if rounds is None else check_count(rounds, "train(rounds=...)")
+        with self.store.session():
+            self.store.begin(resume, self.round, self.load_checkpoint)
+            if self.output_dir is not None:
+                clean_orphans(self.output_dir / "snapshots")
+            if self.round == 0:
                 self._snapshot()
-            if (self.output_dir is not None and self.config.checkpoint_every
-                    and self.round % self.config.checkpoint_every == 0):
-                self.save_checkpoint()
-            return metrics
-
-        self.store.run(rounds, lambda: self.round, one_round, desc="self-play", progress_bar=self.config.progress_bar,
-                       postfix=lambda m: {name[:3]: f"{m[f'{name}/rating_received']:.0f}" for name in self.names},
-                       save=self.save_checkpoint, stop=lambda: self.stopped_at is not None)
-        if self.output_dir is not None and self.round > 0:
-            self._snapshot()  # the final adapters, whatever snapshot_every is
+            loop = progress.steps(rounds, initial=self.round, desc="self-play", show=self.settings.progress_bar)
+            for _ in loop:
+                if self.stopped_at is not None:
+                    break
+                metrics = self.train_round()
+                loop.show(**{name[:3]: f"{metrics[f'{name}/rating_received']:.0f}" for name in self.names})
+                if self.settings.snapshot_every and self.round % self.settings.snapshot_every == 0:
+                    self._snapshot()
+                every = self.settings.checkpoint_every
+                if self.output_dir is not None and every and self.round % every == 0:
+                    self.save_checkpoint()
+            if self.output_dir is not None and self.round > 0:
+                if not self.store.saved_at(self.round):
+                    self.save_checkpoint()  # the end of train() is always a checkpoint
+                self._snapshot()  # the final adapters, whatever snapshot_every is
         return self.history
 
     # --- files --------------------------------------------------------------------------------------------------
@@ -286,7 +278,7 @@ class SelfPlayTrainer:
 
     def _snapshot(self) -> Path | None:
         """Both adapters as they are after `self.round` rounds, in PEFT's format (for ΔW over training)."""
-        if self.output_dir is None or not self.config.snapshot_every:
+        if self.output_dir is None or not self.settings.snapshot_every:
             return None
         path = snapshot_dir(self.output_dir, self.round)
         if path.exists():
@@ -311,7 +303,7 @@ class SelfPlayTrainer:
             "round": self.round, "episodes": self.episodes, "transcript_lines": self.transcript_lines,
             "names": self.names, "stopped_at": self.stopped_at, "ratings": self.ratings,
             "rater_counts": {k: v for k, v in self.rater.stats.items() if k not in ("total", "parse_rate")},
-            "config": dataclasses.asdict(self.config), "history": self.history}, write_extras)
+            "config": dataclasses.asdict(self.settings), "history": self.history}, write_extras)
         for trainer in self.trainers.values():
             trainer.store.last_checkpoint = path
         return path
@@ -335,7 +327,8 @@ class SelfPlayTrainer:
         self.rater.restore_stats(state["rater_counts"])
         restore_rng(path)
         # Drop what rounds after the checkpoint wrote.
-        truncate_jsonl(self.output_dir / "transcripts.jsonl", self.transcript_lines, path)
+        truncate_jsonl(self.output_dir / "transcripts.jsonl", self.transcript_lines, path,
+                       source=path.parent / "transcripts.jsonl")  # path's own run's (output_dir's, or another's)
         self.store.loaded(path, self.history)
         return path
 
