@@ -5,3 +5,7 @@
   report    `python -m rlxf.run.report --profile demo --write-readme`: the README's measured section from results/
   notebook  `setup(seed=, data_dir=, artifacts_dir=)`: the notebooks' one setup call
 """
+
+from rlxf.run.runner import DEPENDS, discover_notebooks, load_profile, main
+
+__all__ = ["DEPENDS", "discover_notebooks", "load_profile", "main"]
