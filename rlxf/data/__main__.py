@@ -1,10 +1,12 @@
-"""Command line: `python -m rlxf.data hydrate --data-dir DIR --out DIR` and `python -m rlxf.data fixtures --out DIR`."""
+"""Command line: `python -m rlxf.data hydrate --data-dir DIR --out DIR`, `python -m rlxf.data fixtures --out DIR` and
+`python -m rlxf.data fetch --to DIR` (the public sources, where the internet is reachable; docs/DATA.md)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
+from rlxf.data import fetch as fetching
 from rlxf.data.files import DataError
 from rlxf.data.fixtures import write_fixtures
 from rlxf.data.hub import HUB_DATASETS
@@ -59,10 +61,13 @@ def main(argv: list[str] | None = None) -> int:
                      + ", ".join(f"{name} ({dataset})" for name, (dataset, _) in HUB_DATASETS.items()))
     fixtures = commands.add_parser("fixtures", help="write the small fixture corpora")
     fixtures.add_argument("--out", required=True, help="folder to write them to")
+    add_fetch_command(commands)
     args = parser.parse_args(argv)
     if args.command == "fixtures":
         print(f"fixtures: wrote {write_fixtures(args.out)}")
         return 0
+    if args.command == "fetch":
+        return run_fetch(args)
     try:
         manifest = hydrate(args.data_dir, args.out, sources=args.sources, strip_urls=not args.no_strip_urls,
                            seed=args.seed, force=args.force, political_hub=args.political_hub,
@@ -72,6 +77,45 @@ def main(argv: list[str] | None = None) -> int:
         print(f"hydrate: error: {error}", file=sys.stderr)
         return 1
     print("\n".join(summary(manifest)))
+    return 0
+
+
+def add_fetch_command(commands) -> None:
+    """The `fetch` subcommand and its options."""
+    fetch = commands.add_parser("fetch", help="download the public corpora into the layout hydrate reads")
+    fetch.add_argument("--to", required=True, help="data folder to fill (then: hydrate --data-dir it, or set "
+                       "RLXF_DATA_DIR to it)")
+    fetch.add_argument("--sources", nargs="+", default=list(fetching.SOURCES), choices=fetching.SOURCES)
+    fetch.add_argument("--force", action="store_true", help="download files that are already there again")
+    fetch.add_argument("--imdb-url", default=fetching.IMDB_URL, help="the aclImdb_v1.tar.gz archive (or a mirror)")
+    fetch.add_argument("--gutenberg-url", default=fetching.GUTENBERG_URL,
+                       help="Project Gutenberg's plain-text files, <URL>/<n>/pg<n>.txt (or a mirror)")
+    fetch.add_argument("--plato", nargs="+", default=[], metavar="TITLE=NUMBER",
+                       help="further Gutenberg e-books, e.g. Euthyphro=NUMBER (written to plato/TITLE.txt)")
+    fetch.add_argument("--political-url", default="", help="the 2018 House tweets CSV (handle,party,text); "
+                       "without it the senator tweets come from the hub")
+    fetch.add_argument("--political-sha256", default=None, help="expected sha256 of that CSV")
+    fetch.add_argument("--mona-url", default="", help=f"the MONA conditions CSV (from {fetching.MONA_PAGE})")
+    fetch.add_argument("--mona-sha256", default=None, help="expected sha256 of that CSV")
+
+
+def run_fetch(args) -> int:
+    """Run `fetch` with the parsed arguments; a bad source or download is one line on stderr."""
+    try:
+        books = {}
+        for item in args.plato:
+            title, sep, number = item.partition("=")
+            if not sep or not number.isdigit():
+                raise DataError(f"--plato {item!r}: expected TITLE=NUMBER, e.g. Euthyphro=1234")
+            books[title] = int(number)
+        fetching.fetch(args.to, sources=args.sources, force=args.force, imdb_url=args.imdb_url,
+                       gutenberg_url=args.gutenberg_url, plato=books, political_url=args.political_url,
+                       political_sha256=args.political_sha256, mona_url=args.mona_url,
+                       mona_sha256=args.mona_sha256)
+    except DataError as error:
+        print(f"fetch: error: {error}", file=sys.stderr)
+        return 1
+    print(f"fetch: done; next: python -m rlxf.data hydrate --data-dir {args.to}  (or RLXF_DATA_DIR={args.to})")
     return 0
 
 

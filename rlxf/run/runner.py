@@ -68,6 +68,7 @@ DRY_RUN_FROM_SMOKE = ("data_dir", "dtype")
 
 # Which notebooks' outputs each notebook reads (artifacts/<profile>/...): the order `--jobs` keeps.
 DEPENDS = {
+    "00": (),                      # the quickstart hydrates its own two tables
     "01": (),
     "02": ("01",),                 # tables
     "03": ("01", "02"),            # tables; 02's party classifier (rewards/party)
