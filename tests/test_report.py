@@ -80,8 +80,7 @@ def test_time_line_sums_the_prerequisites_and_names_the_file(tmp_path):
     assert "thread" not in line and line.endswith("2-core AMD EPYC CPU; `results/demo/run_summary.json`)")
     first = time_line(run, "01_data_hydration")  # no prerequisites; its threads are known
     assert first.startswith("10 s for this notebook (") and "2 threads at start;" in first
-    with pytest.raises(KeyError, match="no entry for 07_x"):
-        time_line(run, "07_x")
+    assert time_line(run, "07_x").startswith("not measured yet")  # a notebook the committed run did not run
     del run["notebooks"][-1]  # 03 missing: 04's sum cannot be formed
     with pytest.raises(KeyError, match=r"\['03'\]"):
         time_line(run, "04_lora_ppo")

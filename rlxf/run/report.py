@@ -185,7 +185,7 @@ def time_line(run: dict, notebook: str, profile: str = "demo") -> str:
     when it reads other notebooks' outputs, the sum with all of them (run one after another)."""
     entries = {Path(e["notebook"]).stem: e for e in run["notebooks"]}
     if notebook not in entries:
-        raise KeyError(f"results/{profile}/run_summary.json has no entry for {notebook} (has: {sorted(entries)})")
+        return f"not measured yet: the committed {profile} run (`results/{profile}/run_summary.json`) did not run it"
     entry, by_key = entries[notebook], {stem[:2]: e for stem, e in entries.items()}
     before = _prerequisites(notebook[:2])
     missing = [k for k in before if k not in by_key]
