@@ -104,10 +104,18 @@ class LinearTextClassifier:
             groups = np.asarray(groups)
             if len(groups) != len(texts):
                 raise ValueError(f"groups has {len(groups)} entries, expected {len(texts)}: one per text")
-            folds = list(GroupKFold(n_splits=self.settings.cv_folds).split(texts, y, groups))
+            n_splits = min(self.settings.cv_folds, len(np.unique(groups)))
+            splitter = GroupKFold(n_splits=max(n_splits, 2))
         else:
-            splitter = StratifiedKFold(n_splits=self.settings.cv_folds, shuffle=True, random_state=self.settings.seed)
-            folds = list(splitter.split(texts, y))
+            n_splits = min(self.settings.cv_folds, int(np.bincount(y)[np.bincount(y) > 0].min()))
+            splitter = StratifiedKFold(n_splits=max(n_splits, 2), shuffle=True, random_state=self.settings.seed)
+        if n_splits < 2:
+            raise ValueError(f"{len(texts)} training texts allow no {self.settings.cv_folds}-fold cross-validation "
+                             "(a class or the groups occur only once): give more texts")
+        # a fold whose training part holds a single class cannot fit a regression; it is skipped
+        folds = [(a, b) for a, b in splitter.split(texts, y, groups) if len(np.unique(y[a])) > 1]
+        if not folds:
+            raise ValueError("every cross-validation fold's training part holds a single class: give more texts")
         array = np.asarray(texts, dtype=object)
         self.cv_log_loss = {}
         for c in self.settings.c_grid:
