@@ -49,7 +49,7 @@ def run_task(task, seed: int, settings: LinearSettings, extra_rows=()) -> list[d
     base = baselines(task.train_texts, task.train_labels, task.test_texts, task.test_labels, seed=seed)
     seconds = time.perf_counter() - started
     rows = [{"model": "majority", "n_test": int(len(y)), "accuracy": base["majority"]["accuracy"], "auc": 0.5},
-            measure("tfidf_logreg (03 baseline)", y, _proba1(task, seed), seconds, seed)]
+            measure(f"tfidf_logreg on {task.name} (03 baseline)", y, _proba1(task, seed), seconds, seed)]
     rows += list(extra_rows)
     model = LinearTextClassifier(task.label_names, settings)
     started = time.perf_counter()
