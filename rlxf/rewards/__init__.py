@@ -2,6 +2,7 @@
 
 - `base`: the reward_fn protocol (`RewardFunction`, `check_batch`, `check_texts`), `CombinedReward`, `ConstantReward`
 - `classifiers`: text classifiers (weighted cross-entropy training, predict, save/load) and `ClassifierReward`
+- `linear`: `LinearTextClassifier`, TF-IDF + logistic regression (C by cross-validation) with the classifier API
 - `reports`: a classifier's held-out report, its baselines and calibration
 - `tasks`: the studies' three classifiers (MONA experience, party, sentiment), trained once and cached
 - `experience`: `ExperienceReward`, P(MET) from the MONA classifier
@@ -52,7 +53,8 @@ from rlxf.rewards.judge import (
     ranking_accuracy,
     verdict_score,
 )
-from rlxf.rewards.reports import Calibration, baselines, calibration, classification_report
+from rlxf.rewards.linear import LinearSettings, LinearTextClassifier
+from rlxf.rewards.reports import Calibration, baselines, calibration, classification_report, tfidf_logreg_proba
 from rlxf.rewards.robust import (
     ids_relabel,
     score_mean_variance,
@@ -66,6 +68,7 @@ from rlxf.rewards.tasks import (
     ClassifierTask,
     FittedClassifier,
     fit_classifier,
+    fit_linear,
     mona_task,
     party_task,
     sentiment_task,
@@ -77,10 +80,12 @@ __all__ = [
     # classifiers
     "ClassifierResult", "ClassifierReward", "ClassifierSettings", "balanced_class_weights", "check_labels",
     "load_saved_classifier", "predict_logits", "predict_proba", "save_classifier", "train_classifier",
+    # linear
+    "LinearSettings", "LinearTextClassifier",
     # reports
-    "Calibration", "baselines", "calibration", "classification_report",
+    "Calibration", "baselines", "calibration", "classification_report", "tfidf_logreg_proba",
     # tasks
-    "MONA_LABELS", "PARTIES", "SENTIMENT_LABELS", "ClassifierTask", "FittedClassifier", "fit_classifier",
+    "MONA_LABELS", "PARTIES", "SENTIMENT_LABELS", "ClassifierTask", "FittedClassifier", "fit_classifier", "fit_linear",
     "mona_task", "party_task", "sentiment_task",
     # experience
     "MONA_METADATA_FIELDS", "ExperienceReward",

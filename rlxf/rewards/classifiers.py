@@ -27,6 +27,7 @@ from rlxf.infra.tracking import check_report_to
 from rlxf.lm.precision import check_dtype, trainer_precision_kwargs, training_precision, without_autocast_wrapper
 from rlxf.progress import progress
 from rlxf.rewards.base import RewardFunction, check_batch, check_texts
+from rlxf.rewards.linear import LinearTextClassifier, is_linear_dir
 
 
 @dataclass
@@ -258,8 +259,13 @@ def train_classifier(
 
 @torch.no_grad()
 def predict_logits(model, tokenizer, texts: Sequence[str], batch_size: int = 32, max_length: int = 512) -> np.ndarray:
-    """Raw logits, shape (n, num_labels), batched without gradients on the model's device; order kept."""
+    """Raw logits, shape (n, num_labels), batched without gradients on the model's device; order kept.
+
+    A `LinearTextClassifier` (tokenizer None) gives its log-probabilities.
+    """
     texts = check_texts(texts, "texts")
+    if isinstance(model, LinearTextClassifier):
+        return model.predict_logits(texts)
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     num_labels = int(model.config.num_labels)
@@ -309,8 +315,11 @@ def save_classifier(model, tokenizer, directory: str | Path) -> Path:
 
 
 def load_saved_classifier(directory: str | Path, *, device: str | torch.device | None = None):
-    """(model, tokenizer) written by `save_classifier`, in eval mode, on `device` (default: CPU)."""
+    """(model, tokenizer) written by `save_classifier`, in eval mode, on `device` (default: CPU); for a directory
+    written by `LinearTextClassifier.save`, (that classifier, None)."""
     directory = Path(directory)
+    if is_linear_dir(directory):
+        return LinearTextClassifier.load(directory), None
     if not (directory / "config.json").is_file() or not any(directory.glob("*.safetensors")):
         raise FileNotFoundError(f"{directory}: no saved classifier here (expected config.json and *.safetensors)")
     model = AutoModelForSequenceClassification.from_pretrained(directory, use_safetensors=True)

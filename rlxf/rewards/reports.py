@@ -97,15 +97,22 @@ def baselines(
         raise ValueError("train_labels hold a single class: a classifier baseline needs at least two")
     frequencies = np.bincount(y_train, minlength=k) / len(y_train)
     majority = np.tile(frequencies, (len(y_test), 1))
-    vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1)
-    regression = LogisticRegression(max_iter=2000, class_weight=class_weight, random_state=seed)
-    regression.fit(vectorizer.fit_transform(train_texts), y_train)
-    tfidf = np.zeros((len(y_test), k))
-    tfidf[:, regression.classes_] = regression.predict_proba(vectorizer.transform(test_texts))
+    tfidf = tfidf_logreg_proba(train_texts, y_train, test_texts, k, class_weight=class_weight, seed=seed)
     return {
         "majority": classification_report(y_test, majority, labels=labels),
         "tfidf_logreg": classification_report(y_test, tfidf, labels=labels),
     }
+
+
+def tfidf_logreg_proba(train_texts: Sequence[str], train_labels: np.ndarray, test_texts: Sequence[str],
+                       num_labels: int, *, class_weight: str | None = "balanced", seed: int = 0) -> np.ndarray:
+    """The TF-IDF (1-2 grams) + logistic-regression baseline's test probabilities, shape (n_test, num_labels)."""
+    vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1)
+    regression = LogisticRegression(max_iter=2000, class_weight=class_weight, random_state=seed)
+    regression.fit(vectorizer.fit_transform(list(train_texts)), train_labels)
+    proba = np.zeros((len(test_texts), num_labels))
+    proba[:, regression.classes_] = regression.predict_proba(vectorizer.transform(list(test_texts)))
+    return proba
 
 
 @dataclass
