@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
-import pytest
-
 import numpy as np
+import pytest
 
 from rlxf.analysis.plotting import (
     MIN_FONT_PT,
