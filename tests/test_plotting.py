@@ -3,9 +3,19 @@
 from __future__ import annotations
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pytest
 
-from rlxf.analysis.plotting import PARTY_COLOURS, draw_neutral_band, party_colour, save_figure
+from rlxf.analysis.plotting import (
+    MIN_FONT_PT,
+    PARTY_COLOURS,
+    count_range,
+    draw_neutral_band,
+    moving_average,
+    party_colour,
+    plural,
+    save_figure,
+)
 from rlxf.data.political import PARTIES
 from rlxf.paths import REPO_ROOT
 from rlxf.selfplay import SelfPlaySettings
@@ -36,6 +46,37 @@ def test_save_figure_checks_the_name(tmp_path):
     with pytest.raises(ValueError, match="NN_lowercase_words"):
         save_figure(fig, tmp_path, "band.png")
     plt.close(fig)
+
+
+def test_save_figure_refuses_text_too_small_to_read(tmp_path):
+    fig, ax = plt.subplots()
+    ax.set_title("readable")
+    ax.text(0.5, 0.5, "tiny note", fontsize=MIN_FONT_PT - 1)
+    with pytest.raises(ValueError, match=r"05_small: 1 text\(s\) smaller than 9 pt: 'tiny note' at 8 pt"):
+        save_figure(fig, tmp_path, "05_small")
+    assert not (tmp_path / "05_small.png").exists()
+    ax.tick_params(labelsize=7)  # tick labels count too, once drawn
+    with pytest.raises(ValueError, match="smaller than 9 pt"):
+        save_figure(fig, tmp_path, "05_small")
+    plt.close(fig)
+
+
+def test_figure_text_helpers():
+    assert plural(1, "debate") == "1 debate"
+    assert plural(2, "debate") == "2 debates"
+    assert plural(0, "reply", "replies") == "0 replies"
+    assert count_range([4, 4, 4]) == "4"
+    assert count_range(np.array([[2, 4], [3, 4]])) == "2-4"
+    with pytest.raises(ValueError, match="no counts"):
+        count_range([])
+
+
+def test_moving_average_is_trailing_and_shorter_at_the_start():
+    assert moving_average([1, 3, 5, 7], 2).tolist() == [1.0, 2.0, 4.0, 6.0]
+    assert moving_average([2, 4, 9], 5).tolist() == [2.0, 3.0, 5.0]
+    assert moving_average([1, 2], 1).tolist() == [1.0, 2.0]
+    with pytest.raises(ValueError, match="window must be >= 1"):
+        moving_average([1, 2], 0)
 
 
 def test_save_figure_shows_the_saved_png_in_a_notebook(tmp_path):
