@@ -132,3 +132,97 @@ def test_a_key_with_whitespace_or_control_characters_is_refused_without_showing_
             reply = judge.generate(["Is it good?"])[0]
     assert server.seen == [] and reply.error == "bad_key" and KEY_ENV in reply.detail
     assert not leaked(reply.detail) and not leaked(caplog.text)
+
+
+# ------------------------------------------------------------------------------------------------ PPO settings
+
+
+def ppo_settings(**overrides):
+    from rlxf.algos.ppo import PPOSettings
+
+    return PPOSettings(**{**dict(batch_size=4, max_new_tokens=2, ppo_epochs=1, progress_bar=False), **overrides})
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"horizon": 0.5}, r"horizon must be an int >= 1"),
+    ({"horizon": 1, "batch_size": 8}, r"horizon \(1\) must be >= batch_size \(8\).*negative"),
+    ({"num_minibatches": 1.5}, r"num_minibatches must be an int"),
+    ({"checkpoint_every": 2.5}, r"checkpoint_every must be an int >= 0"),
+    ({"max_new_tokens": 3.5}, r"max_new_tokens must be an int >= 1"),
+    ({"batch_size": 2.5}, r"batch_size must be an int >= 1"),
+    ({"seed": -1}, r"seed must be an int in \[0, 2\*\*32 - 1\]"),
+    ({"seed": 2**40}, r"seed must be an int"),
+    ({"seed": 1.5}, r"seed must be an int"),
+    ({"learning_rate": float("inf")}, r"learning_rate must be finite"),
+    ({"init_kl_coef": float("nan")}, r"init_kl_coef must be finite"),
+    ({"init_kl_coef": float("inf")}, r"init_kl_coef must be finite"),
+    ({"vf_coef": float("nan")}, r"vf_coef must be finite"),
+    ({"missing_eos_penalty": float("inf")}, r"missing_eos_penalty must be finite"),
+    ({"missing_eos_penalty": float("nan")}, r"missing_eos_penalty must be finite"),
+])
+def test_ppo_settings_that_change_the_method_are_refused_naming_the_field(overrides, message):
+    with pytest.raises(ValueError, match=rf"PPOSettings\.{message}"):
+        ppo_settings(**overrides)
+
+
+def test_the_adaptive_kl_coefficient_never_turns_negative():
+    from rlxf.algos.ppo import AdaptiveKLController
+
+    controller = AdaptiveKLController(0.1, target=6.0, horizon=1)
+    with pytest.raises(ValueError, match=r"8 samples with the adaptive KL horizon 1.*negative"):
+        controller.update(current_kl=0.0, n_steps=8)
+    controller = AdaptiveKLController(0.1, target=6.0, horizon=8)
+    for _ in range(50):
+        controller.update(current_kl=0.0, n_steps=8)
+    assert controller.value > 0
+
+
+@pytest.fixture(scope="module")
+def tiny_ppo():
+    from rlxf.algos.ppo import PPOTrainer
+    from rlxf.lm.models import load_causal_lm
+
+    model, tokenizer = load_causal_lm("tiny-llama", device="cpu")
+    return lambda **overrides: PPOTrainer(model, tokenizer, ppo_settings(**overrides))
+
+
+PROMPTS = ["What is justice?", "How are you today?", "The movie was", "I think the government"]
+
+
+@pytest.mark.parametrize("rewards, message", [
+    (lambda p, c: {"a": 1.0, "b": 2.0, "c": 3.0, "d": 4.0}, r"reward_fn gave a dict \(unordered"),
+    (lambda p, c: {0.1, 0.2, 0.3, 0.4}, r"reward_fn gave a set \(unordered"),
+    (lambda p, c: __import__("torch").ones(2, 2), r"reward_fn gave a Tensor of shape \(2, 2\)"),
+    (lambda p, c: __import__("numpy").ones((2, 2)), r"reward_fn gave a ndarray of shape \(2, 2\)"),
+    (lambda p, c: [1e39] * 4, r"non-finite reward 1e\+39.*float32"),
+])
+def test_rewards_must_be_a_sequence_of_the_batch_length(tiny_ppo, rewards, message):
+    with pytest.raises(ValueError, match=rf"step 1: {message}"):
+        tiny_ppo().train(PROMPTS, rewards, steps=1)
+
+
+def test_huge_rewards_give_an_error_naming_the_term_and_the_scale(tiny_ppo):
+    with pytest.raises(FloatingPointError, match=r"step 1: non-finite loss.*value loss is inf.*rewards reach 1e\+30"):
+        tiny_ppo().train(PROMPTS, lambda p, c: [1e30, -1e30, 1e30, 0.0], steps=1)
+
+
+def test_num_minibatches_that_do_not_divide_the_batch_run_every_minibatch(tiny_ppo, monkeypatch):
+    import torch
+
+    trainer = tiny_ppo(num_minibatches=3)
+    calls = []
+    step = trainer.optimizer.step
+    monkeypatch.setattr(trainer.optimizer, "step", lambda *a, **k: (calls.append(1), step(*a, **k))[1])
+    trainer.step(["a b", "c d", "e f", "g h"], [torch.tensor([5, 6]), torch.tensor([7]), torch.tensor([8, 9]),
+                                                torch.tensor([10])], [1.0, 0.0, 0.5, 0.2])
+    assert len(calls) == 3
+
+
+@pytest.mark.parametrize("response, message", [
+    ([5, 10**7], r"responses\[0\] has the token id 10000000 outside the tokenizer's vocabulary"),
+    ([5, -3], r"responses\[0\] has the token id -3 outside"),
+    ([5.5, 6.0], r"responses\[0\] must hold integer token ids"),
+])
+def test_out_of_vocabulary_or_fractional_token_ids_are_named(tiny_ppo, response, message):
+    with pytest.raises(ValueError, match=message):
+        tiny_ppo().step(["a b"], [response], [1.0])
