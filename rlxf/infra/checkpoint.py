@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 
 from rlxf.infra.threads import follow_thread_budget
 from rlxf.infra.tracking import MetricsLog, check_report_to
+from rlxf.paths import output_path
 
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
 # What `atomic_dir` leaves behind when its process dies: `.<name>.tmp-<pid>` (unfinished) and `.<name>.old-<pid>`
@@ -363,7 +364,7 @@ class RunStore:
     def __init__(self, output_dir: str | Path | None, *, state_file: str, kind: str, unit: str, owner: str,
                  metrics_file: str | None = None, report_to: str = "none",
                  keep_checkpoints: int | None = None, run_files: Iterable[str] = ()):
-        self.output_dir = Path(output_dir) if output_dir is not None else None
+        self.output_dir = output_path(output_dir, f"{owner}.output_dir") if output_dir is not None else None
         self.state_file, self.kind, self.unit, self.owner = state_file, kind, unit, owner
         self.metrics_file, self.keep_checkpoints, self.run_files = metrics_file, keep_checkpoints, tuple(run_files)
         self.fingerprint: dict = {}

@@ -18,8 +18,8 @@ two-thread notebook (`benchmarks/threads.py` measures it). run_summary.json then
 which the headline's total is.
 
 `--dry-run` runs a profile's notebooks on CPU in minutes: its parameters, except that every number or list (sizes,
-steps, rates), `data_dir` and `dtype` take the smoke profile's value and the models become the tiny ones; outputs go
-to `artifacts/<profile>-dry-run/`.
+steps, rates), `data_dir`, `dtype` and `report_to` (no tracker) take the smoke profile's value and the models become
+the tiny ones; outputs go to `artifacts/<profile>-dry-run/`.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from typing import Any
 
 import yaml
 
-from rlxf.paths import REPO_ROOT
+from rlxf.paths import REPO_ROOT, output_path
 from rlxf.run.runlog import (
     NotebookRun,
     Profile,
@@ -59,7 +59,7 @@ _NOTEBOOK_NAME = re.compile(r"^(\d\d)_[a-z0-9_]+\.ipynb$")
 KERNEL = "rlxf"
 # --dry-run: the tiny model that stands in for each model parameter, and the smoke values taken whatever their type.
 DRY_RUN_MODELS = {"policy_model": "tiny-llama", "judge_model": "tiny-llama", "encoder": "tiny-bert"}
-DRY_RUN_FROM_SMOKE = ("data_dir", "dtype")
+DRY_RUN_FROM_SMOKE = ("data_dir", "dtype", "report_to")  # a dry run tracks to nowhere unless -p asks
 
 
 # Which notebooks' outputs each notebook reads (artifacts/<profile>/...): the order `--jobs` keeps.
@@ -96,7 +96,7 @@ def load_profile(name: str, configs_dir: Path = CONFIGS_DIR) -> Profile:
     if not path.is_file():
         known = sorted(p.stem for p in configs_dir.glob("*.yaml"))
         raise RunnerError(f"no profile {name!r}: {path} does not exist (known profiles: {', '.join(known)})")
-    raw = yaml.safe_load(path.read_text()) or {}
+    raw = load_yaml(path.read_text(), str(path)) or {}
     if not isinstance(raw, dict):
         raise RunnerError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
     for key in ("figures_dir", "artifacts_dir", "params"):
@@ -126,19 +126,46 @@ def load_profile(name: str, configs_dir: Path = CONFIGS_DIR) -> Profile:
     )
 
 
-def _scalar(value: str, item: str = "") -> Any:
-    """A YAML scalar, except that `1e-4` is a float (PyYAML follows YAML 1.1, which needs `1.0e-4`)."""
+class Yaml12Loader(yaml.SafeLoader):
+    """PyYAML's safe loader with YAML 1.2's core schema: `010` is 10 (not octal 8), `1:30` a string (not 90),
+    `yes`/`on` strings (not booleans), `1e-4` a float."""
+
+    yaml_implicit_resolvers: dict = {}
+
+
+for _tag, _pattern, _first in (
+    ("bool", r"^(?:true|True|TRUE|false|False|FALSE)$", "tTfF"),
+    ("null", r"^(?:~|null|Null|NULL|)$", ["~", "n", "N", ""]),
+    ("int", r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$", "-+0123456789"),
+    ("float", r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?"
+              r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$", "-+0123456789."),
+):
+    Yaml12Loader.add_implicit_resolver(f"tag:yaml.org,2002:{_tag}", re.compile(_pattern), list(_first))
+
+
+def _yaml12_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
+    text = loader.construct_scalar(node)
+    base = {"0o": 8, "0x": 16}.get(text[:2], 10)
+    return int(text[2:] if base != 10 else text, base)
+
+
+Yaml12Loader.add_constructor("tag:yaml.org,2002:int", _yaml12_int)
+
+
+def load_yaml(text: str, where: str) -> Any:
+    """YAML 1.2 text; an error names `where` (a file, a -p item) and the line."""
     try:
-        parsed = yaml.safe_load(value) if value else ""
+        return yaml.load(text, Loader=Yaml12Loader)  # noqa: S506 (a SafeLoader)
     except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise RunnerError(f"-p {item!r}: the value {value!r} is not valid YAML ({problem})") from None
-    if isinstance(parsed, str):
-        try:
-            return float(parsed)
-        except ValueError:
-            return parsed
-    return parsed
+        raise RunnerError(f"{where}: not valid YAML{at} ({problem})") from None
+
+
+def _scalar(value: str, item: str = "") -> Any:
+    """A YAML 1.2 value: `8` an int, `1e-4` a float, `010` 10, `1:30` and `yes` strings."""
+    return load_yaml(value, f"-p {item!r}: the value {value!r} is") if value else ""
 
 
 def parse_overrides(items: list[str]) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
@@ -223,7 +250,10 @@ def plan(
     # Overriding where outputs go moves the runner's own outputs (executed notebooks, summary) there too.
     for key in ("artifacts_dir", "figures_dir"):
         if key in everywhere:
-            setattr(profile, key, Path(str(everywhere.pop(key))).expanduser().resolve())
+            try:
+                setattr(profile, key, output_path(everywhere.pop(key), f"-p {key}"))
+            except ValueError as err:
+                raise RunnerError(str(err)) from None
     for number in per_notebook:
         if number not in selected:
             raise RunnerError(f"-p {number}:...: notebook {number} is not among those selected ({selected})")
@@ -279,7 +309,7 @@ def _is_size(value: Any) -> bool:
 
 def dry_run(profile: Profile, notebooks: dict[str, Path], only: list[str] | None, overrides: list[str],
             configs_dir: Path = CONFIGS_DIR) -> list[tuple[str, Path, dict[str, Any]]]:
-    """`profile`'s plan at smoke size: every number or list it sets, and data_dir and dtype, take the smoke
+    """`profile`'s plan at smoke size: every number or list it sets, and data_dir, dtype and report_to, take the smoke
     profile's value; model parameters become the tiny models; outputs go to `artifacts/<profile>-dry-run/`.
     `-p` overrides win over all of that."""
     profile.artifacts_dir = REPO_ROOT / "artifacts" / f"{profile.name}-dry-run"
@@ -336,6 +366,8 @@ def execute(
     from papermill.exceptions import PapermillExecutionError
 
     out_dir = profile.artifacts_dir / "notebooks"
+    if out_dir.resolve() == NOTEBOOKS_DIR.resolve():
+        raise RunnerError(f"artifacts_dir {profile.artifacts_dir}: executed notebooks would overwrite the sources")
     out_dir.mkdir(parents=True, exist_ok=True)
     profile.figures_dir.mkdir(parents=True, exist_ok=True)
     kernel = pick_kernel()
@@ -398,42 +430,43 @@ def execute_parallel(profile: Profile, steps: list[tuple[str, Path, dict[str, An
     budgets_dir.mkdir(parents=True, exist_ok=True)
     threads, timeline = {}, []  # each running notebook's current share; every change, for run_summary.json
     started = time.time()
-    while waiting or running:
-        ready = [k for k in waiting if all(d in done or d not in keys for d in DEPENDS.get(k, ()))]
-        launch = []
-        while ready and len(running) + len(launch) < jobs and not failed:
-            launch.append(ready.pop(0))
-            waiting.remove(launch[-1])
-        # The cores are split between everything running now; a notebook still running takes its new share at its
-        # next long loop (rlxf.infra.threads.follow_thread_budget reads the file named by RLXF_THREADS_FILE).
-        for key, share in split_cores(cores, [*running, *launch]).items():
-            if threads.get(key) == share:
-                continue
-            at = round(time.time() - started, 1)
-            (budgets_dir / key).write_text(f"{share}\n")
-            threads[key] = share
-            timeline.append({"key": key, "threads": share, "at_s": at})
-            if key in launch:
-                env = {**os.environ, "OMP_NUM_THREADS": str(share), "MKL_NUM_THREADS": str(share),
-                       THREADS_FILE: str((budgets_dir / key).resolve())}
-                command = [sys.executable, "-m", "rlxf.run", "--profile", profile.name, "--only", key, *child_args]
-                print(f"[rlxf.run] start {key} with {share} thread(s) at {at:.0f} s", flush=True)
-                running[key] = _spawn(command, env)
-            else:
-                print(f"[rlxf.run] {key} now gets {share} thread(s) at {at:.0f} s", flush=True)
-        if failed and not running:
-            break
-        if not running:
-            raise RunnerError(f"notebooks {waiting} wait for notebooks that are not planned or failed")
-        time.sleep(1.0)
-        for key, process in list(running.items()):
-            if process.poll() is None:
-                continue
-            del running[key]
-            threads.pop(key, None)
-            (done if process.returncode == 0 else failed).append(key)
-            print(f"[rlxf.run] {key} {'done' if process.returncode == 0 else 'FAILED'} at "
-                  f"{time.time() - started:.0f} s", flush=True)
+    with _children_stopped_on_signal(running):
+        while waiting or running:
+            ready = [k for k in waiting if all(d in done or d not in keys for d in DEPENDS.get(k, ()))]
+            launch = []
+            while ready and len(running) + len(launch) < jobs and not failed:
+                launch.append(ready.pop(0))
+                waiting.remove(launch[-1])
+            # The cores are split between everything running now; a notebook still running takes its new share at its
+            # next long loop (rlxf.infra.threads.follow_thread_budget reads the file named by RLXF_THREADS_FILE).
+            for key, share in split_cores(cores, [*running, *launch]).items():
+                if threads.get(key) == share:
+                    continue
+                at = round(time.time() - started, 1)
+                (budgets_dir / key).write_text(f"{share}\n")
+                threads[key] = share
+                timeline.append({"key": key, "threads": share, "at_s": at})
+                if key in launch:
+                    env = {**os.environ, "OMP_NUM_THREADS": str(share), "MKL_NUM_THREADS": str(share),
+                           THREADS_FILE: str((budgets_dir / key).resolve())}
+                    command = [sys.executable, "-m", "rlxf.run", "--profile", profile.name, "--only", key, *child_args]
+                    print(f"[rlxf.run] start {key} with {share} thread(s) at {at:.0f} s", flush=True)
+                    running[key] = _spawn(command, env)
+                else:
+                    print(f"[rlxf.run] {key} now gets {share} thread(s) at {at:.0f} s", flush=True)
+            if failed and not running:
+                break
+            if not running:
+                raise RunnerError(f"notebooks {waiting} wait for notebooks that are not planned or failed")
+            time.sleep(1.0)
+            for key, process in list(running.items()):
+                if process.poll() is None:
+                    continue
+                del running[key]
+                threads.pop(key, None)
+                (done if process.returncode == 0 else failed).append(key)
+                print(f"[rlxf.run] {key} {'done' if process.returncode == 0 else 'FAILED'} at "
+                      f"{time.time() - started:.0f} s", flush=True)
     wall = time.time() - started
     summary = read_summary(profile.artifacts_dir)
     by_key = {entry["key"]: entry for entry in summary["notebooks"]}
@@ -444,6 +477,33 @@ def execute_parallel(profile: Profile, steps: list[tuple[str, Path, dict[str, An
                           f"{', '.join(waiting) or 'none'}")
     _write_summary(profile, [], wall={"wall_seconds": wall, "jobs": jobs, "threads_timeline": timeline})
     return runs
+
+
+@contextmanager
+def _children_stopped_on_signal(running: dict):
+    """SIGTERM or SIGINT to this runner (a scheduler, `timeout`, Ctrl-C) stops every child runner too (each shuts
+    down its kernel on SIGTERM: nbclient's handler), then the run ends with a RunnerError; no orphans are left."""
+    import signal
+
+    def stop(signum, frame):
+        names = ", ".join(running) or "none"
+        raise RunnerError(f"stopped by {signal.Signals(signum).name}; the notebooks running ({names}) were stopped too")
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        for process in running.values():
+            if process.poll() is None:
+                process.terminate()
+        deadline = time.time() + 30.0
+        for process in running.values():
+            try:
+                process.wait(timeout=max(0.1, deadline - time.time()))
+            except Exception:  # noqa: BLE001 (TimeoutExpired: it did not stop in 30 s)
+                process.kill()
 
 
 def split_cores(cores: int, keys: list[str]) -> dict[str, int]:
