@@ -226,3 +226,159 @@ def test_num_minibatches_that_do_not_divide_the_batch_run_every_minibatch(tiny_p
 def test_out_of_vocabulary_or_fractional_token_ids_are_named(tiny_ppo, response, message):
     with pytest.raises(ValueError, match=message):
         tiny_ppo().step(["a b"], [response], [1.0])
+
+
+# ------------------------------------------------------------------------------------------------ outputs where asked
+
+
+@pytest.mark.parametrize("value, message", [
+    ("", r"artifacts_dir is empty"), ("   ", r"artifacts_dir is empty"), ("$UNSET_DIR/x", r"unexpanded environment"),
+    (".", r"repository root"), ("notebooks", r"under notebooks/"), ("notebooks/out", r"under notebooks/"),
+])
+def test_an_empty_or_unexpanded_output_path_is_an_error(tmp_path, value, message, monkeypatch):
+    from rlxf.paths import REPO_ROOT
+    from rlxf.run import runner as run
+    from tests.test_run import _notebook, _profile
+
+    monkeypatch.chdir(REPO_ROOT)
+    notebooks = {"01": _notebook(tmp_path / "01_a.ipynb", "pass")}
+    with pytest.raises(run.RunnerError, match=message):
+        run.plan(_profile(tmp_path), notebooks, None, [f"artifacts_dir={value}"])
+    with pytest.raises(run.RunnerError, match=message.replace("artifacts_dir", "figures_dir")):
+        run.plan(_profile(tmp_path), notebooks, None, [f"figures_dir={value}"])
+
+
+def test_settings_output_dir_empty_is_an_error_and_tilde_is_expanded(tmp_path, monkeypatch):
+    from rlxf.infra.checkpoint import RunStore
+
+    with pytest.raises(ValueError, match=r"PPOSettings.output_dir is empty"):
+        RunStore("", state_file="s.json", kind="PPO", unit="step", owner="PPOSettings")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    store = RunStore("~/runs/a", state_file="s.json", kind="PPO", unit="step", owner="PPOSettings")
+    assert store.output_dir == tmp_path / "runs" / "a"
+
+
+def test_notebook_setup_refuses_an_empty_artifacts_dir():
+    from rlxf.run.notebook import setup
+
+    with pytest.raises(ValueError, match=r"artifacts_dir is empty"):
+        setup(seed=0, data_dir="fixtures", artifacts_dir="", hydrate=False)
+
+
+# ------------------------------------------------------------------------------------------------ runner values
+
+
+@pytest.mark.parametrize("item, expected", [("seed=010", 10), ("seed=1:30", "1:30"), ("flag=yes", "yes"),
+                                            ("lr=1e-4", 1e-4), ("x=0x10", 16), ("seed=-3", -3),
+                                            ("v=.inf", float("inf"))])
+def test_parameters_are_read_as_yaml_1_2(item, expected):
+    from rlxf.run import runner as run
+
+    assert run.parse_overrides([item])[0] == {item.split("=")[0]: expected}
+
+
+def test_a_sexagesimal_or_yes_value_is_refused_where_an_int_or_bool_is_declared(tmp_path):
+    from rlxf.run import runner as run
+    from tests.test_run import _notebook, _profile
+
+    notebooks = {"01": _notebook(tmp_path / "01_a.ipynb", "pass", params='profile = "x"\nseed = 0\ndata_dir = ""\n'
+                                 'artifacts_dir = ""\nfigures_dir = ""\nsteps = 1\nflag = False\n')}
+    assert run.plan(_profile(tmp_path), notebooks, None, ["seed=010"])[0][2]["seed"] == 10
+    with pytest.raises(run.RunnerError, match=r"parameter 'seed' of 01_a.ipynb must be an integer.*'1:30'"):
+        run.plan(_profile(tmp_path), notebooks, None, ["seed=1:30"])
+    with pytest.raises(run.RunnerError, match=r"parameter 'flag' of 01_a.ipynb must be a boolean.*'yes'"):
+        run.plan(_profile(tmp_path), notebooks, None, ["flag=yes"])
+
+
+def test_a_profile_yaml_syntax_error_names_the_file_and_line(tmp_path):
+    from rlxf.run import runner as run
+
+    (tmp_path / "bad.yaml").write_text("figures_dir: f\nartifacts_dir: a\nparams: {profile: bad\n")
+    with pytest.raises(run.RunnerError, match=r"bad\.yaml: not valid YAML at line \d+"):
+        run.load_profile("bad", configs_dir=tmp_path)
+
+
+def test_a_run_summary_of_another_shape_is_kept(tmp_path):
+    from rlxf.run import runner as run
+
+    profile = _runner_profile(tmp_path)
+    profile.artifacts_dir.mkdir(parents=True)
+    (profile.artifacts_dir / "run_summary.json").write_text('{"runs": [1, 2, 3]}')
+    run._write_summary(profile, [run.NotebookRun("01", "01_a.ipynb", 1.0, [], "x")])
+    kept = list(profile.artifacts_dir.glob("run_summary.unknown-*.json"))
+    assert len(kept) == 1 and json.loads(kept[0].read_text()) == {"runs": [1, 2, 3]}
+    assert run.read_summary(profile.artifacts_dir)["notebooks"][0]["key"] == "01"
+
+
+def _runner_profile(tmp_path):
+    from tests.test_run import _profile
+
+    return _profile(tmp_path)
+
+
+CHILD_RUNNER = r"""
+import os, signal, sys, time
+from pathlib import Path
+from rlxf.run import runner as run
+from tests.test_run import _notebook, _profile
+
+tmp = Path(sys.argv[1])
+pids = tmp / "pids"
+pids.mkdir()
+def spawn(command, env):
+    import subprocess
+    key = command[command.index("--only") + 1]
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    (pids / key).write_text(str(child.pid))
+    return child
+run._spawn = spawn
+notebooks = {k: _notebook(tmp / f"{k}_a.ipynb", "pass") for k in ("04", "05")}
+profile = _profile(tmp)
+steps = run.plan(profile, notebooks, None, [])
+try:
+    run.execute_parallel(profile, steps, 2, [])
+except run.RunnerError as err:
+    print("stopped:", err, flush=True)
+    sys.exit(3)
+"""
+
+
+@pytest.mark.parametrize("signame", ["SIGTERM", "SIGINT"])
+def test_sigterm_to_a_parallel_run_stops_every_child(tmp_path, signame):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from rlxf.paths import REPO_ROOT
+
+    parent = subprocess.Popen([sys.executable, "-c", CHILD_RUNNER, str(tmp_path)], cwd=REPO_ROOT,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    pids_dir = tmp_path / "pids"
+    deadline = time.time() + 60
+    while time.time() < deadline and len(list(pids_dir.glob("*"))) < 2:
+        time.sleep(0.1)
+    pids = [int(p.read_text()) for p in pids_dir.glob("*")]
+    assert len(pids) == 2, parent.communicate(timeout=30)[0] if parent.poll() is not None else "children not started"
+    parent.send_signal(getattr(signal, signame))
+    output = parent.communicate(timeout=60)[0]
+    try:
+        alive = []
+        for pid in pids:
+            for _ in range(50):
+                try:
+                    os.kill(pid, 0)
+                except ProcessLookupError:
+                    break
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(pid, os.WNOHANG)
+                time.sleep(0.1)
+            else:
+                alive.append(pid)
+        assert not alive, f"children left running after {signame}: {alive}\n{output}"
+        assert parent.returncode == 3 and f"stopped by {signame}" in output
+    finally:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
