@@ -382,3 +382,37 @@ def test_sigterm_to_a_parallel_run_stops_every_child(tmp_path, signame):
         for pid in pids:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+
+
+# ------------------------------------------------------------------------------------------------ hydration
+
+
+def test_a_duplicated_plato_file_is_read_once(tmp_path, capsys):
+    import shutil
+
+    from rlxf.data import hydrate, read_table, write_fixtures
+
+    data = write_fixtures(tmp_path / "data")
+    once = hydrate(data, tmp_path / "once", sources=["plato"])["plato"]["turns"]
+    first = sorted((data / "plato").glob("*.txt"))[0]
+    shutil.copy(first, data / "plato" / "zz_copy_of_the_first.txt")
+    manifest = hydrate(data, tmp_path / "twice", sources=["plato"])
+    assert manifest["plato"]["turns"] == once
+    assert "zz_copy_of_the_first.txt has the same content as" in capsys.readouterr().out
+    turns = read_table(tmp_path / "twice", "plato_turns")
+    train = set(turns.loc[turns["split"] == "train", "utterance"])
+    assert not train & set(turns.loc[turns["split"] == "test", "utterance"])
+
+
+def test_a_table_from_another_data_dir_is_not_read_back(tmp_path, capsys):
+    from rlxf.data import hydrate, read_table, write_fixtures
+
+    first, second = write_fixtures(tmp_path / "a"), write_fixtures(tmp_path / "b")
+    out = tmp_path / "tables"
+    hydrate(first, out, sources=["political", "mona"])
+    assert (out / "political.parquet").is_file()
+    hydrate(second, out, sources=["mona"])
+    assert "removed political.parquet (the tables were built from another data_dir" in capsys.readouterr().out
+    with pytest.raises(FileNotFoundError, match=r"political.parquet: table not found"):
+        read_table(out, "political")
+    assert len(read_table(out, "mona"))
