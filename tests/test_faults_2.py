@@ -416,3 +416,16 @@ def test_a_table_from_another_data_dir_is_not_read_back(tmp_path, capsys):
     with pytest.raises(FileNotFoundError, match=r"political.parquet: table not found"):
         read_table(out, "political")
     assert len(read_table(out, "mona"))
+
+
+def test_save_figure_refuses_an_empty_figures_dir(tmp_path, monkeypatch):
+    import matplotlib.pyplot as plt
+
+    from rlxf.analysis.plotting import save_figure
+
+    monkeypatch.chdir(tmp_path)
+    fig = plt.figure()
+    with pytest.raises(ValueError, match=r"figures_dir is empty"):
+        save_figure(fig, "", "01_class_balance")
+    plt.close(fig)
+    assert not list(tmp_path.iterdir())
