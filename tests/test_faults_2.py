@@ -429,3 +429,33 @@ def test_save_figure_refuses_an_empty_figures_dir(tmp_path, monkeypatch):
         save_figure(fig, "", "01_class_balance")
     plt.close(fig)
     assert not list(tmp_path.iterdir())
+
+
+# ------------------------------------------------------------------------------------------------ checkpoints
+
+
+def _two_checkpoints(tiny_ppo, directory):
+    run = tiny_ppo(output_dir=str(directory), checkpoint_every=1, keep_checkpoints=None, seed=3)
+    run.train(PROMPTS, lambda p, c: [float(len(x) % 3) for x in c], steps=2)
+    return directory / "checkpoint-2"
+
+
+@pytest.mark.parametrize("resume", [True, "auto"])
+@pytest.mark.parametrize("damage", ["no_state", "no_checksums_and_a_flipped_adapter"])
+def test_a_damaged_latest_checkpoint_falls_back_to_the_previous_one(tiny_ppo, tmp_path, damage, resume):
+    latest = _two_checkpoints(tiny_ppo, tmp_path / "run")
+    if damage == "no_state":
+        (latest / "trainer_state.json").unlink()
+        expected = r"trainer_state.json: missing"
+    else:
+        (latest / "checksums.json").unlink()
+        adapter = next(latest.rglob("adapter_model.safetensors"))
+        data = bytearray(adapter.read_bytes())
+        data[-100] ^= 0x01
+        adapter.write_bytes(bytes(data))
+        expected = r"checksums.json: missing beside a checkpoint"
+    run = tiny_ppo(output_dir=str(tmp_path / "run"), checkpoint_every=1, keep_checkpoints=None, seed=3)
+    with pytest.warns(UserWarning, match=rf"corrupt checkpoint: .*{expected}.*falling back"):
+        history = run.train(PROMPTS, lambda p, c: [float(len(x) % 3) for x in c], steps=2, resume=resume)
+    assert [row["step"] for row in history] == [1, 2]  # step 2 trained again from checkpoint-1
+    assert len(list((tmp_path / "run").glob("checkpoint-2.corrupt-*"))) == 1

@@ -462,9 +462,14 @@ class RunStore:
         path = Path(path)
         if path in self._verified:
             return self._verified[path]
-        if not (path / self.state_file).is_file():
-            raise FileNotFoundError(f"not a {self.kind} checkpoint (no {self.state_file}): {path}")
+        if not (path / self.state_file).is_file():  # corrupt: resume falls back to the previous checkpoint
+            raise CorruptCheckpoint(f"{path / self.state_file}: missing, so {path.name} is not a complete {self.kind} "
+                                    "checkpoint")
         if not verify_checkpoint(path):
+            state = read_json(path / self.state_file)
+            if "fingerprint" in state:  # this rlxf writes checksums.json last: without it nothing vouches for the files
+                raise CorruptCheckpoint(f"{path / MANIFEST}: missing beside a checkpoint that records a fingerprint "
+                                        "(written by this rlxf, which writes it last): its files cannot be trusted")
             warnings.warn(f"{path} has no {MANIFEST} (written by an older rlxf): its files are not checked",
                           stacklevel=3)
         state = read_json(path / self.state_file)
