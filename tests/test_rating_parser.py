@@ -32,19 +32,25 @@ PROPERTY_SETTINGS = settings(max_examples=300, deadline=None, derandomize=True, 
     ("The bill has 12 sections and 300 pages", None),
     ("About 20 percent of voters care", None),
     # list numbers
-    ("Reasons:\n1. cost\n2. fairness\n3. jobs", None),
     ("1. Agree 2. Disagree", None),
-    ("1. It is vague.\n2. It is biased.\nRating: 35", 35.0),
     # a minus in words
     ("I'd rate it minus 20", 1.0),
     ("negative 5", 1.0),
-    # what was read before still is
+])
+def test_the_rating_is_the_number_given_as_the_rating(reply, expected):
+    assert parse_rating(reply) == (None if expected is None else pytest.approx(expected)), reply
+
+
+# Guards, not fixes: shapes the parser read before and must still read under the rule above.
+@pytest.mark.parametrize("reply, expected", [
+    ("Reasons:\n1. cost\n2. fairness\n3. jobs", None),
+    ("1. It is vague.\n2. It is biased.\nRating: 35", 35.0),
     ("I'd say about 70", 70.0),
     ("Rating: 85 because it is fair", 85.0),
     ("70 points", 70.0),
     ("**80**", 80.0),
 ])
-def test_the_rating_is_the_number_given_as_the_rating(reply, expected):
+def test_shapes_read_before_are_still_read(reply, expected):
     assert parse_rating(reply) == (None if expected is None else pytest.approx(expected)), reply
 
 
@@ -97,6 +103,7 @@ def test_a_rating_after_an_echoed_template_is_read(template, cue, rating):
     assert parse_rating(reply) == expected, reply
 
 
+# Before the length cap these took 2 to 4 s, and the first and an "I am sorry I cannot" one over 30 s.
 @pytest.mark.parametrize("reply", [
     "I refuse to rate " * 62_500,                               # 1 MB refusal without punctuation
     "I cannot " * 111_112,
@@ -110,6 +117,7 @@ def test_a_one_megabyte_reply_is_parsed_in_well_under_a_second(reply):
     assert time.perf_counter() - started < 0.5
 
 
+# A guard of the cap: adversarial replies just under it stay fast.
 @pytest.mark.parametrize("unit", ["I cannot ", "I refuse to rate ", "1 ", "12-", "9/11 ", "I'd say ", "(", "- 5 - "])
 def test_a_reply_at_the_length_cap_is_parsed_in_well_under_a_second(unit):
     reply = (unit * (MAX_REPLY_CHARS // len(unit)))[: MAX_REPLY_CHARS - 11] + " Rating: 40"
