@@ -29,11 +29,17 @@ def leaked(text) -> bool:
         forms.append(text.encode().decode("unicode_escape"))
     for form in list(forms):
         for token in form.replace('"', " ").split():
-            for decode in (base64.b64decode, base64.urlsafe_b64decode, bytes.fromhex):
-                with contextlib.suppress(Exception):
-                    forms.append(decode(token + "=" * (-len(token) % 4) if decode is not bytes.fromhex
-                                        else token).decode("latin-1"))
+            forms += _decodings(token)
     return any(SECRET[i: i + 8] in form for form in forms for i in range(len(SECRET) - 7))
+
+
+def _decodings(token: str) -> list[str]:
+    """`token` read as base64 (standard, URL-safe) and as hex, where it is one."""
+    padded, found = token + "=" * (-len(token) % 4), []
+    for decode, text in ((base64.b64decode, padded), (base64.urlsafe_b64decode, padded), (bytes.fromhex, token)):
+        with contextlib.suppress(Exception):
+            found.append(decode(text).decode("latin-1"))
+    return found
 
 
 def encodings(key: str) -> dict[str, str]:
@@ -41,7 +47,8 @@ def encodings(key: str) -> dict[str, str]:
     bearer = f"Bearer {key}"
     return {"base64": base64.b64encode(bearer.encode()).decode(), "base64_key": base64.b64encode(key.encode()).decode(),
             "base64_shifted": base64.b64encode(b"xy" + key.encode()).decode(),
-            "urlsafe": base64.urlsafe_b64encode(key.encode()).decode(), "percent": urllib.parse.quote(key, safe=""),
+            "urlsafe": base64.urlsafe_b64encode(key.encode()).decode(),
+            "percent": "".join(f"%{byte:02X}" for byte in key.encode()),
             "json_escape": "".join(f"\\u{ord(c):04x}" for c in key), "hex": key.encode().hex(),
             "split_lines": "\n".join(key[i: i + 5] for i in range(0, len(key), 5)),
             "spaced": " ".join(key)}
@@ -62,7 +69,7 @@ class EchoStub(BaseHTTPRequestHandler):
         elif mode == "location":
             self._send(302, b"moved", {"Location": f"http://127.0.0.1:9/steal?k={key}&a={auth}"})
         elif mode.startswith("body_"):
-            self._send(200, b"x" * 50 + encodings(key)[mode[5:]].encode() + b" tail")
+            self._send(200, b"x" * 50 + b" " + encodings(key)[mode[5:]].encode() + b" tail")
         elif mode.startswith("content_"):
             content = "Echo " + encodings(key)[mode[8:]] + "\nVerdict: Yes."
             self._send(200, json.dumps({"choices": [{"message": {"content": content}}]}).encode())
