@@ -344,8 +344,4 @@ def read_table(out_dir: str | Path, name: str) -> pd.DataFrame:
     path = Path(out_dir) / TABLES[name]
     if not path.is_file():
         raise FileNotFoundError(f"{path}: table not found; run `python -m rlxf.data hydrate --out {out_dir}` first")
-    manifest = load_manifest(Path(out_dir))
-    if manifest is not None and name not in manifest.get("tables", {}):
-        raise DataError(f"{path}: not recorded in {Path(out_dir) / MANIFEST} (left from another data_dir or run); "
-                        f"run `python -m rlxf.data hydrate --out {out_dir}` again")
     return pd.read_parquet(path)
