@@ -96,7 +96,7 @@ def load_profile(name: str, configs_dir: Path = CONFIGS_DIR) -> Profile:
     if not path.is_file():
         known = sorted(p.stem for p in configs_dir.glob("*.yaml"))
         raise RunnerError(f"no profile {name!r}: {path} does not exist (known profiles: {', '.join(known)})")
-    raw = load_yaml(path.read_text(), str(path)) or {}
+    raw = load_yaml(path.read_text(), f"{path}:") or {}
     if not isinstance(raw, dict):
         raise RunnerError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
     for key in ("figures_dir", "artifacts_dir", "params"):
@@ -153,14 +153,14 @@ Yaml12Loader.add_constructor("tag:yaml.org,2002:int", _yaml12_int)
 
 
 def load_yaml(text: str, where: str) -> Any:
-    """YAML 1.2 text; an error names `where` (a file, a -p item) and the line."""
+    """YAML 1.2 text; an error starts with `where` ("<file>:", "-p '...': the value '...' is") and names the line."""
     try:
         return yaml.load(text, Loader=Yaml12Loader)  # noqa: S506 (a SafeLoader)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise RunnerError(f"{where}: not valid YAML{at} ({problem})") from None
+        raise RunnerError(f"{where} not valid YAML{at} ({problem})") from None
 
 
 def _scalar(value: str, item: str = "") -> Any:
