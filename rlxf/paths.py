@@ -49,3 +49,22 @@ def require_inputs(needed: Mapping[str, tuple[str | os.PathLike, str]], profile:
         if not Path(path).exists():
             raise FileNotFoundError(f"{what} not found at {path}: run notebook {notebook} on the {profile} profile "
                                     f"first (python -m rlxf.run --profile {profile} --only {notebook})")
+
+
+def output_path(value: str | os.PathLike, parameter: str) -> Path:
+    """A directory a user named for outputs, absolute: `~` expanded; an empty value (an unset `$VAR` the shell
+    expanded), an unexpanded `$VAR`, the repository root or a folder under notebooks/ is a ValueError naming
+    `parameter` (outputs land only where asked, and never over a notebook)."""
+    text = os.fspath(value) if isinstance(value, (str, os.PathLike)) else None
+    if text is None or not text.strip():
+        raise ValueError(f"{parameter} is empty ({value!r}): name a directory (an unset $VARIABLE expands to nothing; "
+                         "an empty path would write into the current directory)")
+    if "$" in text:
+        raise ValueError(f"{parameter}={text!r} holds an unexpanded environment variable; expand it or name the "
+                         "directory")
+    path = Path(text).expanduser().resolve()
+    notebooks = REPO_ROOT / "notebooks"
+    if path == REPO_ROOT or path == notebooks or notebooks in path.parents:
+        raise ValueError(f"{parameter}={text!r} resolves to {path}: outputs never go to the repository root or "
+                         "under notebooks/ (executed notebooks would overwrite the sources); use artifacts/...")
+    return path

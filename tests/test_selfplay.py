@@ -130,10 +130,11 @@ def test_parse_rating_gives_no_free_reward(reply, expected):
 
 
 def test_parse_rating_is_linear_in_the_reply_length():
-    long_reply = "In 2024, COVID-19 and one of 300 people. I cannot rate it. " * 2000 + "Rating: 40"  # 120k chars
+    # Up to the length cap (MAX_REPLY_CHARS, 4,000 characters: longer replies are None, tests/test_rating_parser.py).
+    long_reply = "In 2024, COVID-19 and one of 300 people. I cannot rate it. " * 66 + "Rating: 40"  # 3.9k chars
     started = time.perf_counter()
     assert parse_rating(long_reply) == 40.0
-    assert time.perf_counter() - started < 5.0  # about 0.3 s; a quadratic parser took minutes
+    assert time.perf_counter() - started < 0.5  # about 0.02 s; a quadratic parser took minutes
 
 
 # Property tests: generated replies embed one rating among distractors (hypothesis; derandomized so CI is stable).

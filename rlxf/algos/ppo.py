@@ -50,7 +50,14 @@ from torch import nn
 
 import rlxf.progress as progress
 from rlxf.infra.checkpoint import RunStore, load_tensors, restore_rng, set_seed
-from rlxf.infra.checks import check_count, check_list, check_optional_count, check_prompts, check_rewards
+from rlxf.infra.checks import (
+    check_count,
+    check_fields,
+    check_list,
+    check_prompts,
+    check_rewards,
+    loss_error,
+)
 from rlxf.infra.distributed import average_gradients, is_distributed, masked_moments, mean_over_ranks
 from rlxf.infra.identity import data_identity, model_identity, not_identity, settings_identity, weights_hash
 from rlxf.lm.adapters import (
@@ -147,24 +154,19 @@ class PPOSettings:
     """show a tqdm bar in train()"""
 
     def __post_init__(self) -> None:
-        positive = ("learning_rate", "batch_size", "num_minibatches", "ppo_epochs", "cliprange", "cliprange_value",
-                    "max_grad_norm", "max_new_tokens", "temperature", "lora_r", "lora_alpha", "horizon", "target_kl")
-        for name in positive:
-            if not getattr(self, name) > 0:
-                raise ValueError(f"PPOSettings.{name} must be > 0, got {getattr(self, name)!r}")
-        for name in ("gamma", "lam", "lora_dropout"):
-            if not 0.0 <= getattr(self, name) <= 1.0:
-                raise ValueError(f"PPOSettings.{name} must be in [0, 1], got {getattr(self, name)!r}")
+        check_fields(self, counts=("top_k", "checkpoint_every"), positive_counts=(
+            "batch_size", "num_minibatches", "ppo_epochs", "max_new_tokens", "lora_r", "lora_alpha", "horizon"),
+            positive=("learning_rate", "cliprange", "cliprange_value", "max_grad_norm", "temperature", "target_kl",
+                      "top_p"), non_negative=("init_kl_coef", "vf_coef"), unit=("gamma", "lam", "lora_dropout"),
+            finite=("missing_eos_penalty",), optional_counts=("keep_checkpoints",), seeds=("seed",))
         if self.kl_estimator not in ("k1", "k3"):
             raise ValueError(f"PPOSettings.kl_estimator must be 'k1' or 'k3', got {self.kl_estimator!r}")
-        if self.init_kl_coef < 0 or self.vf_coef < 0 or self.top_k < 0 or self.checkpoint_every < 0:
-            raise ValueError("PPOSettings.init_kl_coef, vf_coef, top_k and checkpoint_every must be >= 0")
-        if not 0.0 < self.top_p <= 1.0:
-            raise ValueError(f"PPOSettings.top_p must be in (0, 1], got {self.top_p!r}")
-        check_optional_count(self.keep_checkpoints, "PPOSettings.keep_checkpoints")
         check_dtype(self.dtype, "PPOSettings.dtype")
         if self.num_minibatches > self.batch_size:
             raise ValueError(f"PPOSettings.num_minibatches ({self.num_minibatches}) > batch_size ({self.batch_size})")
+        if self.adaptive_kl and self.horizon < self.batch_size:  # 1 - 0.2 * batch / horizon must stay > 0
+            raise ValueError(f"PPOSettings.horizon ({self.horizon}) must be >= batch_size ({self.batch_size}), or the "
+                             "adaptive KL coefficient can turn negative (the KL penalty would become a bonus)")
 
 
 # ---------------------------------------------------------------------------------------------- the PPO pieces
@@ -271,6 +273,9 @@ class AdaptiveKLController:
 
     def update(self, current_kl: float, n_steps: int) -> None:
         """Raise the coefficient when KL is above target, lower it when below, by at most 20% per horizon."""
+        if n_steps > self.horizon:  # 1 - 0.2 * n_steps / horizon could go below 0: the penalty would become a bonus
+            raise ValueError(f"a step of {n_steps} samples with the adaptive KL horizon {self.horizon}: the horizon "
+                             "(PPOSettings.horizon) must be >= the batch size, or the KL coefficient can turn negative")
         proportional_error = float(np.clip(current_kl / self.target - 1, -0.2, 0.2))
         self.value *= 1 + proportional_error * n_steps / self.horizon
 
@@ -389,7 +394,7 @@ class PPOTrainer:
         optimise_start = time.perf_counter()
         stats = {"pg": [], "vf": [], "total": [], "clipfrac": [], "approxkl": [], "vf_clipfrac": []}
         for epoch in range(settings.ppo_epochs):
-            for minibatch, index in enumerate(torch.randperm(n).chunk(settings.num_minibatches)):
+            for minibatch, index in enumerate(torch.randperm(n).tensor_split(min(settings.num_minibatches, n))):
                 index = index.to(self.device)
                 logprobs, values, _ = self._forward(batch, index)
                 m = mask[index]
@@ -399,9 +404,8 @@ class PPOTrainer:
                                                   settings.cliprange_value)
                 loss = pg_loss + settings.vf_coef * vf_loss
                 if not torch.isfinite(loss):
-                    raise FloatingPointError(
-                        f"step {step}: non-finite loss (policy {pg_loss.item()}, value {vf_loss.item()}) in epoch "
-                        f"{epoch}, minibatch {minibatch}; stopped. {self.store.note()}")
+                    raise FloatingPointError(loss_error(step, f"epoch {epoch}, minibatch {minibatch}", pg_loss.item(),
+                                                        vf_loss.item(), settings, scores) + f"; {self.store.note()}")
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 nn.utils.clip_grad_norm_(average_gradients(self.optimizer.param_groups[0]["params"]),
@@ -410,6 +414,9 @@ class PPOTrainer:
                 for key, value in zip(stats, (pg_loss, vf_loss, loss, clipfrac, approx_kl, vf_clipfrac), strict=True):
                     stats[key].append(value.item())
         optimise_s = time.perf_counter() - optimise_start
+        if not all(bool(p.isfinite().all()) for p in self.optimizer.param_groups[0]["params"]):
+            raise FloatingPointError(f"step {step}: the update made weights non-finite (learning_rate="
+                                     f"{settings.learning_rate}, max_grad_norm={settings.max_grad_norm}); stopped.")
         set_lora_dropout(self.model, self.adapter_name, False)
         self.optimizer.zero_grad(set_to_none=True)  # free the gradient memory between steps
 

@@ -15,6 +15,8 @@ matplotlib.use("Agg")  # headless under papermill; save_figure shows the saved P
 import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.text import Text  # noqa: E402
 
+from rlxf.paths import output_path  # noqa: E402
+
 DPI = 110
 MIN_FONT_PT = 9
 """the smallest figure text, in points at the saved size (save_figure refuses smaller)"""
@@ -30,7 +32,7 @@ def save_figure(fig: plt.Figure, figures_dir: str | Path, name: str) -> Path:
     if not _FIGURE_NAME.match(name):
         raise ValueError(f"figure name {name!r} must be NN_lowercase_words (e.g. '01_class_balance'), without .png")
     check_text_size(fig, name)
-    out = Path(figures_dir) / f"{name}.png"
+    out = output_path(figures_dir, "figures_dir") / f"{name}.png"  # "" (an unset $VAR) is an error, not the cwd
     out.parent.mkdir(parents=True, exist_ok=True)
     # metadata={"Software": None} drops the matplotlib version stamp so re-runs give identical files.
     fig.savefig(out, dpi=DPI, bbox_inches="tight", metadata={"Software": None})

@@ -200,18 +200,24 @@ def hydrate(
     out_path = Path(out_dir) if out_dir is not None else artifacts_dir() / "data"
     from_hub = hub.check_hub_sources(hub_sources) | ({"political"} if political_hub else set())
     files = {source: input_files(data_path, source, source in from_hub) for source in chosen}
+    digests = {source: _once_each(data_path, files[source]) for source in chosen}
+    files = {source: list(digests[source]) for source in chosen}
     code = code_fingerprint()
     wanted = {
         source: {
             "options": table_options(source, strip_urls=strip_urls, seed=seed, hub_sources=from_hub),
-            "inputs": {name: sha256(data_path / name) for name in files[source]}
-            or {hub.hub_input(source): "not hashed (downloaded)"},
+            "inputs": digests[source] or {hub.hub_input(source): "not hashed (downloaded)"},
             "code": code,
         }
         for source in chosen
     }
     stored = load_manifest(out_path)
     manifest, dropped = _still_valid(stored, data_path, out_path)
+    for name, why in dropped.items():  # a table not rebuilt now must not outlive its manifest entry
+        rebuilt = any(SOURCE_TABLES[source] == name for source in chosen)
+        if not rebuilt and (out_path / TABLES[name]).is_file():
+            (out_path / TABLES[name]).unlink()
+            print(f"hydrate: removed {TABLES[name]} ({why}; its source is not hydrated in this run)")
     stale = {}
     for source in chosen:
         name = SOURCE_TABLES[source]
@@ -303,6 +309,21 @@ def _still_valid(stored: dict | None, data_path: Path, out_path: Path) -> tuple[
             manifest[source] = stored[source]
     manifest["inputs"] = _all_inputs(manifest)
     return manifest, dropped
+
+
+def _once_each(data_path: Path, names: list[str]) -> dict[str, str]:
+    """{name: sha256} of a source's input files, each content once: a copy of a file (same sha256) is read once,
+    with a message (a duplicated dialogue would double its turns and put the same ones in train and test)."""
+    digests: dict[str, str] = {}
+    first: dict[str, str] = {}
+    for name in names:
+        digest = sha256(data_path / name)
+        if digest in first:
+            print(f"hydrate: {name} has the same content as {first[digest]}: read once")
+            continue
+        first[digest] = name
+        digests[name] = digest
+    return digests
 
 
 def _all_inputs(manifest: dict) -> dict:

@@ -19,6 +19,7 @@ Strategy, in order:
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -185,6 +186,12 @@ def build_plato(plato_dir: Path, seed: int = 0) -> tuple[pd.DataFrame, dict]:
     files = sorted(Path(plato_dir).glob("*.txt"))
     if not files:
         raise FileNotFoundError(f"{plato_dir}: expected Project Gutenberg Plato texts (*.txt), found none")
+    # A copy of a file (same bytes) is read once: twice would double its turns and put the same ones in train and
+    # test (rlxf.data.hydrate says which file it skipped).
+    by_content: dict[str, Path] = {}
+    for path in files:
+        by_content.setdefault(hashlib.sha256(path.read_bytes()).hexdigest(), path)
+    files = sorted(by_content.values())
     dialogues = [parse_dialogue(path) for path in files]
     if all(dialogue.skip_reason is not None for dialogue in dialogues):
         reasons = "; ".join(

@@ -31,6 +31,7 @@ import torch
 
 from rlxf.infra.identity import fingerprint_differences
 from rlxf.infra.tracking import MetricsLog, check_report_to
+from rlxf.paths import output_path
 
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
 # What `atomic_dir` leaves behind when its process dies: `.<name>.tmp-<pid>` (unfinished) and `.<name>.old-<pid>`
@@ -357,7 +358,7 @@ class RunStore:
     def __init__(self, output_dir: str | Path | None, *, state_file: str, kind: str, unit: str, owner: str,
                  metrics_file: str | None = None, report_to: str = "none",
                  keep_checkpoints: int | None = None, run_files: Iterable[str] = (), assumed: dict | None = None):
-        self.output_dir = Path(output_dir) if output_dir is not None else None
+        self.output_dir = output_path(output_dir, f"{owner}.output_dir") if output_dir is not None else None
         self.state_file, self.kind, self.unit, self.owner = state_file, kind, unit, owner
         self.metrics_file, self.keep_checkpoints, self.run_files = metrics_file, keep_checkpoints, tuple(run_files)
         self.fingerprint: dict = {}
@@ -464,9 +465,14 @@ class RunStore:
         path = Path(path)
         if path in self._verified:
             return self._verified[path]
-        if not (path / self.state_file).is_file():
-            raise FileNotFoundError(f"not a {self.kind} checkpoint (no {self.state_file}): {path}")
+        if not (path / self.state_file).is_file():  # corrupt: resume falls back to the previous checkpoint
+            raise CorruptCheckpoint(f"{path / self.state_file}: missing, so {path.name} is not a complete {self.kind} "
+                                    "checkpoint")
         if not verify_checkpoint(path):
+            state = read_json(path / self.state_file)
+            if "fingerprint" in state:  # this rlxf writes checksums.json last: without it nothing vouches for the files
+                raise CorruptCheckpoint(f"{path / MANIFEST}: missing beside a checkpoint that records a fingerprint "
+                                        "(written by this rlxf, which writes it last): its files cannot be trusted")
             warnings.warn(f"{path} has no {MANIFEST} (written by an older rlxf): its files are not checked",
                           stacklevel=3)
         state = read_json(path / self.state_file)

@@ -172,7 +172,15 @@ def token_ids(tokenizer, item, what: str, index: int, *, special_tokens: bool) -
     if isinstance(item, str):
         ids = encode_text(tokenizer, item, special_tokens=special_tokens)
     else:
-        ids = torch.as_tensor(item, dtype=torch.long).detach().cpu()
+        raw = torch.as_tensor(item).detach().cpu()
+        if raw.is_floating_point() or raw.is_complex() or raw.dtype == torch.bool:
+            raise ValueError(f"{what}[{index}] must hold integer token ids, got {raw.dtype} values")
+        ids = raw.long()
+        vocab = len(tokenizer)
+        outside = ids[(ids < 0) | (ids >= vocab)]
+        if outside.numel():
+            raise ValueError(f"{what}[{index}] has the token id {int(outside.flatten()[0])} outside the tokenizer's "
+                             f"vocabulary (0 to {vocab - 1})")
     if ids.ndim != 1 or len(ids) == 0:
         raise ValueError(f"{what}[{index}] must be a non-empty string or 1-D token-id sequence, "
                          f"got shape {tuple(ids.shape)}")

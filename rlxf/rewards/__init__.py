@@ -9,6 +9,7 @@
 - `bradley_terry`: Bradley-Terry reward models (TRL `RewardTrainer`) and their ensembles
 - `robust`: Iterated Data Smoothing (noisy labels) and a mean-and-variance model (annotators who disagree)
 - `judge`: the judge-evaluator pipeline (a local model or an OpenAI-compatible endpoint)
+- `secrets`: an endpoint's API key: checked before use, out of the HTTP stack's logs, redacted from what comes back
 """
 
 from rlxf.rewards.base import CombinedReward, ConstantReward, RewardFunction, check_batch, check_texts

@@ -23,7 +23,6 @@ import copy
 import ipaddress
 import json
 import logging
-import os
 import re
 import urllib.parse
 from collections import Counter
@@ -42,6 +41,7 @@ from rlxf.lm.models import load_causal_lm
 from rlxf.progress import progress
 from rlxf.rewards.base import RewardFunction
 from rlxf.rewards.classifiers import predict_proba
+from rlxf.rewards.secrets import quiet_http_loggers, read_key, redact_secret
 
 logger = logging.getLogger(__name__)
 
@@ -157,34 +157,6 @@ _LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1")
 # A judge's reply is a few hundred tokens; a server that sends more is not answering the question.
 _MAX_RESPONSE_BYTES = 4 << 20
 _DETAIL_CHARS = 300
-# A run of this many characters of the key counts as the key (a server may echo it cut short).
-_KEY_RUN = 12
-
-
-def redact_secret(text: str, secret: str | None) -> str:
-    """`text` with every occurrence of `secret` (and of any run of 12+ of its characters) replaced by '***'."""
-    if not secret or not text:
-        return text
-    text = text.replace(secret, "***")
-    if len(secret) <= _KEY_RUN:
-        return text
-    pieces = {secret[i: i + _KEY_RUN] for i in range(len(secret) - _KEY_RUN + 1)}
-    out, position = [], 0
-    for found in re.finditer("|".join(map(re.escape, sorted(pieces))), text):
-        if found.start() < position:
-            continue
-        # Grow the hit to the longest stretch of the key it belongs to.
-        offset = secret.find(found[0])
-        start, end = found.start(), found.end()
-        while start > position and offset > 0 and text[start - 1] == secret[offset - 1]:
-            start, offset = start - 1, offset - 1
-        while end < len(text) and offset + (end - start) < len(secret) and text[end] == secret[offset + end - start]:
-            end += 1
-        out += [text[position:start], "***"]
-        position = end
-    return "".join(out) + text[position:]
-
-
 def _is_loopback(host: str) -> bool:
     if host.lower() in _LOOPBACK_HOSTS:
         return True
@@ -254,7 +226,7 @@ class HTTPJudge:
         parts = urllib.parse.urlsplit(self.url)
         self._host, self._loopback = parts.hostname, _is_loopback(parts.hostname)
         self._secure = parts.scheme == "https" or self._loopback
-        if os.environ.get(self.api_key_env) and not self._secure:
+        if read_key(self.api_key_env) and not self._secure:  # a malformed key is a ValueError here already
             raise ValueError(self._insecure_message())
 
     def _insecure_message(self) -> str:
@@ -272,7 +244,9 @@ class HTTPJudge:
 
     def _body_text(self, payload: bytes, key: str | None) -> str:
         """The server's answer as text for a detail: redacted as a whole, then cut short."""
-        return redact_secret(payload.decode("utf-8", "replace"), key)[:_DETAIL_CHARS]
+        # Redacted before it is cut, with room for the longest encoding of a key that straddles the cut.
+        text = payload[: 4 * _DETAIL_CHARS + 8 * len(key or "")].decode("utf-8", "replace")
+        return redact_secret(text, key)[:_DETAIL_CHARS]
 
     async def _attempt(self, client, body: bytes, headers: dict) -> tuple[int, dict, bytes]:
         """One POST: status, headers and the body (at most _MAX_RESPONSE_BYTES; more is a ValueError)."""
@@ -285,7 +259,10 @@ class HTTPJudge:
             return response.status_code, dict(response.headers), bytes(payload)
 
     async def _request(self, client, slots: asyncio.Semaphore, message: str) -> JudgeReply:
-        key = os.environ.get(self.api_key_env)
+        try:
+            key = read_key(self.api_key_env)
+        except ValueError as error:  # names the variable and the position, never the key
+            return self._fail("bad_key", str(error), None)
         if key and not self._secure:
             return self._fail("insecure_url", self._insecure_message(), key)
         body = json.dumps({
@@ -330,6 +307,7 @@ class HTTPJudge:
         return self._fail(reason, detail, key)
 
     async def _generate(self, messages: list[str]) -> list[JudgeReply]:
+        quiet_http_loggers()  # the HTTP stack logs headers (the key, or a key a server echoes) at DEBUG
         # No redirects; the overall deadline is asyncio.wait_for in _request, these per-phase timeouts only back it.
         # A loopback endpoint ignores proxy settings in the environment: the request stays on this machine.
         async with httpx2.AsyncClient(follow_redirects=False, timeout=httpx2.Timeout(self.timeout_s),

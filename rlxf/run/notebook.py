@@ -16,6 +16,7 @@ import torch
 from rlxf.data import hydrate as hydrate_tables
 from rlxf.data.source import locate_data
 from rlxf.lm.precision import Precision, precision
+from rlxf.paths import output_path
 
 
 def profile_params(profile: str, notebook: str, given: Mapping[str, Any]) -> dict[str, Any]:
@@ -77,7 +78,7 @@ def setup(*, seed: int, data_dir: str | Path | None, artifacts_dir: str | Path, 
     chosen = precision(dtype)
     print(chosen)
     torch.manual_seed(seed)
-    artifacts = Path(artifacts_dir)
+    artifacts = output_path(artifacts_dir, "artifacts_dir")
     data_path, data_source = locate_data(data_dir, artifacts)
     tables = artifacts / "data"
     if hydrate:

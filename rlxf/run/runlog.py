@@ -8,6 +8,7 @@ import json
 import os
 import platform
 import shutil
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -85,7 +86,7 @@ def read_summary(artifacts_dir: Path) -> dict[str, Any]:
     except json.JSONDecodeError as err:
         raise RunnerError(f"{path} is not valid JSON ({err}); move it aside to start a new summary") from None
     if not isinstance(summary, dict) or not isinstance(summary.get("notebooks"), list):
-        return {"notebooks": []}  # an older format: start a new summary
+        return {"notebooks": []}  # another shape: a new summary starts (the writer keeps the old file aside)
     return summary
 
 
@@ -111,7 +112,23 @@ def _write_summary(profile: Profile, runs: list[NotebookRun], wall: dict[str, An
         _merge_summary(profile, runs, wall)
 
 
+def _keep_unknown_summary(artifacts_dir: Path) -> None:
+    """A run_summary.json of another shape (an older rlxf, another tool) is moved aside, never overwritten."""
+    path = Path(artifacts_dir) / "run_summary.json"
+    if not path.is_file():
+        return
+    summary = json.loads(path.read_text())  # read_summary already named a file that is not JSON
+    if isinstance(summary, dict) and isinstance(summary.get("notebooks"), list):
+        return
+    kept = path.with_name(f"run_summary.unknown-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.json")
+    path.replace(kept)
+    print(f"[rlxf.run] {path} has another shape (no 'notebooks' list): kept as {kept.name}, a new summary starts",
+          flush=True)
+
+
 def _merge_summary(profile: Profile, runs: list[NotebookRun], wall: dict[str, Any] | None) -> None:
+    read_summary(profile.artifacts_dir)  # a file that is not JSON stops here, naming it
+    _keep_unknown_summary(profile.artifacts_dir)
     summary = read_summary(profile.artifacts_dir)
     entries = {entry["key"]: entry for entry in summary["notebooks"]}
     for run in runs:

@@ -21,15 +21,13 @@ two-thread notebook (`benchmarks/threads.py` measures it). run_summary.json then
 which the headline's total is.
 
 `--dry-run` runs a profile's notebooks on CPU in minutes: its parameters, except that every number or list (sizes,
-steps, rates), `data_dir` and `dtype` take the smoke profile's value and the models become the tiny ones; outputs go
-to `artifacts/<profile>-dry-run/`.
+steps, rates), `data_dir`, `dtype` and `report_to` (no tracker) take the smoke profile's value and the models become
+the tiny ones; outputs go to `artifacts/<profile>-dry-run/`.
 """
 
 from __future__ import annotations
 
 import argparse
-import ast
-import math
 import os
 import re
 import sys
@@ -38,9 +36,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from rlxf.paths import REPO_ROOT
+from rlxf.paths import REPO_ROOT, output_path
+from rlxf.run.params import check_types, load_yaml, parse_overrides
 from rlxf.run.runlog import (
     NotebookRun,
     Profile,
@@ -63,7 +60,7 @@ _NOTEBOOK_NAME = re.compile(r"^(\d\d)_[a-z0-9_]+\.ipynb$")
 KERNEL = "rlxf"
 # --dry-run: the tiny model that stands in for each model parameter, and the smoke values taken whatever their type.
 DRY_RUN_MODELS = {"policy_model": "tiny-llama", "judge_model": "tiny-llama", "encoder": "tiny-bert"}
-DRY_RUN_FROM_SMOKE = ("data_dir", "dtype")
+DRY_RUN_FROM_SMOKE = ("data_dir", "dtype", "report_to")  # a dry run tracks to nowhere unless -p asks
 
 
 # Which notebooks' outputs each notebook reads (artifacts/<profile>/...): the order `--jobs` keeps.
@@ -102,7 +99,7 @@ def load_profile(name: str, configs_dir: Path = CONFIGS_DIR) -> Profile:
     if not path.is_file():
         known = sorted(p.stem for p in configs_dir.glob("*.yaml"))
         raise RunnerError(f"no profile {name!r}: {path} does not exist (known profiles: {', '.join(known)})")
-    raw = yaml.safe_load(path.read_text()) or {}
+    raw = load_yaml(path.read_text(), f"{path}:") or {}
     if not isinstance(raw, dict):
         raise RunnerError(f"{path}: expected a mapping at the top level, got {type(raw).__name__}")
     for key in ("artifacts_dir", "params"):
@@ -135,88 +132,6 @@ def load_profile(name: str, configs_dir: Path = CONFIGS_DIR) -> Profile:
     )
 
 
-def _scalar(value: str, item: str = "") -> Any:
-    """A YAML scalar, except that `1e-4` is a float (PyYAML follows YAML 1.1, which needs `1.0e-4`)."""
-    try:
-        parsed = yaml.safe_load(value) if value else ""
-    except yaml.YAMLError as err:
-        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise RunnerError(f"-p {item!r}: the value {value!r} is not valid YAML ({problem})") from None
-    if isinstance(parsed, str):
-        try:
-            return float(parsed)
-        except ValueError:
-            return parsed
-    return parsed
-
-
-def parse_overrides(items: list[str]) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
-    """`key=value` (every selected notebook that declares key) and `NN:key=value` (notebook NN only).
-
-    Values are read as YAML scalars, so `steps=8` is an int and `lr=1e-4` a float.
-    """
-    everywhere: dict[str, Any] = {}
-    per_notebook: dict[str, dict[str, Any]] = {}
-    for item in items:
-        target, sep, value = item.partition("=")
-        if not sep or not target:
-            raise RunnerError(f"-p {item!r}: expected key=value or NN:key=value")
-        parsed = _scalar(value, item)
-        if ":" in target:
-            number, key = target.split(":", 1)
-            per_notebook.setdefault(number.zfill(2), {})[key] = parsed
-        else:
-            everywhere[target] = parsed
-    return everywhere, per_notebook
-
-
-def _type_problem(value: Any, default: Any) -> str | None:
-    """Why `value` cannot stand where the notebook's literal `default` stands, or None if it can."""
-    if default is None:
-        return None
-    if isinstance(default, bool):
-        return None if isinstance(value, bool) else "a boolean (true/false)"
-    if isinstance(default, int):
-        return None if isinstance(value, int) and not isinstance(value, bool) else "an integer"
-    if isinstance(default, float):
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            return "a number"
-        return None if math.isfinite(value) else "a finite number"
-    if isinstance(default, str):
-        return None if isinstance(value, str) else "a string"
-    if isinstance(default, list | tuple):
-        if not isinstance(value, list | tuple):
-            return "a list"
-        if default:  # the elements must be of the kind the default's first element is
-            problems = [_type_problem(v, default[0]) for v in value]
-            return next((f"a list of {p.split(' ', 1)[1]}s" for p in problems if p), None)
-        return None
-    if isinstance(default, dict):
-        return None if isinstance(value, dict) else "a mapping"
-    return None
-
-
-def check_types(path: Path, declared: dict[str, dict], params: dict[str, Any], sources: dict[str, str],
-                profile_values: dict[str, Any] | None = None) -> None:
-    """Every parameter must be of the type of the notebook's literal default (an int where it declares `8`, ...); where
-    the notebook leaves it None (its value comes from the profile), of the type of the profile's value."""
-    for key, value in params.items():
-        info = declared.get(key)
-        if info is None or key in ("artifacts_dir", "figures_dir"):
-            continue
-        try:
-            default = ast.literal_eval(info["default"])
-        except (ValueError, SyntaxError):
-            continue  # not a literal: nothing to compare with
-        what = f"its default is {info['default']}"
-        if default is None and profile_values and profile_values.get(key) is not None:
-            default, what = profile_values[key], f"the profile's value is {profile_values[key]!r}"
-        problem = _type_problem(value, default)
-        if problem:
-            raise RunnerError(f"{sources.get(key, 'profile')}: parameter {key!r} of {path.name} must be {problem} "
-                              f"({what}), got {value!r}")
-
-
 def plan(
     profile: Profile,
     notebooks: dict[str, Path],
@@ -237,7 +152,10 @@ def plan(
     # Overriding where outputs go moves the runner's own outputs (executed notebooks, summary) there too.
     for key in ("artifacts_dir", "figures_dir"):
         if key in everywhere:
-            setattr(profile, key, Path(str(everywhere.pop(key))).expanduser().resolve())
+            try:
+                setattr(profile, key, output_path(everywhere.pop(key), f"-p {key}"))
+            except ValueError as err:
+                raise RunnerError(str(err)) from None
             if key == "artifacts_dir" and not any(item.startswith("figures_dir=") for item in overrides):
                 profile.figures_dir = profile.artifacts_dir / "figures"
     for number in per_notebook:
@@ -297,7 +215,7 @@ def _is_size(value: Any) -> bool:
 
 def dry_run(profile: Profile, notebooks: dict[str, Path], only: list[str] | None, overrides: list[str],
             configs_dir: Path = CONFIGS_DIR) -> list[tuple[str, Path, dict[str, Any]]]:
-    """`profile`'s plan at smoke size: every number or list it sets, and data_dir and dtype, take the smoke
+    """`profile`'s plan at smoke size: every number or list it sets, and data_dir, dtype and report_to, take the smoke
     profile's value; model parameters become the tiny models; outputs go to `artifacts/<profile>-dry-run/`.
     `-p` overrides win over all of that."""
     profile.artifacts_dir = REPO_ROOT / "artifacts" / f"{profile.name}-dry-run"
@@ -364,6 +282,8 @@ def execute(
     from papermill.exceptions import PapermillExecutionError
 
     out_dir = profile.artifacts_dir / "notebooks"
+    if out_dir.resolve() == NOTEBOOKS_DIR.resolve():
+        raise RunnerError(f"artifacts_dir {profile.artifacts_dir}: executed notebooks would overwrite the sources")
     out_dir.mkdir(parents=True, exist_ok=True)
     profile.figures_dir.mkdir(parents=True, exist_ok=True)
     kernel = pick_kernel()
@@ -426,42 +346,43 @@ def execute_parallel(profile: Profile, steps: list[tuple[str, Path, dict[str, An
     budgets_dir.mkdir(parents=True, exist_ok=True)
     threads, timeline = {}, []  # each running notebook's current share; every change, for run_summary.json
     started = time.time()
-    while waiting or running:
-        ready = [k for k in waiting if all(d in done or d not in keys for d in DEPENDS.get(k, ()))]
-        launch = []
-        while ready and len(running) + len(launch) < jobs and not failed:
-            launch.append(ready.pop(0))
-            waiting.remove(launch[-1])
-        # The cores are split between everything running now; a notebook still running takes its new share at its
-        # next long loop (rlxf.infra.threads.follow_thread_budget reads the file named by RLXF_THREADS_FILE).
-        for key, share in split_cores(cores, [*running, *launch]).items():
-            if threads.get(key) == share:
-                continue
-            at = round(time.time() - started, 1)
-            (budgets_dir / key).write_text(f"{share}\n")
-            threads[key] = share
-            timeline.append({"key": key, "threads": share, "at_s": at})
-            if key in launch:
-                env = {**os.environ, "OMP_NUM_THREADS": str(share), "MKL_NUM_THREADS": str(share),
-                       THREADS_FILE: str((budgets_dir / key).resolve())}
-                command = [sys.executable, "-m", "rlxf.run", "--profile", profile.name, "--only", key, *child_args]
-                print(f"[rlxf.run] start {key} with {share} thread(s) at {at:.0f} s", flush=True)
-                running[key] = _spawn(command, env)
-            else:
-                print(f"[rlxf.run] {key} now gets {share} thread(s) at {at:.0f} s", flush=True)
-        if failed and not running:
-            break
-        if not running:
-            raise RunnerError(f"notebooks {waiting} wait for notebooks that are not planned or failed")
-        time.sleep(1.0)
-        for key, process in list(running.items()):
-            if process.poll() is None:
-                continue
-            del running[key]
-            threads.pop(key, None)
-            (done if process.returncode == 0 else failed).append(key)
-            print(f"[rlxf.run] {key} {'done' if process.returncode == 0 else 'FAILED'} at "
-                  f"{time.time() - started:.0f} s", flush=True)
+    with _children_stopped_on_signal(running):
+        while waiting or running:
+            ready = [k for k in waiting if all(d in done or d not in keys for d in DEPENDS.get(k, ()))]
+            launch = []
+            while ready and len(running) + len(launch) < jobs and not failed:
+                launch.append(ready.pop(0))
+                waiting.remove(launch[-1])
+            # The cores are split between everything running now; a notebook still running takes its new share at its
+            # next long loop (rlxf.infra.threads.follow_thread_budget reads the file named by RLXF_THREADS_FILE).
+            for key, share in split_cores(cores, [*running, *launch]).items():
+                if threads.get(key) == share:
+                    continue
+                at = round(time.time() - started, 1)
+                (budgets_dir / key).write_text(f"{share}\n")
+                threads[key] = share
+                timeline.append({"key": key, "threads": share, "at_s": at})
+                if key in launch:
+                    env = {**os.environ, "OMP_NUM_THREADS": str(share), "MKL_NUM_THREADS": str(share),
+                           THREADS_FILE: str((budgets_dir / key).resolve())}
+                    command = [sys.executable, "-m", "rlxf.run", "--profile", profile.name, "--only", key, *child_args]
+                    print(f"[rlxf.run] start {key} with {share} thread(s) at {at:.0f} s", flush=True)
+                    running[key] = _spawn(command, env)
+                else:
+                    print(f"[rlxf.run] {key} now gets {share} thread(s) at {at:.0f} s", flush=True)
+            if failed and not running:
+                break
+            if not running:
+                raise RunnerError(f"notebooks {waiting} wait for notebooks that are not planned or failed")
+            time.sleep(1.0)
+            for key, process in list(running.items()):
+                if process.poll() is None:
+                    continue
+                del running[key]
+                threads.pop(key, None)
+                (done if process.returncode == 0 else failed).append(key)
+                print(f"[rlxf.run] {key} {'done' if process.returncode == 0 else 'FAILED'} at "
+                      f"{time.time() - started:.0f} s", flush=True)
     wall = time.time() - started
     summary = read_summary(profile.artifacts_dir)
     by_key = {entry["key"]: entry for entry in summary["notebooks"]}
@@ -472,6 +393,33 @@ def execute_parallel(profile: Profile, steps: list[tuple[str, Path, dict[str, An
                           f"{', '.join(waiting) or 'none'}")
     _write_summary(profile, [], wall={"wall_seconds": wall, "jobs": jobs, "threads_timeline": timeline})
     return runs
+
+
+@contextmanager
+def _children_stopped_on_signal(running: dict):
+    """SIGTERM or SIGINT to this runner (a scheduler, `timeout`, Ctrl-C) stops every child runner too (each shuts
+    down its kernel on SIGTERM: nbclient's handler), then the run ends with a RunnerError; no orphans are left."""
+    import signal
+
+    def stop(signum, frame):
+        names = ", ".join(running) or "none"
+        raise RunnerError(f"stopped by {signal.Signals(signum).name}; the notebooks running ({names}) were stopped too")
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        for process in running.values():
+            if process.poll() is None:
+                process.terminate()
+        deadline = time.time() + 30.0
+        for process in running.values():
+            try:
+                process.wait(timeout=max(0.1, deadline - time.time()))
+            except Exception:  # noqa: BLE001 (TimeoutExpired: it did not stop in 30 s)
+                process.kill()
 
 
 def split_cores(cores: int, keys: list[str]) -> dict[str, int]:

@@ -32,7 +32,8 @@ _WORD_NUMBER = re.compile(
 # prose ("no one", "two sides"): it counts only after such a cue, next to "out of"/"/", or as the whole reply.
 _CUE_BEFORE = re.compile(
     r"(?:\bsay|\bgive[s]?(?:\s+(?:it|this|that))?|\brate(?:\s+(?:it|this|that))?|\brating(?:\s+is)?"
-    r"|\bscore(?:\s+is)?|\bout\s+of|/|:)\s*(?:an?\s+)?$"
+    r"|\bscore(?:\s+is)?|\banswer(?:\s+is)?|\bso|\boverall|\bagreement(?:\s+(?:is|of|at|level))?|\bgo\s+with|\bput\s+it\s+at|\bout\s+of|/|:)\s*(?:an?\s+)?"
+    r"(?:(?:about|around|roughly|approximately|maybe|perhaps|probably)\s+(?:an?\s+)?)?$"
 )
 _CUE_AFTER = re.compile(r"^\s*(?:/|out\s+of\b)")
 
@@ -42,9 +43,16 @@ _DASHES = str.maketrans({c: "-" for c in "\u2010\u2011\u2012\u2013\u2212\ufe58\u
                         | {c: " - " for c in "\u2014\u2015"} | {c: "'" for c in "\u2018\u2019\u02bc"})
 _N = r"\d+(?:\.\d+)?"
 # The echo of the question's scale ("on a scale of 1-100", "(1 to 10)"): not an answer; remembered as the scale.
+_GLOSS = r"(?:\([^()\d]{0,60}\)\s*)?"  # "(not at all)" after an end of the scale
 _SCALE_ECHO = re.compile(
-    r"(?:(?:on\s+)?(?:a\s+)?scale\s+(?:of|from)\s+|\(\s*)?\b[01]\s*(?:-|to)\s*(?P<top>10|100)\b\s*\)?"
+    r"(?:(?:on\s+)?(?:a\s+)?scale\s+(?:of|from)\s+|\(\s*|\bfrom\s+)?\b[01]\s*" + _GLOSS
+    + r"(?:-|to)\s*(?P<top>10|100)\b\s*" + _GLOSS + r"\)?"
+    r"|\[\s*[01]\s*[,;]\s*(?P<top2>10|100)\s*\]"
 )
+# A key of the scale ("1 = not at all", "100: completely", "(1 = disagree)"): a number that names a level.
+_SCALE_KEY = re.compile(r"\b(?:[01]|10|100)\s*(?:=|means\b|is\s+(?:not\s+at\s+all|completely|fully|strongly)\b)")
+# "minus 20", "negative 20": a minus sign in words.
+_MINUS_WORD = re.compile(r"\b(?:minus|negative)\s+(?=\d)")
 # The same echo cut off by the token budget ("... on a scale of 1-"): its "1" is not a rating either.
 _TRUNCATED_ECHO = re.compile(r"(?:on\s+)?(?:a\s+)?scale\s+(?:of|from)\s+[01]\s*(?:(?:-|to)\s*\d{0,2})?\s*$")
 # A reply that opens a numbered list ("1. 100", "1. The minimum wage ...") has an enumeration "1.", not a rating.
@@ -61,6 +69,7 @@ _REFUSAL = re.compile(
     r"|\b(?:do\s+not|don't)\s+have\s+(?:any\s+)?(?:personal\s+)?(?:opinions?|beliefs?|views?|feelings?|preferences?)\b"
     r"|\bno\s+(?:personal\s+)?(?:opinions?|rating)\b|\bn/a\b|\bnot\s+applicable\b"
     r"|\bi(?:'m|\s+am)\s+sorry\b|^\W*sorry\b|\bnot\s+(?:possible|appropriate)\s+(?:for\s+me\s+)?to\b"
+    r"|\bi\s+(?:must\s+|have\s+to\s+|will\s+)?(?:refuse|decline|pass)\b|\bno\s+comment\b"
 )
 # A refusal covers its clause: up to the next sentence or clause break.
 _CLAUSE_END = re.compile(r"[.;:!?](?!\d)|\n|,|\bbut\b")
@@ -92,6 +101,21 @@ _LOOK_BACK = 40
 _NOTHING = re.compile(r"[^\w-]*")
 _KINDS = ("date", "time", "thousands", "lo", "lo2", "num", "pct", "plain")
 _PLAIN = re.compile(rf"(?P<neg>-)?(?P<plain>{_N})")
+# Longer replies are not an answer to "how much do you agree?" (and an endpoint may send 4 MB): None, at once.
+MAX_REPLY_CHARS = 4_000
+# A clause: what lies between these (a decimal point is no break, the number holds it).
+_BREAK = r"[.;:!?,()\[\]\"\n]|\s-\s|\bbut\b"
+# A number stands alone when nothing but punctuation separates it from its clause's breaks ("40." "- 70 -",
+# "**85**"); after it a unit may follow ("70 points", "70 percent", "70 overall").
+_STANDS_BEFORE = re.compile(rf"(?:\A|{_BREAK})[^\w\n]*\Z")
+_STANDS_AFTER = re.compile(rf"[^\w\n]*?(?:(?:points?|pts|percent|overall)\b[^\w\n]*?)?(?:\Z|{_BREAK})")
+# After a cued number: the clause ends, or a word that does not make it a count ("I'd say 70 because ..." but not
+# "I'd say 40 million Americans ...").
+_AFTER_CUED = re.compile(
+    rf"[^\w\n]*?(?:\Z|{_BREAK}|-|(?:points?|pts|percent|overall|because|since|as|for|on|in|out|with|and|or|given"
+    r"|due|from|at|which|though|although|mostly|somewhat|partly|agree\w*|disagree\w*|i|it|this|that|here|so|if|to"
+    r"|based|considering|while|now|too|personally|honestly|though)\b)"
+)
 
 
 def clamp_rating(value: float) -> float:
@@ -134,12 +158,17 @@ def _strip_list_items(text: str) -> str:
 
 
 def _refusal_spans(text: str) -> tuple[list[int], list[int]]:
-    """Where the reply declines to rate: each refusal phrase to the end of its clause, as (starts, ends)."""
+    """Where the reply declines to rate: each refusal phrase to the end of its clause, as (starts, ends).
+
+    The clause ends are found once and looked up by bisection: a search per refusal would rescan the rest of the
+    text each time (a long refusal without punctuation took minutes)."""
     starts, ends = [], []
+    clause_ends = [end.start() for end in _CLAUSE_END.finditer(text)]
     for refusal in _REFUSAL.finditer(text):
-        end = _CLAUSE_END.search(text, refusal.end())
+        following = bisect.bisect_left(clause_ends, refusal.end())
+        end = clause_ends[following] if following < len(clause_ends) else len(text)
         starts.append(refusal.start())
-        ends.append(max(end.start() if end else len(text), ends[-1] if ends else 0))
+        ends.append(max(end, ends[-1] if ends else 0))
     return starts, ends
 
 
@@ -159,7 +188,11 @@ def _is_identifier(text: str, start: int, end: int) -> bool:
 def parse_rating(text: str) -> float | None:
     """The rating (1-100) in a rater's reply, or None when it holds no rating (the logprob fallback then decides).
 
-    What counts (the first rating-like expression from the left that passes the rules below wins):
+    The rating is the number the reply gives *as its rating*: the first one after a rating phrase ("I'd say",
+    "Rating:", "I rate it", "give it a", "so", ...) that no count noun follows ("I'd say 40 million Americans" is not
+    one), else the last one that stands alone in its clause ("70.", "- 70 -", "Over 300 people marched. 40" -> 40).
+    A number inside the rated text or a count ("9 out of 10 dentists agree", "3 reasons") is neither: None.
+    Replies longer than MAX_REPLY_CHARS are None (not an answer; it bounds the work). The shapes:
     - "70", "Rating: 85." -> 70, 85; decimals are kept ("72.5").
     - "70/100", "7/10", "3 out of 5" -> X / Y * 100 (70, 70, 60), only for Y in 4, 5, 10, 20, 100 and 0 <= X <= Y:
       "9/11", "24/7", "50/50", "12/5", "7/0" are not ratings.
@@ -168,7 +201,9 @@ def parse_rating(text: str) -> float | None:
     - number words up to one hundred ("seventy", "seventy-five", "a hundred"); a lone "one".."nine" only after
       a rating cue ("I'd say five", "rating: two"), next to "out of" or "/", or as the whole reply, because prose
       uses them ("no one agrees", "the two sides") and a false 1 or 2 would be a strong reward.
-    - the question's scale echoed back ("on a scale of 1-100", "(1-10)", "1 to 100") is not a rating; if the echoed
+    - "minus 20", "negative 20" -> -20 (clamped to 1).
+    - the question's template echoed back ("from 1 (not at all) to 100 (completely)", "[1, 100]", "1 = not at all")
+      and its scale ("on a scale of 1-100", "(1-10)", "1 to 100") are not a rating; if the echoed
       scale is 1-10, a plain number after it is scaled by 10 ("On a scale of 1-10: 7" -> 70); an echo cut off at the
       end of the reply ("I agree with the text on a scale of 1-") holds no rating. A denominator without a numeric
       numerator ("out of 100", "?/100", "X/100", "N/A/100") is a template, not a rating.
@@ -176,7 +211,7 @@ def parse_rating(text: str) -> float | None:
       as the whole reply or right after a rating cue ("150" -> 100, "I'd say 150" -> 100; "Over 300 people
       marched. 40" -> 40).
     What never counts:
-    - a refusal ("I cannot rate this", "I can't.", "unable to give a rating", "As an AI ...", "I don't have
+    - a refusal ("I cannot rate this", "I can't.", "I refuse.", "unable to give a rating", "As an AI ...", "I don't have
       opinions", "N/A", "I'm sorry"): no number in its clause is read, and once a reply refuses, a number elsewhere
       counts only as an explicit rating (after a cue such as "I'd say" / "rating:", a fraction, "between ...");
       "I cannot rate this out of 100." -> None, "As an AI I have no opinion, but I'd say 60" -> 60.
@@ -192,47 +227,60 @@ def parse_rating(text: str) -> float | None:
     """
     if not isinstance(text, str):
         raise ValueError(f"parse_rating expects the rater's reply as a str, got {type(text).__name__}")
-    text = _strip_list_items(_words_to_digits(unicodedata.normalize("NFKC", text).translate(_DASHES).lower()))
+    if len(text) > MAX_REPLY_CHARS:
+        return None  # not an answer to "how much do you agree?"; bounds the work (an endpoint may send 4 MB)
+    text = unicodedata.normalize("NFKC", text).translate(_DASHES).lower()
+    text = _strip_list_items(_words_to_digits(_MINUS_WORD.sub("-", text)))
     scale_top = 100.0
     for echo in _SCALE_ECHO.finditer(text):
-        scale_top = float(echo["top"])
+        scale_top = float(echo["top"] or echo["top2"])
     text = _TRUNCATED_ECHO.sub(" ", _SCALE_ECHO.sub(" ", text))
     refusals = _refusal_spans(text)
-    position = 0
+    position, standalone = 0, None
     while (match := _RATING.search(text, position)) is not None:
         kind = next(name for name in _KINDS if match[name] is not None)
-        value = _match_value(text, kind, match, scale_top, refusals)
+        value, how = _match_value(text, kind, match, scale_top, refusals)
         if value is None and kind in ("lo", "lo2"):
             # A rejected range "2024 - 70": with a spaced dash or "to" its first number may still be the rating;
             # a tight "9-5" is one token. Either way the second number gets its own reading.
             second = match.start("hi" if kind == "lo" else "hi2")
             if re.search(r"\s", text[match.end(kind): second]):
-                value = _match_value(text, "plain", _PLAIN.match(text, match.start(kind)), scale_top, refusals)
-        if value is not None:
+                value, how = _match_value(text, "plain", _PLAIN.match(text, match.start(kind)), scale_top, refusals)
+        if how == "cued":
             return clamp_rating(value)
+        if how == "standalone":
+            standalone = value  # the last one stands: "Over 300 people marched. 40" -> 40
         position = match.end(kind) if kind in ("lo", "lo2") else match.end()  # a denominator is never a rating
-    return None
+    return None if standalone is None else clamp_rating(standalone)
 
 
 def _match_value(text: str, first: str, match: re.Match, scale_top: float,
-                 refusals: tuple[list[int], list[int]]) -> float | None:
-    """The rating one candidate expression (of kind `first`) gives, unclamped; None when it is not a rating."""
+                 refusals: tuple[list[int], list[int]]) -> tuple[float | None, str | None]:
+    """The rating one candidate expression (of kind `first`) gives, unclamped, and how it is given: "cued" (after a
+    rating phrase), "standalone" (the whole clause) or None (not a rating: a count, a name, the rated text)."""
     if first in ("date", "time", "thousands"):
-        return None
+        return None, None
     start = match.start("neg") if match["neg"] else match.start(first)
-    if _is_identifier(text, start, match.end()):
-        return None
+    if _is_identifier(text, start, match.end()) or _SCALE_KEY.match(text, start):
+        return None, None
     # Refusal spans start in order and their clause ends never decrease: bisect finds the one before `start`.
     inside = bisect.bisect_right(refusals[0], start) - 1
     if (inside >= 0 and start < refusals[1][inside]) or _DENOMINATOR_BEFORE.search(text, max(0, start - _LOOK_BACK),
                                                                                       start):
-        return None  # inside a refusal; a denominator whose numerator is not a number ("?/100", "out of 100")
+        return None, None  # inside a refusal; a denominator whose numerator is not a number ("?/100", "out of 100")
     ended = bisect.bisect_right(refusals[1], start) - 1
     clause = refusals[1][ended] if ended >= 0 else 0
-    cued = bool(_CUE_BEFORE.search(text, max(clause, start - _LOOK_BACK), start))
-    explicit = cued or first in ("lo", "num")
-    if refusals[0] and not explicit:
-        return None
+    cued = bool(_CUE_BEFORE.search(text, max(clause, start - _LOOK_BACK), start)) and bool(
+        _AFTER_CUED.match(text, match.end()))
+    alone = bool(_STANDS_BEFORE.search(text, max(0, match.start() - _LOOK_BACK), match.start())
+                 and _STANDS_AFTER.match(text, match.end()))
+    if not cued and (refusals[0] or not alone):
+        return None, None  # after a refusal only a cued rating counts; "9 out of 10 dentists" is a count
+    value = _unscaled_value(text, first, match, scale_top, cued)
+    return (value, "cued" if cued else "standalone") if value is not None else (None, None)
+
+
+def _unscaled_value(text: str, first: str, match: re.Match, scale_top: float, cued: bool) -> float | None:
     if first in ("lo", "lo2"):
         low, high = float(match["lo"] or match["lo2"]), float(match["hi"] or match["hi2"])
         if _YEAR.fullmatch(match["lo"] or match["lo2"]) or _YEAR.fullmatch(match["hi"] or match["hi2"]):
@@ -250,7 +298,7 @@ def _match_value(text: str, first: str, match: re.Match, scale_top: float,
     if _YEAR.fullmatch(match["plain"]):
         return None
     value = float(match["plain"])
-    alone = _NOTHING.fullmatch(text, 0, start) and _NOTHING.fullmatch(text, match.end())
+    alone = _NOTHING.fullmatch(text, 0, match.start()) and _NOTHING.fullmatch(text, match.end())
     if value > scale_top and not (cued or alone):
         return None
     return value * (-1.0 if match["neg"] else 1.0) * 100.0 / scale_top
