@@ -512,8 +512,7 @@ def test_ppo_step_for_dem_changes_only_dems_adapter():
     rewards = [GeneratedRater.normalise(90.0), GeneratedRater.normalise(10.0)]
     trainer.step(queries, responses, rewards)
     after = {name: p.detach() for name, p in trainer.model.named_parameters()}
-    # Frozen base weights may now be stored in bf16 (rlxf.lm.precision.store_frozen_weights): compare in the stored
-    # dtype.
+    # Frozen base weights may be stored in bf16 (rlxf.lm.precision.store_frozen_weights): compare in that dtype.
     changed = {name for name, p in before.items()
                if name in after and not torch.equal(p.to(after[name].dtype), after[name])}
     assert changed, "the PPO step changed no parameter"

@@ -74,9 +74,8 @@ def pick_dtype(device: torch.device | str) -> torch.dtype:
     if device.type == "cuda":
         # including_emulation=False: pre-Ampere GPUs "support" bf16 only by slow emulation.
         return torch.bfloat16 if torch.cuda.is_bf16_supported(including_emulation=False) else torch.float16
-    # CPU: fp32 weights, trainable; rlxf.lm.precision adds bf16 autocast where the CPU has native bf16. MPS: fp16
-    # training
-    # has no loss scaler, so fp32 is the safe pick.
+    # CPU: fp32 weights, trainable; rlxf.lm.precision adds bf16 autocast where the CPU has native bf16.
+    # MPS: fp16 training has no loss scaler, so fp32 is the safe pick.
     return torch.float32
 
 

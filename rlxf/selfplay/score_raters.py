@@ -1,9 +1,9 @@
 """Raters that compute the agreement rating (1-100) from a score instead of asking the rating bot for a number.
 
 At 135M parameters the generated rating of `rlxf.selfplay.generated_rater.GeneratedRater` carries no signal (about
-10-15 whatever the
-text). Two alternatives with the same interface (`rate(text, adapter) -> Rating`, `stats`, `reset_stats`,
-`restore_stats`, `normalise`, `prompt`), so `SelfPlayEnv`, `TwoBotDebate` and `SelfPlayTrainer` take either:
+10-15 whatever the text). Two alternatives with the same interface (`rate(text, adapter) -> Rating`, `stats`,
+`reset_stats`, `restore_stats`, `normalise`, `prompt`), so `SelfPlayEnv`, `TwoBotDebate` and `SelfPlayTrainer`
+take either:
 
   LikelihoodRatioRater  s = mean per-token log pi_rater(text) - log pi_reference(text), the reference being the other
                         bot's adapter ("other") or the average of both bots' token probabilities ("mix");
