@@ -288,8 +288,9 @@ def append_jsonl(path: str | Path, rows: Iterable[dict], *, fresh: bool = False,
     return count
 
 
-def read_jsonl(path: str | Path) -> list[dict]:
-    """The rows of a JSON-lines file (blank lines skipped); a line that is not a JSON object is named by file:line."""
+def read_jsonl(path: str | Path, check=None) -> list[dict]:
+    """The rows of a JSON-lines file (blank lines skipped); a line that is not a JSON object is named by file:line.
+    `check(row, "file:line")`, when given, validates each row (and raises naming that place)."""
     path, rows = Path(path), []
     for line_number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
@@ -300,6 +301,8 @@ def read_jsonl(path: str | Path) -> list[dict]:
             raise ValueError(f"{path}:{line_number}: not valid JSON ({error.msg})") from error
         if not isinstance(row, dict):
             raise ValueError(f"{path}:{line_number}: expected a JSON object, got {type(row).__name__}")
+        if check is not None:
+            check(row, f"{path}:{line_number}")
         rows.append(row)
     return rows
 

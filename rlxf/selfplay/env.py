@@ -39,6 +39,7 @@ import torch
 from gymnasium.spaces import Text
 
 from rlxf.data.prompts import LEADING_PROMPTS, POLITICAL_QUESTIONS
+from rlxf.infra.checkpoint import read_jsonl
 from rlxf.lm.adapters import using_adapter
 from rlxf.lm.generation import generate
 from rlxf.selfplay.convergence import neutral_streak
@@ -306,24 +307,20 @@ def write_transcripts(path: str | Path, transcripts: Sequence[Sequence[dict]]) -
     return path
 
 
+def _check_transcript_row(row: dict, where: str) -> None:
+    missing = [key for key in (*TRANSCRIPT_KEYS, "episode") if key not in row]
+    if missing:
+        raise ValueError(f"{where}: a transcript line needs the keys {missing}")
+    if not isinstance(row["episode"], int):
+        raise ValueError(f"{where}: 'episode' must be an int, got {row['episode']!r}")
+
+
 def read_transcripts(path: str | Path) -> list[list[dict]]:
     """Read `write_transcripts` output back -> one list of turns per episode, in episode order."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no transcript file at {path}")
     episodes: dict[int, list[dict]] = {}
-    with path.open(encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise ValueError(f"{path}:{line_number}: not valid JSON ({error.msg})") from error
-            missing = [key for key in (*TRANSCRIPT_KEYS, "episode") if not isinstance(row, dict) or key not in row]
-            if missing:
-                raise ValueError(f"{path}:{line_number}: a transcript line needs the keys {missing}")
-            if not isinstance(row["episode"], int):
-                raise ValueError(f"{path}:{line_number}: 'episode' must be an int, got {row['episode']!r}")
-            episodes.setdefault(row.pop("episode"), []).append(row)
+    for row in read_jsonl(path, _check_transcript_row):
+        episodes.setdefault(row.pop("episode"), []).append(row)
     return [episodes[key] for key in sorted(episodes)]
