@@ -224,7 +224,7 @@ def _split_off_eval(items: list, fraction: float, seed: int) -> tuple[list, list
 
 # ---------------------------------------------------------------------------------------------------------- training
 def _device_kwargs(dtype: str) -> dict[str, Any]:
-    """The GPU when there is one, else the CPU; bf16 mixed precision where `rlxf.device` picks it, else fp32."""
+    """The GPU when there is one, else the CPU; bf16 mixed precision where `rlxf.lm.precision` picks it, else fp32."""
     return trainer_precision_kwargs(training_precision(dtype))
 
 

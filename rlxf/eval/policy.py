@@ -58,7 +58,7 @@ def policy_report(model, tokenizer, prompts: Sequence[str], reward_fn: Callable[
     """Sample from `adapter`, score, and measure KL to `ref_adapter` and fluency -> one row per prompt.
 
     Columns: prompt, reply, reward (NaN without reward_fn), length, kl, ref_nll. `reward_kwargs` go to reward_fn.
-    `dtype`: the compute precision of sampling and scoring (rlxf.device; the same for policy and reference).
+    `dtype`: the compute precision of sampling and scoring (rlxf.lm.precision; the same for policy and reference).
     """
     compute = precision(dtype, model_device(model))
     with progress(total=4, desc=f"policy_report {adapter or 'base'}", unit="phase") as bar:

@@ -93,7 +93,7 @@ def generate(
 
     With `chat=True` each prompt is wrapped by `chat_prompt` first. Sampling draws from a generator seeded with
     `seed` (the global RNG state is restored afterwards), so a call is reproducible for a fixed batch size.
-    Prompts are batched in order of length (less padding); `dtype` is the compute precision (`rlxf.device`).
+    Prompts are batched in order of length (less padding); `dtype` is the compute precision (`rlxf.lm.precision`).
     """
     prompts = _check_prompts(prompts)
     if max_new_tokens < 1:

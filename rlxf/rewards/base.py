@@ -2,7 +2,7 @@
 
 `reward_fn(prompts, completions, **kwargs) -> list[float]`.
 
-The same object serves `rlxf.ppo` (positional `reward_fn(prompts, completions)`) and TRL's GRPO/RLOO trainers,
+The same object serves `rlxf.algos.ppo` (positional `reward_fn(prompts, completions)`) and TRL's GRPO/RLOO trainers,
 which call `f(prompts=..., completions=..., completion_ids=..., trainer_state=..., <extra dataset columns>...)`
 and name the reward after `f.__name__`. Reward objects are plain callables (never `nn.Module`, which TRL would
 treat as a reward *model*), hold their model loaded once, and score in batches without gradients on its device.

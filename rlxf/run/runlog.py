@@ -184,7 +184,7 @@ def _write_headline(profile: Profile, total_seconds: float) -> None:
 SUMMARY_FILES = (("01", "data/manifest.json"), ("02", "adapters/summary.json"), ("03", "rewards/summary.json"),
                  ("04", "ppo/summary.json"), ("05", "selfplay/summary.json"), ("06", "selfplay/convergence.json"),
                  ("07", "evaluation/summary.json"), ("08", "preference/summary.json"))
-"""(notebook, summary path under artifacts/<profile>/): what `publish` copies and `rlxf.report` renders"""
+"""(notebook, summary path under artifacts/<profile>/): what `publish` copies and `rlxf.run.report` renders"""
 NOTEBOOK_SUMMARIES = tuple(path for _, path in SUMMARY_FILES)
 
 

@@ -101,7 +101,7 @@ class SelfPlayTrainer:
     Per-round metrics are in `history`, one plain dict per round: `round`, `debates`, `turns`, `parse_rate` and
     `fallbacks` (of this round's ratings), `neutral_frac`, `longest_neutral_streak` (over all ratings so far),
     `time/round_s`, and per bot `<bot>/rating_received` (mean rating of its replies by the other),
-    `<bot>/rating_given`, `<bot>/turns` and its PPO step's metrics under their full PPO names (see `rlxf.ppo`):
+    `<bot>/rating_given`, `<bot>/turns` and its PPO step's metrics under their full PPO names (see `rlxf.algos.ppo`):
     `<bot>/env/reward_mean`, `/env/response_length_mean`, `/objective/kl`, `/objective/kl_k3`, `/objective/kl_coef`,
     `/objective/entropy`, `/policy/clipfrac`, `/loss/policy`, `/loss/value`. With `output_dir`,
     transcripts (one turn per line, with `round` and `episode`), history, adapter snapshots and checkpoints of the
