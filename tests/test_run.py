@@ -12,6 +12,7 @@ from nbformat.v4 import new_code_cell, new_notebook
 from rlxf.paths import REPO_ROOT
 from rlxf.run import runlog
 from rlxf.run import runner as run
+from rlxf.run.notebook import mark_ready
 
 
 def _notebook(path: Path, body: str, params: str | None = None) -> Path:
@@ -465,9 +466,10 @@ class _FakeProcesses:
     """subprocess.Popen stand-in for execute_parallel: each 'notebook' finishes on its second poll (or its number in
     `polls`) and records the run as a child runner would (run_summary.json), or fails when its key is in `fail`."""
 
-    def __init__(self, profile, fail=(), polls=None):
+    def __init__(self, profile, fail=(), polls=None, stages=None):
         self.profile, self.fail, self.log, self.running = profile, set(fail), [], set()
         self.polls, self.budget_files = polls or {}, {}
+        self.stages = stages or {}  # key -> stages it marks ready at its first poll (mark_ready, as a notebook would)
 
     def __call__(self, command, env):
         key = command[command.index("--only") + 1]
@@ -481,6 +483,10 @@ class _FakeProcesses:
 
             def poll(self):
                 polls.append(1)
+                for stage in fake.stages.get(key, ()):
+                    if len(polls) == 1:
+                        mark_ready(fake.profile.artifacts_dir, key, stage)
+                        fake.log.append(("ready", f"{key}:{stage}"))
                 if len(polls) < fake.polls.get(key, 2):
                     return None
                 fake.running.discard(key)
@@ -493,9 +499,9 @@ class _FakeProcesses:
         return Process()
 
 
-def _parallel(tmp_path, monkeypatch, fail=(), polls=None):
+def _parallel(tmp_path, monkeypatch, fail=(), polls=None, stages=None):
     profile = _profile(tmp_path)
-    fake = _FakeProcesses(profile, fail, polls)
+    fake = _FakeProcesses(profile, fail, polls, stages)
     monkeypatch.setattr(run, "_spawn", fake)
     monkeypatch.setattr(run.time, "sleep", lambda s: None)
     monkeypatch.setattr(run.os, "cpu_count", lambda: 2)
@@ -509,16 +515,19 @@ def test_parallel_runs_start_each_notebook_after_what_it_reads(tmp_path, monkeyp
     assert sorted(r.key for r in runs) == sorted(run.DEPENDS)
     finished = []
     for event in fake.log:
-        if event[0] == "done":
+        if event[0] in ("done", "ready"):
             finished.append(event[1])
         else:
             _, key, threads, alongside = event
-            assert set(run.DEPENDS[key]) <= set(finished), f"{key} started before {run.DEPENDS[key]} finished"
+            # no stage is marked ready here: every dependency waits for its notebook to finish
+            needed = {run.notebook_of(d) for d in run.DEPENDS[key]}
+            assert needed <= set(finished), f"{key} started before {run.DEPENDS[key]} finished"
             assert len(alongside) < 2  # never more than --jobs at once
-            if alongside or key in ("00", "01", "03", "05"):  # 00 and 01 start together, as do 03 and 05
+            if alongside:
                 assert threads == "1", key
-            if key == "02":  # alone: every core
+            if key == "01":  # alone at the start (00 waits for it): every core
                 assert threads == "2"
+    assert [e[1] for e in fake.log if e[0] == "start"][:2] == ["01", "02"]  # the long chain first; 00 waits for 01
     summary = json.loads((profile.artifacts_dir / "run_summary.json").read_text())
     headline = json.loads((profile.artifacts_dir / "headline.json").read_text())
     assert summary["jobs"] == 2 and headline[f"total_{profile.name}_seconds"] == summary["wall_seconds"]
@@ -551,5 +560,41 @@ def test_a_failed_parallel_notebook_stops_what_depends_on_it(tmp_path, monkeypat
 
 
 def test_every_notebook_has_its_dependencies_declared():
-    assert set(run.DEPENDS) == set(run.discover_notebooks())
-    assert all(set(deps) < set(run.DEPENDS) and all(d < key for d in deps) for key, deps in run.DEPENDS.items())
+    assert set(run.DEPENDS) == set(run.discover_notebooks()) == set(run.LAUNCH_ORDER)
+    placed: list[str] = []  # a topological order exists: no notebook waits, through others, for itself
+    while len(placed) < len(run.DEPENDS):
+        free = [k for k, deps in run.DEPENDS.items()
+                if k not in placed and all(run.notebook_of(d) in placed for d in deps)]
+        assert free, f"a cycle among {sorted(set(run.DEPENDS) - set(placed))}"
+        placed.extend(free)
+
+
+def test_every_stage_a_notebook_waits_for_is_marked_by_that_notebook():
+    for key, deps in run.DEPENDS.items():
+        for dep in deps:
+            if ":" in dep:
+                notebook, stage = dep.split(":")
+                cells = nbformat.read(run.discover_notebooks()[notebook], as_version=4).cells
+                source = "\n".join(cell.source for cell in cells if cell.cell_type == "code")
+                assert f'mark_ready(artifacts, "{notebook}", "{stage}")' in source, (key, dep)
+
+
+def test_a_stage_marked_ready_starts_the_reader_before_the_notebook_ends(tmp_path, monkeypatch):
+    # 03 marks "rewards" at once and runs on; 04 (which waits for 03:rewards) starts while 03 still runs, as soon as
+    # a job is free; a marker left by an earlier run is removed when 03 starts, so it cannot start 04 early.
+    profile, fake, steps = _parallel(tmp_path, monkeypatch, polls={"03": 12}, stages={"03": ["rewards"]})
+    stale = run.ready_marker(profile.artifacts_dir, "03", "rewards")
+    stale.parent.mkdir(parents=True, exist_ok=True)
+    stale.write_text("0\n")
+    run.execute_parallel(profile, steps, 2, [])
+    events = [(e[0], e[1]) for e in fake.log]
+    assert events.index(("start", "03")) < events.index(("ready", "03:rewards")) < events.index(("start", "04"))
+    assert events.index(("start", "04")) < events.index(("done", "03"))
+    assert events.index(("start", "07")) > events.index(("done", "03"))  # 07 needs all of 03
+
+
+def test_mark_ready_names_a_bad_stage(tmp_path):
+    assert mark_ready(tmp_path, "03", "rewards") == run.ready_marker(tmp_path, "03", "rewards")
+    assert (tmp_path / "ready" / "03.rewards").is_file()
+    with pytest.raises(ValueError, match="a stage is lower-case"):
+        mark_ready(tmp_path, "03", "Rewards done")

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import textwrap
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,4 +119,20 @@ def record_headline(artifacts: str | Path, notebook: str, values: dict[str, Any]
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(values, indent=1) + "\n")
     tmp.replace(path)
+    return path
+
+
+_STAGE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
+
+
+def mark_ready(artifacts: str | Path, notebook: str, stage: str) -> Path:
+    """Say that notebook `notebook` has written the outputs of `stage` (e.g. "03", "rewards"): `rlxf.run --jobs` then
+    starts the notebooks that depend on "03:rewards" (rlxf.run.runner.DEPENDS) while the rest of 03 runs."""
+    from rlxf.run.runner import ready_marker
+
+    if not _STAGE.match(stage):
+        raise ValueError(f"mark_ready({notebook!r}, {stage!r}): a stage is lower-case letters, digits and '-'")
+    path = ready_marker(artifacts, notebook, stage)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"{time.time():.1f}\n")
     return path

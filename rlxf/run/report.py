@@ -17,7 +17,7 @@ from typing import Any
 
 from rlxf.paths import REPO_ROOT
 from rlxf.run.runlog import SUMMARY_FILES
-from rlxf.run.runner import DEPENDS, NOTEBOOKS_DIR
+from rlxf.run.runner import DEPENDS, NOTEBOOKS_DIR, notebook_of
 
 SKIP_KEYS = {"data", "adapter_dirs"}  # stated once, from the manifest; paths of the machine that ran it
 
@@ -171,12 +171,12 @@ def _duration(seconds: float) -> str:
 
 def _prerequisites(key: str) -> list[str]:
     """The notebooks `key` reads from, directly or through others (DEPENDS), in order."""
-    found, todo = set(), list(DEPENDS.get(key, ()))
+    found, todo = set(), [notebook_of(d) for d in DEPENDS.get(key, ())]
     while todo:
         dep = todo.pop()
         if dep not in found:
             found.add(dep)
-            todo.extend(DEPENDS.get(dep, ()))
+            todo.extend(notebook_of(d) for d in DEPENDS.get(dep, ()))
     return sorted(found)
 
 

@@ -12,13 +12,14 @@ While a notebook runs, a bar shows its cell i/N and the time elapsed (`--quiet`:
 Jupyter kernel `rlxf` (`make lab` registers it for the venv) when there is one, else on `python3`.
 
 `--jobs N` runs up to N notebooks at once, each in its own `python -m rlxf.run --only NN` process, a notebook as
-soon as the notebooks it reads from (`DEPENDS`) have finished; the cores are split between the notebooks running at
-once (`OMP_NUM_THREADS` at the start), and a notebook that runs alone gets them all. When a notebook finishes, the
-ones still running get its cores at their next long loop (a file per notebook, `<artifacts>/threads/NN`, read by
-`rlxf.infra.threads.follow_thread_budget`). On a 2-core CPU two one-thread notebooks do more work per second than one
-two-thread notebook (`benchmarks/threads.py` measures it). run_summary.json then holds each notebook's own seconds
-(overlapping), its threads at the start, every change of a share (`threads_timeline`) and the run's `wall_seconds`,
-which the headline's total is.
+soon as the notebooks it reads from (`DEPENDS`) have finished or, for "NN:stage", have written what it reads
+(`<artifacts>/ready/NN.stage`), the longest chain first (`LAUNCH_ORDER`); the cores are split between the notebooks
+running at once (`OMP_NUM_THREADS` at the start), and a notebook that runs alone gets them all. When a notebook
+finishes, the ones still running get its cores at their next long loop (a file per notebook,
+`<artifacts>/threads/NN`, read by `rlxf.infra.threads.follow_thread_budget`). On a 2-core CPU two one-thread
+notebooks do more work per second than one two-thread notebook (`benchmarks/threads.py` measures it).
+run_summary.json then holds each notebook's own seconds (overlapping), its threads at the start, every change of a
+share (`threads_timeline`) and the run's `wall_seconds`, which the headline's total is.
 
 `--dry-run` runs a profile's notebooks on CPU in minutes: its parameters, except that every number or list (sizes,
 steps, rates), `data_dir`, `dtype` and `report_to` (no tracker) take the smoke profile's value and the models become
@@ -63,18 +64,34 @@ DRY_RUN_MODELS = {"policy_model": "tiny-llama", "judge_model": "tiny-llama", "en
 DRY_RUN_FROM_SMOKE = ("data_dir", "dtype", "report_to")  # a dry run tracks to nowhere unless -p asks
 
 
-# Which notebooks' outputs each notebook reads (artifacts/<profile>/...): the order `--jobs` keeps.
+# Which notebooks' outputs each notebook reads (artifacts/<profile>/...): the order `--jobs` keeps. "NN" waits for
+# notebook NN to finish; "NN:stage" only until NN has written what is read (it calls
+# rlxf.run.notebook.mark_ready(artifacts, "NN", "stage") there), so the rest of NN runs beside the reader.
 DEPENDS = {
-    "00": (),                      # the quickstart hydrates its own two tables
+    "00": ("01",),                 # reads nothing (the quickstart hydrates its own tables): after 01 only so that the
+                                   # long chain 02 -> 03 -> 04 -> 07 takes the cores first
     "01": (),
     "02": ("01",),                 # tables
     "03": ("01", "02"),            # tables; 02's party classifier (rewards/party)
-    "04": ("01", "02", "03"),      # 02's Socrates adapter; 03's MONA and sentiment classifiers
+    "04": ("01", "02", "03:rewards"),  # 02's Socrates adapter; 03's MONA and sentiment rewards
     "05": ("01", "02"),            # 02's party adapters and classifier; tweets
     "06": ("02", "05"),            # 05's self-play runs; the party classifier
-    "07": ("01", "02", "03", "04"),  # 04's adapters; 03's classifiers
+    "07": ("01", "02", "03", "04:adapters"),  # 04's RLXF and Socrates adapters; 03's classifiers
     "08": ("01", "02", "03"),      # HH pairs, tweets; the party and sentiment classifiers
 }
+# When more notebooks are ready than there are free jobs, the longest chain goes first (by its last timings:
+# 02 -> 03 -> 04 -> 07 is about two thirds of the demo's CPU time); the others fill the second job.
+LAUNCH_ORDER = ("01", "02", "03", "04", "07", "05", "08", "06", "00")
+
+
+def notebook_of(dependency: str) -> str:
+    """The notebook a DEPENDS entry names: "04" of "04" and of "04:adapters"."""
+    return dependency.split(":", 1)[0]
+
+
+def ready_marker(artifacts_dir: str | Path, notebook: str, stage: str) -> Path:
+    """The file by which notebook `notebook` says it has reached `stage` (rlxf.run.notebook.mark_ready)."""
+    return Path(artifacts_dir) / "ready" / f"{notebook}.{stage}"
 
 
 def discover_notebooks(notebooks_dir: Path = NOTEBOOKS_DIR) -> dict[str, Path]:
@@ -289,6 +306,8 @@ def execute(
     kernel = pick_kernel()
     runs: list[NotebookRun] = []
     for key, path, params in steps:
+        for stale in (profile.artifacts_dir / "ready").glob(f"{key}.*"):  # stages reached by an earlier run
+            stale.unlink()
         output, running = out_dir / path.name, out_dir / f"{path.stem}.running.ipynb"
         print(f"[rlxf.run] {path.name}  ({profile.name}; {len(params)} parameters)", flush=True)
         started = time.time()
@@ -335,8 +354,9 @@ def _spawn(command: list[str], env: dict[str, str]):
 def execute_parallel(profile: Profile, steps: list[tuple[str, Path, dict[str, Any]]], jobs: int,
                      child_args: list[str]) -> list[NotebookRun]:
     """Run the planned notebooks, up to `jobs` at once, each as `python -m rlxf.run --only NN <child_args>` as soon
-    as the planned notebooks it depends on (DEPENDS) have finished; stop launching at the first failure (the ones
-    running finish) and name it. The cores are split between the notebooks running at once."""
+    as the planned notebooks it depends on (DEPENDS) have finished or reached the stage named, the longest chain first
+    (LAUNCH_ORDER); stop launching at the first failure (the ones running finish) and name it. The cores are split
+    between the notebooks running at once."""
     from rlxf.infra.threads import THREADS_FILE
 
     keys = [key for key, _, _ in steps]
@@ -346,9 +366,17 @@ def execute_parallel(profile: Profile, steps: list[tuple[str, Path, dict[str, An
     budgets_dir.mkdir(parents=True, exist_ok=True)
     threads, timeline = {}, []  # each running notebook's current share; every change, for run_summary.json
     started = time.time()
+
+    def met(dependency: str) -> bool:
+        key = notebook_of(dependency)
+        if key in done or key not in keys:
+            return True
+        stage = dependency.partition(":")[2]
+        return bool(stage) and key in running and ready_marker(profile.artifacts_dir, key, stage).is_file()
+
     with _children_stopped_on_signal(running):
         while waiting or running:
-            ready = [k for k in waiting if all(d in done or d not in keys for d in DEPENDS.get(k, ()))]
+            ready = sorted((k for k in waiting if all(met(d) for d in DEPENDS.get(k, ()))), key=_launch_rank)
             launch = []
             while ready and len(running) + len(launch) < jobs and not failed:
                 launch.append(ready.pop(0))
@@ -363,6 +391,8 @@ def execute_parallel(profile: Profile, steps: list[tuple[str, Path, dict[str, An
                 threads[key] = share
                 timeline.append({"key": key, "threads": share, "at_s": at})
                 if key in launch:
+                    for stale in (profile.artifacts_dir / "ready").glob(f"{key}.*"):  # an earlier run's stages
+                        stale.unlink()
                     env = {**os.environ, "OMP_NUM_THREADS": str(share), "MKL_NUM_THREADS": str(share),
                            THREADS_FILE: str((budgets_dir / key).resolve())}
                     command = [sys.executable, "-m", "rlxf.run", "--profile", profile.name, "--only", key, *child_args]
@@ -420,6 +450,10 @@ def _children_stopped_on_signal(running: dict):
                 process.wait(timeout=max(0.1, deadline - time.time()))
             except Exception:  # noqa: BLE001 (TimeoutExpired: it did not stop in 30 s)
                 process.kill()
+
+
+def _launch_rank(key: str) -> tuple[int, str]:
+    return (LAUNCH_ORDER.index(key) if key in LAUNCH_ORDER else len(LAUNCH_ORDER), key)
 
 
 def split_cores(cores: int, keys: list[str]) -> dict[str, int]:
