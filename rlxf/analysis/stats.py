@@ -245,7 +245,8 @@ def auc_difference_ci(scores_a, scores_b, labels, *, level: float = 0.95, n_resa
                          "score of each model per item")
     first, second = auc_ci(scores_a, labels, n_resamples=2), auc_ci(scores_b, labels, n_resamples=2)  # checks input
     labels = np.asarray(labels).ravel()
-    pos_a, pos_b, neg_a, neg_b = scores_a[labels == 1], scores_b[labels == 1], scores_a[labels == 0], scores_b[labels == 0]
+    pos_a, pos_b = scores_a[labels == 1], scores_b[labels == 1]
+    neg_a, neg_b = scores_a[labels == 0], scores_b[labels == 0]
 
     def difference(pos_index, neg_index, axis=-1):
         pos_index, neg_index = pos_index.astype(int), neg_index.astype(int)
