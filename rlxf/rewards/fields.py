@@ -22,7 +22,7 @@ def field_pattern(name: str) -> re.Pattern:
     """`Name: value.` up to the next `Word: ` or the end; the value may hold dots ("1.8. Budget ...")."""
     if not re.fullmatch(r"[A-Z][A-Za-z ]*", name):
         raise ValueError(f"a field name is a capitalised word (as in 'Type: ...'), got {name!r}")
-    return re.compile(rf"(?:^|\. ){re.escape(name)}: (.*?)\.?(?= [A-Z][a-z]+: |$)")
+    return re.compile(rf"(?:^|\. ){re.escape(name)}: (.*?)\.?(?= [A-Z][A-Za-z]*: |$)")
 
 
 def read_field(text: str, name: str) -> str:
