@@ -4,7 +4,8 @@ units measured twice, e.g. one reply per held-out prompt before and after traini
 Wilcoxon signed-rank, win rate, and the smallest effect the comparison could have detected), `expected_reward_table`
 (several policies against one reference, paired when they answered the same prompts), `auc_ci` / `rater_auc` (how
 well scores rank two classes: ROC AUC with its CI), `auc_difference_ci` (two models' AUCs on the same items,
-paired). For a handful of independent runs (e.g. one value per seed) `t_interval` gives the mean with a Student-t CI instead: with n = 3 a bootstrap has only 10 distinct resamples and
+paired). For a handful of independent runs (e.g. one value per seed) `t_interval` gives the mean with a Student-t
+CI instead: with n = 3 a bootstrap has only 10 distinct resamples and
 its interval is too narrow. `standard_error` is the s.e. of a mean (error bars); `least_squares_slope` the trend
 of a series (e.g. a rating per round).
 """
