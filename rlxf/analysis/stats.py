@@ -3,8 +3,9 @@ samples: difference of means with its CI, Welch's t-test and the Mann-Whitney U 
 units measured twice, e.g. one reply per held-out prompt before and after training: paired CI, paired t,
 Wilcoxon signed-rank, win rate, and the smallest effect the comparison could have detected), `expected_reward_table`
 (several policies against one reference, paired when they answered the same prompts), `auc_ci` / `rater_auc` (how
-well scores rank two classes: ROC AUC with its CI). For a handful of independent runs (e.g. one value per seed)
-`t_interval` gives the mean with a Student-t CI instead: with n = 3 a bootstrap has only 10 distinct resamples and
+well scores rank two classes: ROC AUC with its CI), `auc_difference_ci` (two models' AUCs on the same items,
+paired). For a handful of independent runs (e.g. one value per seed) `t_interval` gives the mean with a Student-t
+CI instead: with n = 3 a bootstrap has only 10 distinct resamples and
 its interval is too narrow. `standard_error` is the s.e. of a mean (error bars); `least_squares_slope` the trend
 of a series (e.g. a rating per round).
 """
@@ -230,3 +231,30 @@ def rater_auc(score_fn: Callable[[list[str]], Sequence[float]], texts: Sequence[
     if scores.size != len(texts):
         raise ValueError(f"rater_auc: score_fn returned {scores.size} scores for {len(texts)} texts")
     return auc_ci(scores, labels, level=level, n_resamples=n_resamples, seed=seed)
+
+
+def auc_difference_ci(scores_a, scores_b, labels, *, level: float = 0.95, n_resamples: int = 2000,
+                      seed: int = 0) -> dict:
+    """AUC(scores_a) - AUC(scores_b) on the same labelled items, with a paired BCa bootstrap CI.
+
+    Paired: every resample draws items (positives and negatives separately, as `auc_ci`) and scores both models on
+    the same draw, so what the two share (the items' difficulty) cancels. Keys: auc_a, auc_b, diff, low, high, n.
+    """
+    scores_a, scores_b = np.asarray(scores_a, dtype=float).ravel(), np.asarray(scores_b, dtype=float).ravel()
+    if scores_a.size != scores_b.size:
+        raise ValueError(f"auc_difference_ci: {scores_a.size} scores_a and {scores_b.size} scores_b; expected one "
+                         "score of each model per item")
+    first, second = auc_ci(scores_a, labels, n_resamples=2), auc_ci(scores_b, labels, n_resamples=2)  # checks input
+    labels = np.asarray(labels).ravel()
+    pos_a, pos_b = scores_a[labels == 1], scores_b[labels == 1]
+    neg_a, neg_b = scores_a[labels == 0], scores_b[labels == 0]
+
+    def difference(pos_index, neg_index, axis=-1):
+        pos_index, neg_index = pos_index.astype(int), neg_index.astype(int)
+        return (_auc_from_samples(pos_a[pos_index], neg_a[neg_index], axis)
+                - _auc_from_samples(pos_b[pos_index], neg_b[neg_index], axis))
+
+    low, high = _bca_ci((np.arange(pos_a.size, dtype=float), np.arange(neg_a.size, dtype=float)), difference,
+                        level=level, n_resamples=n_resamples, seed=seed)
+    return {"auc_a": first["auc"], "auc_b": second["auc"], "diff": first["auc"] - second["auc"], "low": low,
+            "high": high, "n": int(scores_a.size)}

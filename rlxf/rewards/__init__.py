@@ -3,6 +3,7 @@
 - `base`: the reward_fn protocol (`RewardFunction`, `check_batch`, `check_texts`), `CombinedReward`, `ConstantReward`
 - `classifiers`: text classifiers (weighted cross-entropy training, predict, save/load) and `ClassifierReward`
 - `linear`: `LinearTextClassifier`, TF-IDF + logistic regression (C by cross-validation) with the classifier API
+- `fields`: `FieldOneHot`, a model text's named fields (`Type: ...`) as one-hot columns beside the TF-IDF
 - `reports`: a classifier's held-out report, its baselines and calibration
 - `tasks`: the studies' three classifiers (MONA experience, party, sentiment), trained once and cached
 - `experience`: `ExperienceReward`, P(MET) from the MONA classifier

@@ -27,10 +27,11 @@ import numpy as np
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GroupKFold, StratifiedKFold
-from sklearn.pipeline import Pipeline
+from sklearn.pipeline import FeatureUnion, Pipeline
 
 from rlxf.infra.checkpoint import atomic_dir
 from rlxf.rewards.base import check_texts
+from rlxf.rewards.fields import FieldOneHot, field_pattern
 
 MODEL_FILE, RECORD_FILE = "linear.joblib", "linear.json"
 
@@ -51,6 +52,9 @@ class LinearSettings:
     """folds of that cross-validation (grouped when `fit` gets groups: e.g. arrangements, tweet authors)"""
     seed: int = 0
     """seed of the folds"""
+    fields: tuple[str, ...] = ()
+    """named fields of the text (`Type: ...`, `Arrangement: ...`) also given as one-hot features
+    (`rlxf.rewards.fields`); () for none"""
 
     def __post_init__(self) -> None:
         if self.ngram_max < 1 or self.min_df < 1:
@@ -60,6 +64,9 @@ class LinearSettings:
         if self.cv_folds < 2:
             raise ValueError(f"LinearSettings.cv_folds must be >= 2, got {self.cv_folds}")
         self.c_grid = tuple(float(c) for c in self.c_grid)
+        self.fields = tuple(self.fields)
+        for name in self.fields:
+            field_pattern(name)
 
 
 @dataclass
@@ -85,11 +92,11 @@ class LinearTextClassifier:
 
     def _pipeline(self, c: float) -> Pipeline:
         s = self.settings
-        return Pipeline([
-            ("tfidf", TfidfVectorizer(ngram_range=(1, s.ngram_max), sublinear_tf=True, min_df=s.min_df,
-                                      max_features=s.max_features)),
-            ("regression", LogisticRegression(C=c, max_iter=3000)),
-        ])
+        tfidf = TfidfVectorizer(ngram_range=(1, s.ngram_max), sublinear_tf=True, min_df=s.min_df,
+                                max_features=s.max_features)
+        if s.fields:
+            tfidf = FeatureUnion([("tfidf", tfidf), ("fields", FieldOneHot(s.fields))])
+        return Pipeline([("tfidf", tfidf), ("regression", LogisticRegression(C=c, max_iter=3000))])
 
     def fit(self, texts: Sequence[str], labels: Sequence, *, groups: Sequence | None = None) -> LinearTextClassifier:
         """Choose C by (grouped) cross-validation on these texts, then refit on all of them."""
@@ -179,13 +186,15 @@ class LinearTextClassifier:
         record = json.loads((directory / RECORD_FILE).read_text())
         settings = record["settings"]
         settings["c_grid"] = tuple(settings["c_grid"])
+        settings["fields"] = tuple(settings.get("fields", ()))
         model = cls(tuple(record["label_names"]), LinearSettings(**settings), joblib.load(directory / MODEL_FILE),
                     record["cv_log_loss"], record["seconds"])
         return model
 
     def __repr__(self) -> str:
         c = f"C={self.best_c:g}" if self.cv_log_loss else "not fitted"
-        return f"LinearTextClassifier(labels={self.label_names}, 1..{self.settings.ngram_max}-grams, {c})"
+        fields = f", fields {list(self.settings.fields)}" if self.settings.fields else ""
+        return f"LinearTextClassifier(labels={self.label_names}, 1..{self.settings.ngram_max}-grams{fields}, {c})"
 
 
 def is_linear_dir(directory: str | Path) -> bool:
