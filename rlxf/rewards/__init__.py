@@ -8,6 +8,7 @@
 - `tasks`: the studies' three classifiers (MONA experience, party, sentiment), trained once and cached
 - `experience`: `ExperienceReward`, P(MET) from the MONA classifier
 - `bradley_terry`: Bradley-Terry reward models (TRL `RewardTrainer`) and their ensembles
+- `frozen_bt`: a Bradley-Terry reward model as a linear head on frozen sentence embeddings (bagging, IDS on it)
 - `robust`: Iterated Data Smoothing (noisy labels) and a mean-and-variance model (annotators who disagree)
 - `judge`: the judge-evaluator pipeline (a local model or an OpenAI-compatible endpoint)
 - `secrets`: an endpoint's API key: checked before use, out of the HTTP stack's logs, redacted from what comes back
@@ -41,6 +42,15 @@ from rlxf.rewards.classifiers import (
     train_classifier,
 )
 from rlxf.rewards.experience import MONA_METADATA_FIELDS, ExperienceReward
+from rlxf.rewards.frozen_bt import (
+    FrozenBTSettings,
+    FrozenEncoderReward,
+    embed_pairs,
+    fit_bt_head,
+    train_frozen_bt,
+    train_frozen_bt_ensemble,
+    train_frozen_ids,
+)
 from rlxf.rewards.judge import (
     JUDGE_SYSTEM_PROMPT,
     JUDGE_TEMPLATE,
@@ -94,6 +104,9 @@ __all__ = [
     # bradley_terry
     "PreferenceResult", "PreferenceSettings", "RewardEnsemble", "bradley_terry_loss", "check_pairs", "clean_pairs",
     "encode_texts", "flip_labels", "pairwise_accuracy", "score_pairs", "score_texts", "train_reward_model",
+    # frozen_bt
+    "FrozenBTSettings", "FrozenEncoderReward", "embed_pairs", "fit_bt_head", "train_frozen_bt",
+    "train_frozen_bt_ensemble", "train_frozen_ids",
     # robust
     "ids_relabel", "score_mean_variance", "train_ids_reward_model", "train_mean_variance_model",
     # judge
