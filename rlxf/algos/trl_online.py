@@ -4,7 +4,9 @@
 (named "default") on `model` and returns `(peft_model, history)`; `history` has one row per optimizer step with
 the wall-clock seconds since training began and TRL's logged reward, KL and completion length, so that these
 algorithms and rlxf.algos.ppo land on one reward-vs-seconds figure. Extra dataset columns (e.g. MONA's country,
-arr_type, econ_class) reach the reward function as keyword lists, as TRL passes them.
+arr_type, econ_class) reach the reward function as keyword lists, as TRL passes them. With `check` (e.g. a
+rlxf.algos.race.HeldOutCheck) and `settings.check_every`, the adapter is checked every that many steps; the check's
+time is kept out of `seconds`, and its columns join the history on the checked steps.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 from transformers import PrinterCallback, TrainerCallback
 
@@ -59,11 +62,15 @@ class TRLSettings:
     rlxf.lm.precision), "fp32" or "bf16"; master weights and optimizer states stay fp32"""
     report_to: str = "none"
     """where the trainer also logs: "none", "tensorboard", "trackio" or "wandb" (transformers' `report_to`)"""
+    check_every: int = 0
+    """call train_trl's `check` after every this many optimizer steps (not after the last); 0: never"""
 
     def __post_init__(self) -> None:
         for name in ("steps", "prompts_per_step", "num_generations", "max_new_tokens", "lora_r", "lora_alpha"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"TRLSettings.{name} must be >= 1, got {getattr(self, name)!r}")
+        if int(self.check_every) < 0:
+            raise ValueError(f"TRLSettings.check_every must be >= 0, got {self.check_every!r}")
         if self.num_generations < 2:
             raise ValueError("TRLSettings.num_generations must be >= 2 (GRPO and RLOO compare completions)")
         if not self.learning_rate > 0 or not self.temperature > 0 or self.beta < 0:
@@ -73,17 +80,29 @@ class TRLSettings:
 
 
 class _Clock(TrainerCallback):
-    """Every log row with its step and the wall-clock seconds since training began."""
+    """Every log row with its step and the training seconds since training began (the checks' time left out)."""
 
-    def __init__(self):
+    def __init__(self, check: Callable | None = None, every: int = 0):
         self.rows: list[dict] = []
+        self.checks: dict[int, dict] = {}
+        self.check, self.every, self.paused = check, every, 0.0
+
+    def seconds(self) -> float:
+        return time.perf_counter() - self.start - self.paused
 
     def on_train_begin(self, args, state, control, **kwargs):
         self.start = time.perf_counter()
 
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        step = state.global_step
+        if self.check is not None and self.every and step % self.every == 0 and step < state.max_steps:
+            start = time.perf_counter()
+            self.checks[step] = self.check(model, "default")  # the live model: its autocast wrapper stays on
+            self.paused += time.perf_counter() - start
+
     def on_log(self, args, state, control, logs=None, **kwargs):
         if logs is not None:
-            self.rows.append({**logs, "step": state.global_step, "seconds": time.perf_counter() - self.start})
+            self.rows.append({**logs, "step": state.global_step, "seconds": self.seconds()})
 
 
 def trl_config(method: str, settings: TRLSettings):
@@ -105,10 +124,13 @@ def trl_config(method: str, settings: TRLSettings):
     )
 
 
-def train_trl(method: str, model, tokenizer, dataset, reward_fn: Callable, settings: TRLSettings | None = None):
+def train_trl(method: str, model, tokenizer, dataset, reward_fn: Callable, settings: TRLSettings | None = None,
+              check: Callable | None = None):
     """Train a new LoRA adapter on `model` with TRL's GRPO or RLOO -> (peft_model, history DataFrame).
 
     `dataset`: a datasets.Dataset (or a dict of columns) with a "prompt" column of formatted prompt strings.
+    `check(model, adapter) -> dict`: called every `settings.check_every` steps (its time is not in `seconds`); its
+    keys become history columns, filled on the checked steps.
     """
     from datasets import Dataset
     from trl import GRPOTrainer, RLOOTrainer
@@ -121,7 +143,7 @@ def train_trl(method: str, model, tokenizer, dataset, reward_fn: Callable, setti
         raise ValueError(f"the dataset needs a 'prompt' column; it has {dataset.column_names}")
     peft_config = lora_config(settings)
     trainer_class = GRPOTrainer if method == "grpo" else RLOOTrainer
-    clock = _Clock()
+    clock = _Clock(check, settings.check_every)
     trainer = trainer_class(model=model, reward_funcs=[reward_fn], args=args, train_dataset=dataset,
                             processing_class=tokenizer, peft_config=peft_config,
                             callbacks=[clock, thread_budget_callback()])
@@ -131,4 +153,7 @@ def train_trl(method: str, model, tokenizer, dataset, reward_fn: Callable, setti
     history = pd.DataFrame([{"step": row["step"], "seconds": row["seconds"], "reward": row["reward"],
                              "reward_std": row.get("reward_std"), "kl": row.get("kl"),
                              "length": row.get("completions/mean_length")} for row in rows])
+    columns = sorted({key for found in clock.checks.values() for key in found})
+    for column in columns:
+        history[column] = [clock.checks.get(int(step), {}).get(column, np.nan) for step in history.step]
     return without_autocast_wrapper(trainer.model), history
