@@ -113,3 +113,35 @@ def test_a_control_run_trains_and_logs_its_ratings(tmp_path):
         for name in ("dem", "rep"):
             assert 1.0 <= row[f"{name}/rating_received"] <= 100.0
             assert row[f"{name}/env/reward_mean"] == pytest.approx(0.0)
+
+
+def test_a_bots_replies_sample_with_a_new_seed_each(monkeypatch):
+    import rlxf.selfplay.env as env
+    from rlxf.selfplay import Bot
+
+    seen = []
+    monkeypatch.setattr(env, "generate", lambda model, tokenizer, prompts, seed, **kw: seen.append(seed) or ["hi"])
+    monkeypatch.setattr(env, "using_adapter", lambda model, adapter: torch.no_grad())
+    bot = Bot.from_adapter("dem", None, None, "dem", do_sample=True, seed=7)
+    twin = Bot.from_adapter("dem", None, None, "dem", do_sample=True, seed=7)
+    for _ in range(3):
+        bot.reply_fn("same prompt")
+    twin.reply_fn("same prompt")
+    assert seen == [7, 8, 9, 7]  # a fresh draw per reply; a twin bot replays the same seeds
+
+
+def test_paired_differences_subtract_the_control_seed_by_seed():
+    from rlxf.selfplay.control import paired_differences
+
+    def result(change, dem, rep):
+        return {"ΔW relative change": change, "rating slope per round": {"dem": dem, "rep": rep}}
+
+    trained = {0: result(0.04, 1.0, -1.0), 1: result(0.03, 2.0, 0.0), 2: result(0.05, 0.0, 0.0)}
+    control = {0: result(0.01, 0.5, 0.5), 1: result(0.02, -1.0, 1.0)}
+    diff = paired_differences(trained, control, ["dem", "rep"])
+    assert sorted(diff) == [0, 1]  # seed 2 has no control
+    assert diff[0] == pytest.approx({"ΔW relative change": 0.03, "dem: rating slope": 0.5, "rep: rating slope": -1.5,
+                                     "rating slope, both bots": -0.5})
+    assert diff[1]["rating slope, both bots"] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="no seed in both"):
+        paired_differences({5: trained[0]}, control, ["dem", "rep"])

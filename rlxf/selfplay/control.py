@@ -13,7 +13,7 @@ sees changes:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -59,4 +59,26 @@ def control_ratings(ratings: Sequence[float], speakers: Sequence[str], mode: str
                              f"{len(index)}: raise debates_per_round or max_exchanges")
         for target, source in zip(index, derangement(len(index), rng), strict=True):
             out[target] = ratings[index[source]]
+    return out
+
+
+def paired_differences(trained: Mapping[int, dict], control: Mapping[int, dict],
+                       names: Sequence[str]) -> dict[int, dict[str, float]]:
+    """Per seed, trained minus control of `run_convergence`'s numbers -> {seed: {"ΔW relative change": d,
+    "<bot>: rating slope": d per bot, "rating slope, both bots": d of the bots' mean slope}}.
+
+    `trained` and `control`: {seed: run_convergence(...) result}; only seeds in both are paired (the pairing is by
+    seed: the same debate issues and PPO seed, the same SFT start)."""
+    paired = sorted(set(trained) & set(control))
+    if not paired:
+        raise ValueError(f"paired_differences: no seed in both the trained runs {sorted(trained)} and the control "
+                         f"runs {sorted(control)}")
+    out = {}
+    for seed in paired:
+        slope_t, slope_c = trained[seed]["rating slope per round"], control[seed]["rating slope per round"]
+        row = {"ΔW relative change": trained[seed]["ΔW relative change"] - control[seed]["ΔW relative change"]}
+        row.update({f"{name}: rating slope": slope_t[name] - slope_c[name] for name in names})
+        both = np.mean([slope_t[name] for name in names]) - np.mean([slope_c[name] for name in names])
+        row["rating slope, both bots"] = float(both)
+        out[seed] = row
     return out
