@@ -5,6 +5,7 @@
   generated_rater  GeneratedRater: the rating bot writes a rating (1-100), logprob fallback (rating_from_logprobs)
   score_raters     ScoreRater, LikelihoodRatioRater, ClassifierRater (ratings computed from a score; same interface)
   trainer          SelfPlaySettings, SelfPlayTrainer, snapshots, history, run_seeds (independent runs)
+  control          reward_mode of a control run: "shuffled" (ratings deranged) or "constant" (reward 0), not "rating"
   seeds            train_seed_runs: further runs from the SFT adapters (reloaded and hash-checked), one per seed
   probe            memory_probe (one round, for rlxf.infra.memory.peak_memory), probe_arguments (typed settings)
   convergence      neutral streaks, ΔW distances between adapters, text diversity, run_convergence (per run)

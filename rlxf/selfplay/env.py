@@ -27,6 +27,7 @@ transcript row, to the caller as `info["replies"]` (how `rlxf.selfplay.trainer` 
 
 from __future__ import annotations
 
+import itertools
 import json
 import string
 from collections.abc import Callable, Sequence
@@ -69,11 +70,17 @@ class Bot:
 
     @classmethod
     def from_adapter(cls, name: str, model, tokenizer, adapter: str | None = None, **generate_kwargs) -> Bot:
-        """A bot that answers with `model` under LoRA adapter `adapter` (`rlxf.lm.generation.generate` settings)."""
+        """A bot that answers with `model` under LoRA adapter `adapter` (`rlxf.lm.generation.generate` settings).
+
+        Its k-th reply (k = 0, 1, ...) samples with seed `seed` + k: one fixed seed would draw the same random numbers
+        for every reply, and a bot that echoes its prompt would then write the same text all debate long. Two bots
+        built alike draw the same seeds turn by turn (common random numbers for comparing two settings)."""
+        calls = itertools.count()
+        first_seed = int(generate_kwargs.pop("seed", 0))
 
         def reply_fn(prompt: str) -> str:
             with using_adapter(model, adapter):
-                return generate(model, tokenizer, [prompt], **generate_kwargs)[0]
+                return generate(model, tokenizer, [prompt], seed=first_seed + next(calls), **generate_kwargs)[0]
 
         return cls(name, reply_fn, adapter)
 

@@ -26,6 +26,7 @@ from rlxf.infra.checks import check_count, check_optional_count
 from rlxf.infra.identity import not_identity, settings_identity
 from rlxf.lm.adapters import save_adapters
 from rlxf.lm.generation import chat_prompt
+from rlxf.selfplay.control import REWARD_MODES, control_ratings
 from rlxf.selfplay.convergence import neutral_streak
 from rlxf.selfplay.env import Bot, Reply, SelfPlayEnv, play_episode
 from rlxf.selfplay.generated_rater import GeneratedRater
@@ -64,6 +65,10 @@ class SelfPlaySettings:
     A new run moves an earlier run found there aside to `<output_dir>.old-<YYYYmmdd-HHMMSS>` (nothing is deleted)"""
     seed: int = 0
     """debate d (counted over the whole run) is seeded seed + d: its issue and leading prompts"""
+    reward_mode: str = "rating"
+    """PPO's reward: "rating" (the other's rating; training), or a control that keeps the ratings out of the reward:
+    "shuffled" (each bot's ratings of a round deranged over its replies) or "constant" (reward 0); see
+    rlxf.selfplay.control. Ratings are computed and logged the same way in all three"""
     progress_bar: bool = not_identity(True)
     """show a tqdm bar over rounds"""
     report_to: str = not_identity("none")
@@ -80,6 +85,11 @@ class SelfPlaySettings:
         if self.stop_streak is not None and (not isinstance(self.stop_streak, int) or self.stop_streak < 1):
             raise ValueError(f"SelfPlaySettings.stop_streak must be None or an int >= 1, got {self.stop_streak!r}")
         check_optional_count(self.keep_checkpoints, "SelfPlaySettings.keep_checkpoints")
+        if self.reward_mode not in REWARD_MODES:
+            raise ValueError(f"SelfPlaySettings.reward_mode must be one of {REWARD_MODES}, got {self.reward_mode!r}")
+        if self.reward_mode == "shuffled" and self.debates_per_round * self.max_exchanges < 2:
+            raise ValueError("SelfPlaySettings.reward_mode='shuffled' needs at least 2 replies per bot and round "
+                             "(debates_per_round * max_exchanges >= 2) to shuffle ratings between")
         if not self.neutral_low <= self.neutral_high:
             raise ValueError(f"SelfPlaySettings.neutral_low ({self.neutral_low}) must not exceed neutral_high "
                              f"({self.neutral_high})")
@@ -179,7 +189,7 @@ class SelfPlayTrainer:
 
     def play_round(self) -> tuple[list[list[dict]], dict[str, list]]:
         """Play one round's debates -> (transcripts, per bot a list of (query ids, response ids, reward))."""
-        settings, turns = self.settings, {name: [] for name in self.names}
+        settings, played = self.settings, []
         transcripts = []
         for _ in range(settings.debates_per_round):
             opener = self.names[self.episodes % 2]
@@ -188,10 +198,15 @@ class SelfPlayTrainer:
             for row, reply in zip(transcript, replies, strict=True):
                 if reply.query is None or reply.response is None:
                     raise RuntimeError(f"episode {self.episodes}: a reply of {row['speaker']!r} has no token ids")
-                rating = GeneratedRater.normalise(row["rating_by_other"])
-                turns[row["speaker"]].append((reply.query, reply.response, rating))
+                played.append((row, reply))
             transcripts.append([{**row, "round": self.round + 1, "episode": self.episodes} for row in transcript])
             self.episodes += 1
+        # A control run (reward_mode != "rating") is rated as the trained one; only the reward PPO sees differs.
+        rewarded = control_ratings([row["rating_by_other"] for row, _ in played], [row["speaker"] for row, _ in played],
+                                   settings.reward_mode, seed=[settings.seed, self.round])
+        turns = {name: [] for name in self.names}
+        for (row, reply), rating in zip(played, rewarded, strict=True):
+            turns[row["speaker"]].append((reply.query, reply.response, GeneratedRater.normalise(rating)))
         return transcripts, turns
 
     def train_round(self) -> dict:
