@@ -71,12 +71,12 @@ DEPENDS = {
     "00": (),                      # the quickstart hydrates its own two tables
     "01": (),
     "02": ("01",),                 # tables
-    "03": ("01", "02"),            # tables; 02's party classifier (rewards/party)
+    "03": ("01", "02:party"),      # tables; 02's party classifiers (rewards/party, rewards/party-linear)
     "04": ("01", "02", "03:rewards"),  # 02's Socrates adapter; 03's MONA and sentiment rewards
     "05": ("01", "02"),            # 02's party adapters and classifier; tweets
     "06": ("02", "05"),            # 05's self-play runs; the party classifier
     "07": ("01", "02", "03", "04:adapters"),  # 04's RLXF and Socrates adapters; 03's classifiers
-    "08": ("01", "02", "03"),      # HH pairs, tweets; the party and sentiment classifiers
+    "08": ("01", "02", "03:rewards"),  # HH pairs, tweets; the party and sentiment classifiers
 }
 # When more notebooks are ready than there are free jobs, the longest chain goes first (by its last timings:
 # 02 -> 03 -> 04 -> 07 is about two thirds of the demo's CPU time); the others fill the second job.
