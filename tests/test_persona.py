@@ -107,7 +107,9 @@ def test_the_chosen_classifier_reloads_as_a_reward(tmp_path):
     socratic, agreeing = reward(["", ""], ["What then is virtue, my friend?", "Yes, Socrates, I agree entirely."])
     assert socratic > agreeing
     save_choice(tmp_path, {"kind": "logprob", "criteria": {"q": "Does it ask?"}})
-    with pytest.raises(ValueError, match="judge's model"):
+    with pytest.raises(ValueError, match="load_judge"):
         load_socrates_reward(tmp_path)
+    reward, _ = load_socrates_reward(tmp_path, lambda: load_causal_lm("tiny-llama", device="cpu"))
+    assert isinstance(reward, VerdictLogprobs) and list(reward.criteria) == ["q"]
     with pytest.raises(FileNotFoundError, match="run 03 first"):
         load_socrates_reward(tmp_path / "missing")

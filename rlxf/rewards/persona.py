@@ -16,7 +16,7 @@ with the highest lower CI bound at n >= `MIN_RANK_N` (`choose_evaluator`), and 0
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -220,9 +220,10 @@ def save_choice(rewards_dir: str | Path, choice: dict) -> Path:
     return path
 
 
-def load_socrates_reward(rewards_dir: str | Path, judge_model=None, judge_tokenizer=None) -> tuple[RewardFunction,
-                                                                                                    dict]:
-    """(reward, choice): the evaluator notebook 03 chose, as a reward; a log-prob judge needs the judge's model."""
+def load_socrates_reward(rewards_dir: str | Path, load_judge: Callable[[], tuple] | None = None) -> tuple[
+        RewardFunction, dict]:
+    """(reward, choice): the evaluator notebook 03 chose, as a reward; a log-prob judge calls `load_judge()` for the
+    judge's (model, tokenizer)."""
     path = Path(rewards_dir) / CHOICE_FILE
     if not path.is_file():
         raise FileNotFoundError(f"{path}: notebook 03 writes the chosen Socrates evaluator here; run 03 first")
@@ -231,8 +232,8 @@ def load_socrates_reward(rewards_dir: str | Path, judge_model=None, judge_tokeni
         model, _ = load_saved_classifier(Path(rewards_dir) / CLASSIFIER_DIR)
         return ClassifierReward(model, None, label="socrates", output="log_odds", name="socrates_persona"), choice
     if choice.get("kind") == "logprob":
-        if judge_model is None or judge_tokenizer is None:
-            raise ValueError(f"{path} chose the judge's verdict log-probabilities: pass its model and tokenizer")
+        if load_judge is None:
+            raise ValueError(f"{path} chose the judge's verdict log-probabilities: pass load_judge")
         examples = [tuple(pair) for pair in choice.get("examples", [])]
-        return VerdictLogprobs(judge_model, judge_tokenizer, choice["criteria"], examples=examples), choice
+        return VerdictLogprobs(*load_judge(), choice["criteria"], examples=examples), choice
     raise ValueError(f"{path}: 'kind' must be 'classifier' or 'logprob', got {choice.get('kind')!r}")
