@@ -51,18 +51,18 @@ def clip_words(text: str, max_words: int) -> str:
 
 def evaluation_turns(turns: pd.DataFrame, n: int, *, seed: int, min_words: int = 5,
                      max_words: int = 120) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(genuine, others): `n` held-out (split "test") Socrates turns and `n` other speakers' turns, each of
-    `min_words`..`max_words` words, sampled with `seed`; fewer where the table has fewer."""
+    """(genuine, others): `n` held-out (split "test") Socrates turns and `n` other speakers' turns of at least
+    `min_words` words, sampled with `seed` (fewer where the table has fewer), each cut to its first `max_words`."""
     need = {"dialogue", "utterance", "is_socrates", "split"}
     if not need <= set(turns.columns):
         raise ValueError(f"plato_turns needs the columns {sorted(need)}, got {sorted(turns.columns)}")
-    words = turns.utterance.str.split().str.len()
-    usable = turns[(words >= min_words) & (words <= max_words)]
+    usable = turns[turns.utterance.str.split().str.len() >= min_words].copy()
+    usable["utterance"] = [clip_words(t, max_words) for t in usable.utterance]
     genuine = usable[usable.is_socrates & (usable.split == "test")]
     others = usable[~usable.is_socrates]
-    if not len(genuine) or not len(others):
+    if len(genuine) < 2 or len(others) < 2:
         raise ValueError(f"plato_turns has {len(genuine)} held-out Socrates turns and {len(others)} other turns of "
-                         f"{min_words}..{max_words} words: need both")
+                         f">= {min_words} words: need two of each for a ranking's CI")
     n = min(n, len(genuine), len(others))
     return genuine.sample(n=n, random_state=seed), others.sample(n=n, random_state=seed)
 
