@@ -128,3 +128,13 @@ def test_sample_tokens_takes_the_fast_path_and_stops_at_eos():
     torch.manual_seed(0)
     again = sample_tokens(model, queries, max_new_tokens=12, temperature=1.0, pad_id=0, eos_ids=eos, dtype=FP32)
     assert all(torch.equal(a, b) for a, b in zip(responses, again, strict=True))  # seeded: reproducible
+
+
+def test_greedy_text_generation_equals_transformers_generate(monkeypatch):
+    from rlxf.lm import generation
+
+    model, tokenizer = policy()
+    prompts = ["Is justice the advantage of the stronger?", "Name a virtue.", "Who rules best, and why?"]
+    ours = generation.generate(model, tokenizer, prompts, max_new_tokens=10, batch_size=2, dtype="fp32")
+    monkeypatch.setattr(decode, "supports", lambda model: False)  # transformers' generate
+    assert generation.generate(model, tokenizer, prompts, max_new_tokens=10, batch_size=2, dtype="fp32") == ours

@@ -76,11 +76,11 @@ def run(model_name: str = "smollm2-135m-instruct", dtype: str = "auto", batches:
     for batch in batches:
         queries = [query] * batch
 
-        def ours():
+        def ours(queries=queries):
             return sample_tokens(model, queries, max_new_tokens=new_tokens, temperature=1.0,
                                  pad_id=tokenizer.pad_token_id, eos_ids=never, dtype=chosen)
 
-        def theirs():
+        def theirs(queries=queries):
             with chosen.autocast():
                 return generate_responses(model, queries, config, tokenizer.pad_token_id, never)
 

@@ -106,8 +106,8 @@ def _key(model, dtype: torch.dtype) -> tuple:
     disabled = tuple(bool(getattr(m, "disable_adapters", False)) for m in model.modules() if hasattr(m, "lora_A"))
     params = tuple((p.data_ptr(), p._version, p.dtype) for p in model.parameters())
     lora = [p.detach().float() for name, p in model.named_parameters() if "lora_" in name]
-    sums = tuple(torch.stack([torch.stack([p.sum(), p.square().sum()]) for p in lora]).flatten().tolist()) if lora else ()
-    return dtype, active, disabled, params, sums
+    sums = torch.stack([torch.stack([p.sum(), p.square().sum()]) for p in lora]).flatten().tolist() if lora else []
+    return dtype, active, disabled, params, tuple(sums)
 
 
 @torch.no_grad()
@@ -220,11 +220,30 @@ def sample_from_logits(logits: torch.Tensor, temperature: float, top_k: int = 0,
     return torch.searchsorted(cdf, u, right=True).squeeze(1).clamp_(max=cdf.shape[-1] - 1)
 
 
+# GenerationConfig fields whose non-default values add logit processors or constraints this loop does not apply
+_PROCESSOR_DEFAULTS = {"repetition_penalty": (None, 1.0), "no_repeat_ngram_size": (None, 0),
+                       "encoder_no_repeat_ngram_size": (None, 0), "bad_words_ids": (None,), "min_length": (None, 0),
+                       "min_new_tokens": (None, 0), "forced_bos_token_id": (None,), "forced_eos_token_id": (None,),
+                       "suppress_tokens": (None,), "begin_suppress_tokens": (None,), "sequence_bias": (None,),
+                       "num_beams": (None, 1), "renormalize_logits": (None, False), "exponential_decay_length_penalty":
+                       (None,), "diversity_penalty": (None, 0.0), "guidance_scale": (None, 1.0),
+                       "epsilon_cutoff": (None, 0.0), "eta_cutoff": (None, 0.0), "min_p": (None, 0.0),
+                       "typical_p": (None, 1.0), "watermarking_config": (None,), "stop_strings": (None,),
+                       "max_time": (None,), "assistant_model": (None,)}
+
+
+def plain_greedy(config) -> bool:
+    """Whether a GenerationConfig asks for plain greedy decoding (no processor `sample` does not implement)."""
+    return not config.do_sample and all(getattr(config, field, None) in allowed
+                                        for field, allowed in _PROCESSOR_DEFAULTS.items())
+
+
 @torch.no_grad()
 def sample(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, *, max_new_tokens: int, temperature: float,
-           top_k: int, top_p: float, pad_id: int, eos_ids: set[int], dtype: torch.dtype) -> torch.Tensor:
+           top_k: int, top_p: float, pad_id: int, eos_ids: set[int], dtype: torch.dtype,
+           greedy: bool = False) -> torch.Tensor:
     """New tokens [B, <= max_new_tokens] for left-padded prompts; a row is padded with `pad_id` after its EOS and
-    the loop stops when every row has ended (what `generate` returns, without the prompt)."""
+    the loop stops when every row has ended (what `generate` returns, without the prompt). `greedy`: the argmax."""
     w = rollout_weights(model, dtype)
     batch, prompt_len = input_ids.shape
     total = prompt_len + max_new_tokens
@@ -243,7 +262,8 @@ def sample(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, *, max_
     next_position = positions[:, -1:] + 1
     out = []
     for step in range(max_new_tokens):
-        token = sample_from_logits(logits_of(w, hidden[:, -1]), temperature, top_k, top_p)
+        logits = logits_of(w, hidden[:, -1])
+        token = logits.argmax(-1) if greedy else sample_from_logits(logits, temperature, top_k, top_p)
         token = torch.where(done, torch.full_like(token, pad_id), token)
         out.append(token)
         done |= torch.isin(token, eos)

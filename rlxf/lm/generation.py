@@ -95,6 +95,7 @@ def generate(
     With `chat=True` each prompt is wrapped by `chat_prompt` first. Sampling draws from a generator seeded with
     `seed` (the global RNG state is restored afterwards), so a call is reproducible for a fixed batch size.
     Prompts are batched in order of length (less padding); `dtype` is the compute precision (`rlxf.lm.precision`).
+    Greedy decoding of a Llama-family model on CPU runs through `rlxf.lm.decode` (the same argmax, faster).
     """
     prompts = _check_prompts(prompts)
     if max_new_tokens < 1:
@@ -112,6 +113,8 @@ def generate(
     device = model_device(model)
     compute = precision(dtype, device)
     order = by_length([len(text) for text in texts])
+    # greedy on CPU through rlxf.lm.decode (the judge's and the raters' replies): the same argmax, a faster loop
+    fast = device.type == "cpu" and decode.plain_greedy(config) and decode.supports(model)
     was_training = model.training
     model.eval()
     replies: list[str] = [""] * len(texts)
@@ -124,8 +127,14 @@ def generate(
                 rows = order[start : start + batch_size]
                 batch = tokenizer([texts[i] for i in rows], return_tensors="pt", padding=True,
                                   padding_side="left").to(device)
-                output = model.generate(**batch, generation_config=config)
-                new_tokens = output[:, batch["input_ids"].shape[1] :]
+                if fast:
+                    new_tokens = decode.sample(model, batch["input_ids"], batch["attention_mask"],
+                                               max_new_tokens=max_new_tokens, temperature=1.0, top_k=0, top_p=1.0,
+                                               pad_id=tokenizer.pad_token_id, eos_ids=set(config.eos_token_id or ()),
+                                               dtype=compute.dtype, greedy=True)
+                else:
+                    output = model.generate(**batch, generation_config=config)
+                    new_tokens = output[:, batch["input_ids"].shape[1] :]
                 for i, text in zip(rows, tokenizer.batch_decode(new_tokens, skip_special_tokens=True), strict=True):
                     replies[i] = text.strip()
     finally:
