@@ -26,8 +26,14 @@ from trl import RewardConfig, RewardTrainer
 
 from rlxf.infra.threads import thread_budget_callback
 from rlxf.infra.tracking import check_report_to
-from rlxf.lm.precision import (Precision, check_dtype, precision, trainer_precision_kwargs, training_precision,
-                               without_autocast_wrapper)
+from rlxf.lm.precision import (
+    Precision,
+    check_dtype,
+    precision,
+    trainer_precision_kwargs,
+    training_precision,
+    without_autocast_wrapper,
+)
 from rlxf.rewards.base import RewardFunction, check_batch, check_texts
 
 

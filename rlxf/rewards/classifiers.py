@@ -24,8 +24,14 @@ from rlxf.infra.batching import BucketedTrainer
 from rlxf.infra.checkpoint import atomic_dir
 from rlxf.infra.threads import thread_budget_callback
 from rlxf.infra.tracking import check_report_to
-from rlxf.lm.precision import (Precision, check_dtype, precision, trainer_precision_kwargs, training_precision,
-                               without_autocast_wrapper)
+from rlxf.lm.precision import (
+    Precision,
+    check_dtype,
+    precision,
+    trainer_precision_kwargs,
+    training_precision,
+    without_autocast_wrapper,
+)
 from rlxf.progress import progress
 from rlxf.rewards.base import RewardFunction, check_batch, check_texts
 from rlxf.rewards.linear import LinearTextClassifier, is_linear_dir
