@@ -7,12 +7,14 @@ A decode step reads every weight once and does 2 FLOPs per weight and row (plus 
 with the bandwidth measured by copying a large tensor (bytes read + written / time) and the peak by square matmuls
 (`flops.matmul_peak_gflops`), both in the calling process at its thread count. rlxf's decode (`sample_tokens`, a LoRA
 attached with non-zero B, EOS never reached so every row makes `new_tokens` tokens) is timed per batch size, best of
-`repeats` after a warm-up call; its tokens/s divided by the roofline's is the fraction. `compare=True` also times
-transformers' `generate` through `generate_responses` (the path `sample_tokens` takes for other models).
+`repeats` after a warm-up call; its tokens/s divided by the roofline's is the fraction. On a shared machine wall time
+says little: tokens per CPU second (times the thread count) and its fraction are reported beside it. `compare=True`
+also times transformers' `generate` through `generate_responses` (the path `sample_tokens` takes for other models).
 """
 
 from __future__ import annotations
 
+import os
 import time
 
 import torch
@@ -69,7 +71,7 @@ def run(model_name: str = "smollm2-135m-instruct", dtype: str = "auto", batches:
     bandwidth = copy_bandwidth()
     peak = matmul_peak_gflops(chosen.name)
     results: dict = {"tokens_per_s": {}, "cpu_tokens_per_s": {}, "roofline_tokens_per_s": {}, "fraction": {},
-                     "generate_tokens_per_s": {}}
+                     "cpu_fraction": {}, "generate_tokens_per_s": {}, "generate_cpu_tokens_per_s": {}}
     config = sampling_config(max_new_tokens=new_tokens, temperature=1.0, top_k=0, top_p=1.0,
                              pad_id=tokenizer.pad_token_id, eos_ids={tokenizer.eos_token_id})
     config.eos_token_id = None
@@ -94,22 +96,27 @@ def run(model_name: str = "smollm2-135m-instruct", dtype: str = "auto", batches:
                                                                                  time.process_time() - start_cpu)
             made = sum(len(r) for r in responses)
             results[label][batch] = made / best
-            if label == "tokens_per_s":
-                results["cpu_tokens_per_s"][batch] = made / best_cpu * torch.get_num_threads()
+            # CPU seconds / threads: the wall time this would take on idle cores (the machine may be shared)
+            results[label.replace("tokens", "cpu_tokens")][batch] = made / best_cpu * torch.get_num_threads()
         weight_bytes, flops = step_cost(model, chosen.dtype, batch, len(query) + new_tokens // 2)
         step = max(weight_bytes / (bandwidth["gbs"] * 1e9), flops / (peak["gflops"] * 1e9))
         results["roofline_tokens_per_s"][batch] = batch / step
         results["fraction"][batch] = results["tokens_per_s"][batch] / (batch / step)
+        results["cpu_fraction"][batch] = results["cpu_tokens_per_s"][batch] / (batch / step)
         print(f"[decode] {chosen.name} batch {batch}: {results['tokens_per_s'][batch]:.1f} tok/s "
-              f"(roofline {batch / step:.1f}: {results['fraction'][batch]:.2f})"
-              + (f", generate {results['generate_tokens_per_s'][batch]:.1f} tok/s" if compare else ""), flush=True)
+              f"(roofline {batch / step:.1f}: {results['fraction'][batch]:.2f}; by CPU time "
+              f"{results['cpu_tokens_per_s'][batch]:.1f}: {results['cpu_fraction'][batch]:.2f})"
+              + (f", generate {results['generate_tokens_per_s'][batch]:.1f} tok/s (by CPU time "
+                 f"{results['generate_cpu_tokens_per_s'][batch]:.1f})" if compare else ""), flush=True)
     roofline = {"bandwidth_gbs": bandwidth["gbs"], "peak_gflops": peak["gflops"], "dtype": chosen.name,
                 "threads": torch.get_num_threads(), "weight_bytes": step_cost(model, chosen.dtype, 1, 0)[0],
                 "new_tokens": new_tokens, "prompt_tokens": len(query),
                 "tokens_per_s": results["roofline_tokens_per_s"],
-                "cpu_tokens_per_s": results["cpu_tokens_per_s"]}
+                "cpu_tokens_per_s": results["cpu_tokens_per_s"], "cpu_fraction": results["cpu_fraction"],
+                "load_average": os.getloadavg()[0]}
     out = {"decode_tokens_per_s": results["tokens_per_s"], "decode_roofline_fraction": results["fraction"],
            "decode_roofline": roofline}
     if compare:
         out["decode_generate_tokens_per_s"] = results["generate_tokens_per_s"]
+        out["decode_generate_cpu_tokens_per_s"] = results["generate_cpu_tokens_per_s"]
     return out
