@@ -102,8 +102,9 @@ def _effective_weight(module: nn.Module) -> torch.Tensor:
 def _key(model, dtype: torch.dtype) -> tuple:
     """What the rollout weights depend on: every parameter's storage and in-place version, the active adapters, and
     the LoRA factors' values (small; `p.data.copy_` writes do not bump a version, so their sums are part of the key)."""
-    active = tuple(getattr(model, "active_adapters", ()) or ())
-    disabled = tuple(bool(getattr(m, "disable_adapters", False)) for m in model.modules() if hasattr(m, "lora_A"))
+    lora_layers = [m for m in model.modules() if hasattr(m, "lora_A")]
+    active = tuple(tuple(m.active_adapters) for m in lora_layers)
+    disabled = tuple(bool(getattr(m, "disable_adapters", False)) for m in lora_layers)
     params = tuple((p.data_ptr(), p._version, p.dtype) for p in model.parameters())
     lora = [p.detach().float() for name, p in model.named_parameters() if "lora_" in name]
     sums = torch.stack([torch.stack([p.sum(), p.square().sum()]) for p in lora]).flatten().tolist() if lora else []

@@ -29,6 +29,7 @@ from rlxf.infra.tracking import check_report_to
 from rlxf.lm.precision import (
     Precision,
     check_dtype,
+    fp32_head,
     precision,
     trainer_precision_kwargs,
     training_precision,
@@ -287,7 +288,7 @@ def text_outputs(model, tokenizer, texts: Sequence[str], batch_size: int = 16, m
             rows = order[start : start + batch_size]
             # The score is read at the last real token of a right-padded row, as in training.
             input_ids, attention_mask = pad_batch(encoded, rows, pad_id)
-            with compute.autocast():
+            with compute.autocast(), fp32_head(model, compute):
                 logits = model(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device)).logits
             outputs[rows] = logits.float().cpu().numpy()
     finally:

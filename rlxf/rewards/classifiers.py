@@ -27,6 +27,7 @@ from rlxf.infra.tracking import check_report_to
 from rlxf.lm.precision import (
     Precision,
     check_dtype,
+    fp32_head,
     precision,
     trainer_precision_kwargs,
     training_precision,
@@ -303,7 +304,7 @@ def predict_logits(model, tokenizer, texts: Sequence[str], batch_size: int = 32,
             batch = tokenizer.pad(
                 {"input_ids": [encoded[i] for i in rows]}, padding=True, padding_side="right", return_tensors="pt"
             ).to(device)
-            with compute.autocast():
+            with compute.autocast(), fp32_head(model, compute):
                 logits[rows] = model(**batch).logits.float().cpu().numpy()
     finally:
         model.train(was_training)
