@@ -286,6 +286,11 @@ def parse_args(argv: list[str] | None = None) -> tuple[BenchSettings, argparse.N
                         help="compute precision of both libraries (auto: bf16 where this CPU has native bf16)")
     parser.add_argument("--eval-samples", type=int, default=defaults.eval_samples, help="samples per prompt")
     parser.add_argument("--trl-dir", type=Path, default=None, help="where TRL 1.12.0 lives (default artifacts/)")
+    parser.add_argument("--decode-only", action="store_true",
+                        help="run only the decode section and merge its keys into --out (other keys kept)")
+    parser.add_argument("--decode-batches", default="1,4,16,64", help="batch sizes of the decode section")
+    parser.add_argument("--decode-compare", action="store_true",
+                        help="also time transformers' generate in the decode section (the path before rlxf.lm.decode)")
     parser.add_argument("--out", type=Path, default=None,
                         help="JSON results (default artifacts/benchmarks/ppo_vs_trl.json)")
     args = parser.parse_args(argv)
@@ -313,6 +318,8 @@ def main(argv: list[str] | None = None) -> dict:
     settings = dataclasses.replace(settings, dtype=chosen.name)
     print(f"[setup] {chosen}", flush=True)
     out = args.out or artifacts_dir() / "benchmarks" / "ppo_vs_trl.json"
+    if args.decode_only:
+        return write_decode(settings, args, out)
     trl_dir = ensure_trl((args.trl_dir or artifacts_dir() / f"trl-{TRL_VERSION}").resolve())
     started = time.perf_counter()
     runs = []
@@ -328,12 +335,39 @@ def main(argv: list[str] | None = None) -> dict:
     result = {**summarise(runs, settings), "precision": str(chosen), "settings": dataclasses.asdict(settings),
               "repeats": args.repeats, "trl_dir": str(trl_dir), "consistency_problems": consistency_checks(runs),
               "wall_s": time.perf_counter() - started, "runs": runs}
+    result.update(decode_section(settings, args))
     print("\n" + format_table(result))
     for problem in result["consistency_problems"]:
         print(f"WARNING (fairness): {problem}")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1) + "\n")
     print(f"\nwrote {out}  (total {result['wall_s']:.0f} s)")
+    return result
+
+
+def decode_section(settings: BenchSettings, args: argparse.Namespace) -> dict:
+    """rlxf's decode tokens/s and roofline fraction per batch size (`benchmarks/workers/decode.py`), in this process
+    at the runs' thread count -> the `decode_*` keys."""
+    import torch
+
+    from benchmarks.workers import decode
+
+    torch.set_num_threads(settings.threads)
+    batches = tuple(int(b) for b in args.decode_batches.split(","))
+    return decode.run(settings.model, settings.dtype, batches, new_tokens=settings.max_new_tokens,
+                      compare=args.decode_compare)
+
+
+def write_decode(settings: BenchSettings, args: argparse.Namespace, out: Path) -> dict:
+    """The decode section alone, its keys merged into `out` (a decode run of another dtype under `decode_by_dtype`)."""
+    section = decode_section(settings, args)
+    result = json.loads(out.read_text()) if out.is_file() else {}
+    result.setdefault("decode_by_dtype", {})[f"{settings.dtype}_{settings.threads}t"] = section
+    if settings.dtype == result.get("dtype", settings.dtype):
+        result.update(section)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1) + "\n")
+    print(f"wrote the decode keys into {out}")
     return result
 
 

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 
 import torch
 
+from rlxf.lm import decode
 from rlxf.lm.precision import Precision, model_device, precision
 from rlxf.progress import progress
 
@@ -94,6 +95,7 @@ def generate(
     With `chat=True` each prompt is wrapped by `chat_prompt` first. Sampling draws from a generator seeded with
     `seed` (the global RNG state is restored afterwards), so a call is reproducible for a fixed batch size.
     Prompts are batched in order of length (less padding); `dtype` is the compute precision (`rlxf.lm.precision`).
+    Greedy decoding of a Llama-family model on CPU runs through `rlxf.lm.decode` (the same argmax, faster).
     """
     prompts = _check_prompts(prompts)
     if max_new_tokens < 1:
@@ -111,6 +113,8 @@ def generate(
     device = model_device(model)
     compute = precision(dtype, device)
     order = by_length([len(text) for text in texts])
+    # greedy on CPU through rlxf.lm.decode (the judge's and the raters' replies): the same argmax, a faster loop
+    fast = device.type == "cpu" and decode.plain_greedy(config) and decode.supports(model)
     was_training = model.training
     model.eval()
     replies: list[str] = [""] * len(texts)
@@ -123,8 +127,14 @@ def generate(
                 rows = order[start : start + batch_size]
                 batch = tokenizer([texts[i] for i in rows], return_tensors="pt", padding=True,
                                   padding_side="left").to(device)
-                output = model.generate(**batch, generation_config=config)
-                new_tokens = output[:, batch["input_ids"].shape[1] :]
+                if fast:
+                    new_tokens = decode.sample(model, batch["input_ids"], batch["attention_mask"],
+                                               max_new_tokens=max_new_tokens, temperature=1.0, top_k=0, top_p=1.0,
+                                               pad_id=tokenizer.pad_token_id, eos_ids=set(config.eos_token_id or ()),
+                                               dtype=compute.dtype, greedy=True)
+                else:
+                    output = model.generate(**batch, generation_config=config)
+                    new_tokens = output[:, batch["input_ids"].shape[1] :]
                 for i, text in zip(rows, tokenizer.batch_decode(new_tokens, skip_special_tokens=True), strict=True):
                     replies[i] = text.strip()
     finally:
@@ -241,6 +251,8 @@ def sample_tokens(model, queries: Sequence[torch.Tensor], *, max_new_tokens: int
     at a time (None: all at once; batches grouped by query length), each cut after its first EOS.
 
     `dtype`: the compute precision (`rlxf.lm.precision.precision`), the same as the forwards that score the responses.
+    On CPU a Llama-family model (plain or LoRA) samples through `rlxf.lm.decode` (same distribution, several times
+    faster); other models through transformers' `generate`.
     """
     config = sampling_config(max_new_tokens=max_new_tokens, temperature=temperature, top_k=top_k, top_p=top_p,
                              pad_id=pad_id, eos_ids=eos_ids)
@@ -248,10 +260,23 @@ def sample_tokens(model, queries: Sequence[torch.Tensor], *, max_new_tokens: int
     size = batch_size or len(queries)
     order = by_length([len(q) for q in queries]) if size < len(queries) else list(range(len(queries)))
     responses: list[torch.Tensor | None] = [None] * len(queries)
+    fast = compute.device_type == "cpu" and decode.supports(model)
     with compute.autocast():
         for start in range(0, len(queries), size):
             rows = order[start:start + size]
-            for i, response in zip(rows, generate_responses(model, [queries[i] for i in rows], config, pad_id,
-                                                            eos_ids), strict=True):
+            batch = [queries[i] for i in rows]
+            sampled = (_sample_fast(model, batch, config, pad_id, eos_ids, compute.dtype) if fast
+                       else generate_responses(model, batch, config, pad_id, eos_ids))
+            for i, response in zip(rows, sampled, strict=True):
                 responses[i] = response
     return responses
+
+
+def _sample_fast(model, queries: Sequence[torch.Tensor], config, pad_id: int, eos_ids: set[int], dtype: torch.dtype
+                 ) -> list[torch.Tensor]:
+    """`generate_responses` through `rlxf.lm.decode.sample` (merged weights, static cache, inverse-CDF sampling)."""
+    batch = collate(queries, [q[:0] for q in queries], pad_id)
+    generated = decode.sample(model, batch["input_ids"], batch["attention_mask"], max_new_tokens=config.max_new_tokens,
+                              temperature=config.temperature, top_k=config.top_k or 0, top_p=config.top_p,
+                              pad_id=pad_id, eos_ids=eos_ids, dtype=dtype)
+    return [truncate_after_eos(row, eos_ids) for row in generated]

@@ -16,7 +16,7 @@ from __future__ import annotations
 import functools
 import time
 import warnings
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -156,6 +156,30 @@ def training_attention(device_type: str):
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
     return sdpa_kernel(SDPBackend.MATH)
+
+
+@contextmanager
+def fp32_head(model: nn.Module, chosen: Precision):
+    """Under bf16, a sequence classifier's output Linear (`score` or `classifier`) runs in fp32 while this lasts.
+
+    Its output is the score itself: a bf16 output keeps ~3 significant digits (reward ties, biases rounded away),
+    while the head costs nothing next to the body. Nothing changes under fp32 or for other heads.
+    """
+    head = next((getattr(model, name) for name in ("score", "classifier")
+                 if type(getattr(model, name, None)) is nn.Linear), None)
+    if head is None or chosen.dtype == torch.float32:
+        yield
+        return
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(x.device.type, enabled=False):
+            return F.linear(x.float(), head.weight.float(), None if head.bias is None else head.bias.float())
+
+    head.forward = forward
+    try:
+        yield
+    finally:
+        del head.forward
 
 
 def model_device(model: torch.nn.Module) -> torch.device:

@@ -26,7 +26,15 @@ from trl import RewardConfig, RewardTrainer
 
 from rlxf.infra.threads import thread_budget_callback
 from rlxf.infra.tracking import check_report_to
-from rlxf.lm.precision import check_dtype, trainer_precision_kwargs, training_precision, without_autocast_wrapper
+from rlxf.lm.precision import (
+    Precision,
+    check_dtype,
+    fp32_head,
+    precision,
+    trainer_precision_kwargs,
+    training_precision,
+    without_autocast_wrapper,
+)
 from rlxf.rewards.base import RewardFunction, check_batch, check_texts
 
 
@@ -256,8 +264,10 @@ def pad_batch(encoded: Sequence[Sequence[int]], rows: Sequence[int], pad_id: int
 
 
 @torch.no_grad()
-def text_outputs(model, tokenizer, texts: Sequence[str], batch_size: int = 16, max_length: int = 256) -> np.ndarray:
-    """Every output of a sequence classifier per text, shape (n, num_labels), encoded as in training; order kept."""
+def text_outputs(model, tokenizer, texts: Sequence[str], batch_size: int = 16, max_length: int = 256,
+                 dtype: str | Precision = "auto") -> np.ndarray:
+    """Every output of a sequence classifier per text, shape (n, num_labels), encoded as in training, under the
+    compute precision `dtype` (rlxf.lm.precision); order kept."""
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     encoded = encode_texts(tokenizer, texts, max_length)
@@ -270,6 +280,7 @@ def text_outputs(model, tokenizer, texts: Sequence[str], batch_size: int = 16, m
     device = next(model.parameters()).device
     order = np.argsort([len(ids) for ids in encoded], kind="stable")
     outputs = np.zeros((len(encoded), width), dtype=np.float32)
+    compute = precision(dtype, device)
     was_training = model.training
     model.eval()
     try:
@@ -277,32 +288,36 @@ def text_outputs(model, tokenizer, texts: Sequence[str], batch_size: int = 16, m
             rows = order[start : start + batch_size]
             # The score is read at the last real token of a right-padded row, as in training.
             input_ids, attention_mask = pad_batch(encoded, rows, pad_id)
-            logits = model(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device)).logits
+            with compute.autocast(), fp32_head(model, compute):
+                logits = model(input_ids=input_ids.to(device), attention_mask=attention_mask.to(device)).logits
             outputs[rows] = logits.float().cpu().numpy()
     finally:
         model.train(was_training)
     return outputs
 
 
-def score_texts(model, tokenizer, texts: Sequence[str], batch_size: int = 16, max_length: int = 256) -> np.ndarray:
+def score_texts(model, tokenizer, texts: Sequence[str], batch_size: int = 16, max_length: int = 256,
+                dtype: str | Precision = "auto") -> np.ndarray:
     """The reward model's scalar per text (encoded as in training), batched without gradients; order kept."""
-    return text_outputs(model, tokenizer, texts, batch_size, max_length)[:, 0]
+    return text_outputs(model, tokenizer, texts, batch_size, max_length, dtype)[:, 0]
 
 
-def pairwise_accuracy(model, tokenizer, pairs, *, batch_size: int = 16, max_length: int = 256) -> float:
+def pairwise_accuracy(model, tokenizer, pairs, *, batch_size: int = 16, max_length: int = 256,
+                      dtype: str | Precision = "auto") -> float:
     """Share of pairs whose chosen text scores above the rejected one (a tie counts half)."""
-    chosen, rejected = score_pairs(model, tokenizer, pairs, batch_size=batch_size, max_length=max_length)
+    chosen, rejected = score_pairs(model, tokenizer, pairs, batch_size=batch_size, max_length=max_length, dtype=dtype)
     return float(np.mean((chosen > rejected) + 0.5 * (chosen == rejected)))
 
 
-def score_pairs(model, tokenizer, pairs, *, batch_size: int = 16, max_length: int = 256
-                ) -> tuple[np.ndarray, np.ndarray]:
+def score_pairs(model, tokenizer, pairs, *, batch_size: int = 16, max_length: int = 256,
+                dtype: str | Precision = "auto") -> tuple[np.ndarray, np.ndarray]:
     """The reward model's scores of prompt + chosen and prompt + rejected, one each per pair."""
     pairs = check_pairs(pairs)
     if not pairs:
         raise ValueError("pairs is empty: expected at least one preference pair")
-    chosen = score_texts(model, tokenizer, [p["prompt"] + p["chosen"] for p in pairs], batch_size, max_length)
-    rejected = score_texts(model, tokenizer, [p["prompt"] + p["rejected"] for p in pairs], batch_size, max_length)
+    chosen = score_texts(model, tokenizer, [p["prompt"] + p["chosen"] for p in pairs], batch_size, max_length, dtype)
+    rejected = score_texts(model, tokenizer, [p["prompt"] + p["rejected"] for p in pairs], batch_size, max_length,
+                           dtype)
     return chosen, rejected
 
 
@@ -340,6 +355,7 @@ class RewardEnsemble(RewardFunction):
         batch_size: int = 16,
         max_length: int = 256,
         name: str = "preference_ensemble",
+        dtype: str | Precision = "auto",
     ):
         members = list(members)
         if not members:
@@ -350,7 +366,7 @@ class RewardEnsemble(RewardFunction):
             if int(member[0].config.num_labels) != 1:
                 raise ValueError(f"members[{index}] has num_labels={member[0].config.num_labels}; reward models have 1")
             member[0].eval()
-        self.members, self.batch_size, self.max_length = members, batch_size, max_length
+        self.members, self.batch_size, self.max_length, self.dtype = members, batch_size, max_length, dtype
         super().__init__(name)
 
     def member_scores(self, prompts: Sequence, completions: Sequence, **kwargs) -> np.ndarray:
@@ -358,7 +374,8 @@ class RewardEnsemble(RewardFunction):
         prompts, completions = check_batch(prompts, completions)
         texts = [p + c for p, c in zip(prompts, completions, strict=True)]
         return np.stack([
-            score_texts(model, tokenizer, texts, self.batch_size, self.max_length) for model, tokenizer in self.members
+            score_texts(model, tokenizer, texts, self.batch_size, self.max_length, self.dtype)
+            for model, tokenizer in self.members
         ]).reshape(len(self.members), len(texts))
 
     def score_with_uncertainty(

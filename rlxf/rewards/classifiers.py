@@ -24,7 +24,15 @@ from rlxf.infra.batching import BucketedTrainer
 from rlxf.infra.checkpoint import atomic_dir
 from rlxf.infra.threads import thread_budget_callback
 from rlxf.infra.tracking import check_report_to
-from rlxf.lm.precision import check_dtype, trainer_precision_kwargs, training_precision, without_autocast_wrapper
+from rlxf.lm.precision import (
+    Precision,
+    check_dtype,
+    fp32_head,
+    precision,
+    trainer_precision_kwargs,
+    training_precision,
+    without_autocast_wrapper,
+)
 from rlxf.progress import progress
 from rlxf.rewards.base import RewardFunction, check_batch, check_texts
 from rlxf.rewards.linear import LinearTextClassifier, is_linear_dir
@@ -258,8 +266,10 @@ def train_classifier(
 
 
 @torch.no_grad()
-def predict_logits(model, tokenizer, texts: Sequence[str], batch_size: int = 32, max_length: int = 512) -> np.ndarray:
-    """Raw logits, shape (n, num_labels), batched without gradients on the model's device; order kept.
+def predict_logits(model, tokenizer, texts: Sequence[str], batch_size: int = 32, max_length: int = 512,
+                   dtype: str | Precision = "auto") -> np.ndarray:
+    """Raw logits, shape (n, num_labels), batched without gradients on the model's device under the compute
+    precision `dtype` (rlxf.lm.precision: bf16 autocast where the hardware has it); order kept.
 
     A `LinearTextClassifier` (tokenizer None) gives its log-probabilities.
     """
@@ -286,6 +296,7 @@ def predict_logits(model, tokenizer, texts: Sequence[str], batch_size: int = 32,
     logits = np.zeros((len(texts), num_labels), dtype=np.float32)
     was_training = model.training
     model.eval()
+    compute = precision(dtype, device)
     try:
         for start in progress(range(0, len(texts), batch_size), desc="classify", unit="batch"):
             rows = order[start : start + batch_size]
@@ -293,15 +304,17 @@ def predict_logits(model, tokenizer, texts: Sequence[str], batch_size: int = 32,
             batch = tokenizer.pad(
                 {"input_ids": [encoded[i] for i in rows]}, padding=True, padding_side="right", return_tensors="pt"
             ).to(device)
-            logits[rows] = model(**batch).logits.float().cpu().numpy()
+            with compute.autocast(), fp32_head(model, compute):
+                logits[rows] = model(**batch).logits.float().cpu().numpy()
     finally:
         model.train(was_training)
     return logits
 
 
-def predict_proba(model, tokenizer, texts: Sequence[str], batch_size: int = 32, max_length: int = 512) -> np.ndarray:
+def predict_proba(model, tokenizer, texts: Sequence[str], batch_size: int = 32, max_length: int = 512,
+                  dtype: str | Precision = "auto") -> np.ndarray:
     """Class probabilities (softmax of the logits), shape (n, num_labels)."""
-    logits = predict_logits(model, tokenizer, texts, batch_size=batch_size, max_length=max_length)
+    logits = predict_logits(model, tokenizer, texts, batch_size=batch_size, max_length=max_length, dtype=dtype)
     return torch.softmax(torch.from_numpy(logits), dim=-1).numpy()
 
 
@@ -353,6 +366,7 @@ class ClassifierReward(RewardFunction):
         batch_size: int = 32,
         max_length: int = 512,
         name: str | None = None,
+        dtype: str | Precision = "auto",
     ):
         if output not in self.OUTPUTS:
             raise ValueError(f"output must be one of {self.OUTPUTS}, got {output!r}")
@@ -362,7 +376,7 @@ class ClassifierReward(RewardFunction):
         self.label = self._label_index(model, label, num_labels)
         self.model, self.tokenizer = model, tokenizer
         self.output, self.include_prompt = output, include_prompt
-        self.batch_size, self.max_length = batch_size, max_length
+        self.batch_size, self.max_length, self.dtype = batch_size, max_length, dtype
         self.model.eval()
         super().__init__(name or f"classifier_{output}" + ("" if output == "neutrality" else f"_{label}"))
 
@@ -393,7 +407,8 @@ class ClassifierReward(RewardFunction):
         """All classes' logits, shape (n, num_labels)."""
         prompts, completions = check_batch(prompts, completions)
         texts = self.texts(prompts, completions, **kwargs)
-        return predict_logits(self.model, self.tokenizer, texts, batch_size=self.batch_size, max_length=self.max_length)
+        return predict_logits(self.model, self.tokenizer, texts, batch_size=self.batch_size, max_length=self.max_length,
+                              dtype=self.dtype)
 
     def probabilities(self, prompts: Sequence, completions: Sequence, **kwargs) -> np.ndarray:
         """All classes' probabilities, shape (n, num_labels): e.g. columns p_dem, p_rep of the party classifier."""

@@ -256,7 +256,7 @@ class ClassifierRater(ScoreRater):
     path = CLASSIFIER
 
     def __init__(self, model, tokenizer, labels: Mapping[str, int | str], *, batch_size: int = 32,
-                 max_length: int = 96, empty_rating: float | None = None):
+                 max_length: int = 96, empty_rating: float | None = None, dtype: str | Precision = "auto"):
         from rlxf.rewards.classifiers import ClassifierReward
 
         if not isinstance(labels, Mapping):
@@ -264,7 +264,7 @@ class ClassifierRater(ScoreRater):
         super().__init__(list(labels), empty_rating=empty_rating)
         self.labels = dict(labels)
         self.rewards = {adapter: ClassifierReward(model, tokenizer, label=label, batch_size=batch_size,
-                                                  max_length=max_length, name=f"p_{adapter}")
+                                                  max_length=max_length, name=f"p_{adapter}", dtype=dtype)
                         for adapter, label in self.labels.items()}
 
     def probabilities(self, texts: Sequence[str], adapter: str) -> np.ndarray:

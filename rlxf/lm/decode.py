@@ -1,0 +1,277 @@
+"""Fast sampling for Llama-family decoders: merged rollout weights, a static KV cache, inverse-CDF sampling.
+
+`generate` (transformers) spends most of a decode step on other things than reading the weights once: per-layer
+module dispatch, LoRA's two extra matmuls per adapted projection (plus peft's bookkeeping), autocast casting fp32
+weights and LoRA factors again in every step, the dynamic KV cache's `cat` of every layer's keys and values, CPU
+flash attention (slow for one query token), logit processors, and `multinomial` drawing an exponential per
+vocabulary entry (49k per row per step). Here a step is:
+
+    x = embed(token);  for each layer:  h = rms(x);  q,k,v = h W_qkv;  x += attn(rope(q), K, V) W_o
+                                         h = rms(x);  x += (silu(h W_gate) * (h W_up)) W_down
+    logits = rms(x) W_head;   token = first i with cdf_i > u * cdf_V,   cdf = cumsum(softmax(logits / T)),  u ~ U(0, 1)
+
+with `W = W_base + (alpha / r) B A` merged once per policy version (`rollout_weights`, cached on the model and rebuilt
+when a parameter changed in place, e.g. after an optimizer step), stored in the compute dtype (bf16 under bf16
+autocast: the same values autocast makes of them, up to one rounding of the merged sum), q/k/v and gate/up fused into
+one matmul each, keys and values written into preallocated tensors. The residual stream, norms, RoPE and the softmax
+stay fp32 as under autocast. One uniform per row and an inverse CDF draw exactly from softmax(logits / T) (after the
+same top-k / top-p filtering transformers applies); a test checks the sampled frequencies against softmax.
+
+`supports(model)` says whether a model can take this path (Llama architecture, LoRA adapters only on Linear layers);
+`rlxf.lm.generation.sample_tokens` falls back to `generate` otherwise.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+SUPPORTED_MODEL_TYPES = ("llama",)
+_CACHE_ATTRIBUTE = "_rlxf_rollout_weights"  # one cached RolloutWeights per model object
+
+
+class Unsupported(ValueError):
+    """The model has something the fast path does not implement (the caller falls back to `generate`)."""
+
+
+@dataclass
+class _Layer:
+    qkv: torch.Tensor
+    o: torch.Tensor
+    gate_up: torch.Tensor
+    down: torch.Tensor
+    input_norm: torch.Tensor
+    post_norm: torch.Tensor
+
+
+@dataclass
+class RolloutWeights:
+    """What a decode step reads: merged, fused weights in the compute dtype, plus the key they were built for."""
+
+    key: tuple
+    dtype: torch.dtype
+    layers: list[_Layer]
+    embed: torch.Tensor
+    norm: torch.Tensor
+    head: torch.Tensor
+    rotary: nn.Module
+    heads: int
+    kv_heads: int
+    head_dim: int
+    eps: float
+
+
+def _decoder(model) -> nn.Module:
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    config = getattr(base, "config", None)
+    if getattr(config, "model_type", None) not in SUPPORTED_MODEL_TYPES:
+        raise Unsupported(f"model type {getattr(config, 'model_type', None)!r} (supported: {SUPPORTED_MODEL_TYPES})")
+    if getattr(config, "attention_bias", False) or getattr(config, "mlp_bias", False):
+        raise Unsupported("biases in attention or MLP")
+    if getattr(config, "hidden_act", "silu") != "silu" or getattr(config, "pretraining_tp", 1) != 1:
+        raise Unsupported("activation other than silu or pretraining_tp != 1")
+    if not isinstance(base.get_input_embeddings(), nn.Embedding):
+        raise Unsupported("the input embedding is adapted (not a plain nn.Embedding)")
+    return base
+
+
+def _effective_weight(module: nn.Module) -> torch.Tensor:
+    """The weight a Linear (or a peft LoRA Linear with its active adapters) applies, in fp32: W + sum scale B A."""
+    if type(module).__name__ == "FrozenLowPrecisionLinear" or type(module) is nn.Linear:
+        if module.bias is not None:
+            raise Unsupported("a Linear with a bias")
+        return module.weight.float()
+    if hasattr(module, "base_layer") and hasattr(module, "lora_A"):
+        weight = _effective_weight(module.base_layer)
+        if getattr(module, "merged", False) or getattr(module, "disable_adapters", False):
+            return weight
+        for name in module.active_adapters:
+            if name not in module.lora_A:
+                continue
+            if getattr(module, "use_dora", {}).get(name, False):
+                raise Unsupported("DoRA adapters")
+            lora_a, lora_b = module.lora_A[name].weight.float(), module.lora_B[name].weight.float()
+            weight = weight + module.scaling[name] * (lora_b @ lora_a)
+        return weight
+    raise Unsupported(f"a projection of type {type(module).__name__}")
+
+
+def _key(model, dtype: torch.dtype) -> tuple:
+    """What the rollout weights depend on: every parameter's storage and in-place version, the active adapters, and
+    the LoRA factors' values (small; `p.data.copy_` writes do not bump a version, so their sums are part of the key)."""
+    lora_layers = [m for m in model.modules() if hasattr(m, "lora_A")]
+    active = tuple(tuple(m.active_adapters) for m in lora_layers)
+    disabled = tuple(bool(getattr(m, "disable_adapters", False)) for m in lora_layers)
+    params = tuple((p.data_ptr(), p._version, p.dtype) for p in model.parameters())
+    lora = [p.detach().float() for name, p in model.named_parameters() if "lora_" in name]
+    sums = torch.stack([torch.stack([p.sum(), p.square().sum()]) for p in lora]).flatten().tolist() if lora else []
+    return dtype, active, disabled, params, tuple(sums)
+
+
+@torch.no_grad()
+def rollout_weights(model, dtype: torch.dtype) -> RolloutWeights:
+    """The merged, fused decode weights of `model`'s active adapter in `dtype` (cached per model and version)."""
+    key = _key(model, dtype)
+    cached = getattr(model, _CACHE_ATTRIBUTE, None)
+    if cached is not None and cached.key == key:
+        return cached
+    object.__setattr__(model, _CACHE_ATTRIBUTE, None)  # free the old copy before building the new one
+    base = _decoder(model)
+    config, body = base.config, base.model
+
+    def fused(*modules):
+        return torch.cat([_effective_weight(m) for m in modules]).to(dtype).contiguous()
+
+    layers = []
+    for layer in body.layers:
+        attn, mlp = layer.self_attn, layer.mlp
+        layers.append(_Layer(qkv=fused(attn.q_proj, attn.k_proj, attn.v_proj), o=fused(attn.o_proj),
+                             gate_up=fused(mlp.gate_proj, mlp.up_proj), down=fused(mlp.down_proj),
+                             input_norm=layer.input_layernorm.weight.float(),
+                             post_norm=layer.post_attention_layernorm.weight.float()))
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // config.num_attention_heads
+    weights = RolloutWeights(key=key, dtype=dtype, layers=layers, embed=base.get_input_embeddings().weight,
+                             norm=body.norm.weight.float(), head=fused(base.get_output_embeddings()),
+                             rotary=body.rotary_emb, heads=config.num_attention_heads,
+                             kv_heads=config.num_key_value_heads, head_dim=head_dim, eps=config.rms_norm_eps)
+    object.__setattr__(model, _CACHE_ATTRIBUTE, weights)
+    return weights
+
+
+def supports(model) -> bool:
+    """Whether `sample` can run `model` (Llama architecture; plain or LoRA Linear projections)."""
+    try:
+        base = _decoder(model)
+        layer = base.model.layers[0]
+        for module in (layer.self_attn.q_proj, layer.self_attn.v_proj, layer.mlp.down_proj):
+            _effective_weight(module)
+    except (Unsupported, AttributeError, IndexError):
+        return False
+    return True
+
+
+def _rms(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
+    return weight * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps))
+
+
+def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    half = x.shape[-1] // 2
+    return x * cos + torch.cat((-x[..., half:], x[..., :half]), dim=-1) * sin
+
+
+def _forward(w: RolloutWeights, ids: torch.Tensor, positions: torch.Tensor, allowed: torch.Tensor,
+             keys: list[torch.Tensor], values: list[torch.Tensor], start: int) -> torch.Tensor:
+    """Hidden states (fp32) of `ids` [B, T] written at cache slots start..start+T-1; `allowed` [B, T, start+T]."""
+    batch, steps = ids.shape
+    end = start + steps
+    x = F.embedding(ids, w.embed).float()
+    cos, sin = w.rotary(x, positions)
+    cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
+    groups, hd = w.heads // w.kv_heads, w.head_dim
+    mask = torch.zeros(allowed.shape, dtype=torch.float32).masked_fill_(~allowed, float("-inf"))
+    mask = mask.unsqueeze(1).unsqueeze(1)  # [B, 1, 1, T, L]: every kv head, every query head of its group
+    q_size, kv_size = w.heads * hd, w.kv_heads * hd
+    for i, layer in enumerate(w.layers):
+        h = _rms(x, layer.input_norm, w.eps).to(w.dtype)
+        q, k, v = F.linear(h, layer.qkv).split((q_size, kv_size, kv_size), dim=-1)
+        q = _rotate(q.view(batch, steps, w.heads, hd).transpose(1, 2).float(), cos, sin)
+        k = _rotate(k.view(batch, steps, w.kv_heads, hd).transpose(1, 2).float(), cos, sin)
+        keys[i][:, :, start:end] = k
+        values[i][:, :, start:end] = v.view(batch, steps, w.kv_heads, hd).transpose(1, 2)
+        # [B, kv, g, T, hd] as [B, kv, g*T, hd]: one batched matmul over every query head of a kv head
+        q = q.reshape(batch, w.kv_heads, groups * steps, hd).to(w.dtype)
+        scores = torch.matmul(q, keys[i][:, :, :end].transpose(-1, -2)).float() * hd ** -0.5
+        scores = scores.view(batch, w.kv_heads, groups, steps, end) + mask
+        probs = torch.softmax(scores, dim=-1).to(w.dtype).view(batch, w.kv_heads, groups * steps, end)
+        attn = torch.matmul(probs, values[i][:, :, :end]).view(batch, w.heads, steps, hd)
+        x = x + F.linear(attn.transpose(1, 2).reshape(batch, steps, q_size), layer.o).float()
+        h = _rms(x, layer.post_norm, w.eps).to(w.dtype)
+        gate, up = F.linear(h, layer.gate_up).chunk(2, dim=-1)
+        x = x + F.linear(F.silu(gate) * up, layer.down).float()
+    return x
+
+
+def logits_of(w: RolloutWeights, hidden: torch.Tensor) -> torch.Tensor:
+    """fp32 logits of fp32 hidden states (final norm, then the head in the compute dtype)."""
+    return F.linear(_rms(hidden, w.norm, w.eps).to(w.dtype), w.head).float()
+
+
+def filter_logits(scores: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
+    """transformers' top-k then top-p filtering (the same warpers `generate` applies), for the cases that need it."""
+    from transformers.generation.logits_process import TopKLogitsWarper, TopPLogitsWarper
+
+    if top_k and top_k < scores.shape[-1]:
+        scores = TopKLogitsWarper(top_k)(None, scores)
+    if top_p < 1.0:
+        scores = TopPLogitsWarper(top_p)(None, scores)
+    return scores
+
+
+def sample_from_logits(logits: torch.Tensor, temperature: float, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:
+    """One token per row drawn from softmax(filtered logits / temperature) by inverse CDF: one uniform per row.
+
+    The CDF is summed in float64 so that the tail of a 49k vocabulary keeps its probability mass.
+    """
+    scores = filter_logits(logits.float() / temperature, top_k, top_p)
+    cdf = torch.softmax(scores, dim=-1).double().cumsum_(-1)
+    u = torch.rand(cdf.shape[0], 1, dtype=torch.float64, device=cdf.device) * cdf[:, -1:]
+    return torch.searchsorted(cdf, u, right=True).squeeze(1).clamp_(max=cdf.shape[-1] - 1)
+
+
+# GenerationConfig fields whose non-default values add logit processors or constraints this loop does not apply
+_PROCESSOR_DEFAULTS = {"repetition_penalty": (None, 1.0), "no_repeat_ngram_size": (None, 0),
+                       "encoder_no_repeat_ngram_size": (None, 0), "bad_words_ids": (None,), "min_length": (None, 0),
+                       "min_new_tokens": (None, 0), "forced_bos_token_id": (None,), "forced_eos_token_id": (None,),
+                       "suppress_tokens": (None,), "begin_suppress_tokens": (None,), "sequence_bias": (None,),
+                       "num_beams": (None, 1), "renormalize_logits": (None, False), "exponential_decay_length_penalty":
+                       (None,), "diversity_penalty": (None, 0.0), "guidance_scale": (None, 1.0),
+                       "epsilon_cutoff": (None, 0.0), "eta_cutoff": (None, 0.0), "min_p": (None, 0.0),
+                       "typical_p": (None, 1.0), "watermarking_config": (None,), "stop_strings": (None,),
+                       "max_time": (None,), "assistant_model": (None,)}
+
+
+def plain_greedy(config) -> bool:
+    """Whether a GenerationConfig asks for plain greedy decoding (no processor `sample` does not implement)."""
+    return not config.do_sample and all(getattr(config, field, None) in allowed
+                                        for field, allowed in _PROCESSOR_DEFAULTS.items())
+
+
+@torch.no_grad()
+def sample(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, *, max_new_tokens: int, temperature: float,
+           top_k: int, top_p: float, pad_id: int, eos_ids: set[int], dtype: torch.dtype,
+           greedy: bool = False) -> torch.Tensor:
+    """New tokens [B, <= max_new_tokens] for left-padded prompts; a row is padded with `pad_id` after its EOS and
+    the loop stops when every row has ended (what `generate` returns, without the prompt). `greedy`: the argmax."""
+    w = rollout_weights(model, dtype)
+    batch, prompt_len = input_ids.shape
+    total = prompt_len + max_new_tokens
+    keys = [torch.empty(batch, w.kv_heads, total, w.head_dim, dtype=dtype) for _ in w.layers]
+    values = [torch.empty(batch, w.kv_heads, total, w.head_dim, dtype=dtype) for _ in w.layers]
+    valid = torch.zeros(batch, total, dtype=torch.bool)
+    valid[:, :prompt_len] = attention_mask.bool()
+    positions = (attention_mask.long().cumsum(-1) - 1).clamp_(min=0)
+    slots = torch.arange(total)
+    # a query sees the valid keys up to itself, and itself (a pad query then has a key: no all -inf row, no NaN)
+    causal = slots[:prompt_len, None] >= slots[None, :prompt_len]
+    allowed = (causal & valid[:, None, :prompt_len]) | torch.eye(prompt_len, dtype=torch.bool)
+    hidden = _forward(w, input_ids, positions, allowed, keys, values, 0)[:, -1:]
+    eos = torch.tensor(sorted(eos_ids), dtype=torch.long)
+    done = torch.zeros(batch, dtype=torch.bool)
+    next_position = positions[:, -1:] + 1
+    out = []
+    for step in range(max_new_tokens):
+        logits = logits_of(w, hidden[:, -1])
+        token = logits.argmax(-1) if greedy else sample_from_logits(logits, temperature, top_k, top_p)
+        token = torch.where(done, torch.full_like(token, pad_id), token)
+        out.append(token)
+        done |= torch.isin(token, eos)
+        if bool(done.all()) or step == max_new_tokens - 1:
+            break
+        slot = prompt_len + step
+        valid[:, slot] = True
+        hidden = _forward(w, token[:, None], next_position, valid[:, None, :slot + 1], keys, values, slot)
+        next_position = next_position + 1
+    return torch.stack(out, dim=1)
