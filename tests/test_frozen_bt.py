@@ -43,12 +43,12 @@ def test_a_fitted_head_ranks_its_training_pairs_and_scores_through_score_pairs()
     settings = FrozenBTSettings(l2=0.01, max_length=32)
     result = train_frozen_bt(model, tokenizer, PAIRS, settings)
     assert result.n_pairs == len(PAIRS) and result.history[0]["accuracy"] == 1.0
-    chosen, rejected = score_pairs(result.model, tokenizer, PAIRS, max_length=32)
+    chosen, rejected = score_pairs(result.model, tokenizer, PAIRS, max_length=32, dtype="fp32")  # as the embeddings
     assert (chosen > rejected).all()
     # the reward is w . e(text), the same through the model's forward pass and through the embeddings
     assert np.allclose(chosen - rejected, embed_pairs(result.model, tokenizer, PAIRS, settings) @ result.model.weight,
                        atol=1e-5)
-    ensemble = RewardEnsemble([(result.model, tokenizer)], max_length=32)
+    ensemble = RewardEnsemble([(result.model, tokenizer)], max_length=32, dtype="fp32")
     assert np.allclose(ensemble(["Q: "], [PAIRS[0]["chosen"]]), chosen[0], atol=1e-5)
     # the encoder stays frozen
     assert all(torch.equal(a, b) for a, b in zip(before, model.base_model.parameters(), strict=True))
