@@ -35,7 +35,8 @@ def collect(artifacts_dir: str | Path, figures_dir: str | Path) -> dict:
     jsonl, summaries = {}, {}
     for path in sorted(artifacts.rglob("*.json*")):
         rel = path.relative_to(artifacts)
-        if _SKIP_PARTS & set(rel.parts) or any(part.startswith("checkpoint-") for part in rel.parts):
+        if (_SKIP_PARTS & set(rel.parts) or any(part.startswith("checkpoint-") for part in rel.parts)
+                or any(".old-" in part for part in rel.parts)):  # an earlier run moved aside (RunStore)
             continue
         if path.suffix == ".jsonl":
             rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
