@@ -146,6 +146,14 @@ def load_classifier(name: str | os.PathLike, *, num_labels: int = 2, device: tor
     return model.to(device).eval(), tokenizer
 
 
+def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Sentence embeddings from an encoder's last hidden states: their mean over real tokens, L2-normalised, in fp32
+    (all-MiniLM-L6-v2's own pooling, as sentence-transformers does it)."""
+    mask = attention_mask.unsqueeze(-1).float()
+    pooled = (hidden.float() * mask).sum(1) / mask.sum(1).clamp(min=1)
+    return torch.nn.functional.normalize(pooled, dim=-1)
+
+
 def describe(model: torch.nn.Module) -> dict:
     """Parameter counts, dtype, device and size in MB of a model (for notebooks)."""
     params = list(model.parameters())  # tied weights are listed once

@@ -24,8 +24,8 @@ from types import SimpleNamespace
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from rlxf.lm.models import mean_pool
 from rlxf.rewards.bradley_terry import (
     PreferenceResult,
     bradley_terry_loss,
@@ -91,9 +91,8 @@ class FrozenEncoderReward(torch.nn.Module):
 
     def embed(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Sentence embeddings: the mean of the last hidden states over real tokens, L2-normalised."""
-        hidden = self.body(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state.float()
-        mask = attention_mask.unsqueeze(-1).float()
-        return F.normalize((hidden * mask).sum(1) / mask.sum(1).clamp(min=1), dim=-1)
+        return mean_pool(self.body(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state,
+                         attention_mask)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **kwargs) -> SimpleNamespace:
         return SimpleNamespace(logits=self.head(self.embed(input_ids, attention_mask)))

@@ -16,6 +16,8 @@ import numpy as np
 import pandas as pd
 import torch
 
+from rlxf.lm.models import mean_pool
+
 
 def neutral_streak(ratings: Sequence[float], low: float = 45.0, high: float = 55.0, n: int = 5) -> dict:
     """Runs of neutral ratings (low <= r <= high).
@@ -271,10 +273,7 @@ def embed_texts(encoder, tokenizer, texts: Sequence[str], *, batch_size: int = 3
     for start in range(0, len(texts), batch_size):
         batch = tokenizer(list(texts[start:start + batch_size]), padding=True, truncation=True,
                           max_length=max_length, return_tensors="pt").to(device)
-        hidden = body(**batch).last_hidden_state.float()
-        mask = batch["attention_mask"].unsqueeze(-1).float()
-        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
-        rows.append(torch.nn.functional.normalize(pooled, dim=-1).cpu().numpy())
+        rows.append(mean_pool(body(**batch).last_hidden_state, batch["attention_mask"]).cpu().numpy())
     return np.concatenate(rows)
 
 
