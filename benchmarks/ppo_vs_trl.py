@@ -340,9 +340,28 @@ def main(argv: list[str] | None = None) -> dict:
     for problem in result["consistency_problems"]:
         print(f"WARNING (fairness): {problem}")
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1) + "\n")
+    written = merge_other_dtype(json.loads(out.read_text()), result) if out.is_file() else result
+    out.write_text(json.dumps(written, indent=1) + "\n")
     print(f"\nwrote {out}  (total {result['wall_s']:.0f} s)")
     return result
+
+
+def merge_other_dtype(existing: dict, result: dict) -> dict:
+    """`result` itself when it is in the dtype of the file it goes to (or the file has none); else the file kept, with
+    this run under `by_dtype[dtype]` and its headline numbers as `ratio_time_lora_critic_<dtype>`,
+    `ratio_memory_lora_critic_<dtype>`, `ratio_time_full_critic_<dtype>`, `update_peak_fraction_<dtype>`."""
+    dtype = result["dtype"]
+    if existing.get("dtype", dtype) == dtype:
+        return {**result, **{k: v for k, v in existing.items() if k in ("by_dtype", "decode_by_dtype")
+                             or (k.endswith(tuple(f"_{d}" for d in ("fp32", "bf16"))) and not k.endswith(f"_{dtype}"))}}
+    merged = dict(existing)
+    merged.setdefault("by_dtype", {})[dtype] = result
+    for key in ("ratio_time_lora_critic", "ratio_memory_lora_critic", "ratio_time_full_critic",
+                "ratio_memory_full_critic", "update_peak_fraction", "update_gflops", "peak_gflops", "targets_met",
+                "generation_tokens_per_s"):
+        if key in result:
+            merged[f"{key}_{dtype}"] = result[key]
+    return merged
 
 
 def decode_section(settings: BenchSettings, args: argparse.Namespace) -> dict:

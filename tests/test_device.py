@@ -14,7 +14,14 @@ from rlxf.lm import precision as rlxf_device
 from rlxf.lm.generation import chat_prompt, encode_text
 from rlxf.lm.logprobs import token_logprobs
 from rlxf.lm.models import load_causal_lm
-from rlxf.lm.precision import FrozenLowPrecisionLinear, Precision, cpu_bf16_flags, precision, store_frozen_weights
+from rlxf.lm.precision import (
+    FrozenLowPrecisionLinear,
+    FrozenOneDNNLinear,
+    Precision,
+    cpu_bf16_flags,
+    precision,
+    store_frozen_weights,
+)
 
 pytestmark = [pytest.mark.filterwarnings("ignore:Model has `tie_word_embeddings=True`:UserWarning"),
               pytest.mark.usefixtures("one_thread")]  # one_thread: tests/conftest.py
@@ -103,7 +110,8 @@ def test_frozen_weights_stored_in_bf16_give_the_same_autocast_results():
         before = model(input_ids=ids).logits
     fp32_before = model(input_ids=ids).logits
     assert store_frozen_weights(model, FP32) is FP32 and not any(
-        isinstance(m, FrozenLowPrecisionLinear) for m in model.modules())  # fp32: nothing changes
+        isinstance(m, FrozenLowPrecisionLinear) for m in model.modules())  # fp32: the weights stay fp32
+    assert torch.allclose(model(input_ids=ids).logits, fp32_before, atol=1e-5)  # oneDNN's kernel, the same numbers
     store_frozen_weights(model, BF16)
     cast = {name for name, m in model.named_modules() if isinstance(m, FrozenLowPrecisionLinear)}
     assert cast and all("lora_" not in name for name in cast)
@@ -118,6 +126,33 @@ def test_frozen_weights_stored_in_bf16_give_the_same_autocast_results():
     assert torch.equal(before, after)  # the bf16 values autocast would have cast to, so the same numbers
     outside = model(input_ids=ids).logits  # no autocast: inputs cast to bf16 and outputs back
     assert outside.dtype == torch.float32 and torch.allclose(outside, fp32_before, atol=0.05)
+
+
+@pytest.mark.skipif(not rlxf_device.onednn_fp32_available(), reason="this torch build has no oneDNN")
+def test_frozen_fp32_linears_run_through_onednn_with_the_same_values_and_input_gradients():
+    import copy
+
+    torch.manual_seed(0)
+    plain = torch.nn.Linear(48, 40)
+    plain.requires_grad_(False)
+    fast = copy.deepcopy(plain)
+    store_frozen_weights(torch.nn.Sequential(fast), FP32)
+    assert type(fast) is FrozenOneDNNLinear
+    x = torch.randn(3, 5, 48, requires_grad=True)
+    y = torch.randn(3, 5, 40)
+    expected = plain(x)
+    (grad_expected,) = torch.autograd.grad((expected * y).sum(), x)
+    got = fast(x)
+    (grad_got,) = torch.autograd.grad((got * y).sum(), x)
+    assert torch.allclose(got, expected, atol=1e-5) and torch.allclose(grad_got, grad_expected, atol=1e-5)
+    with torch.no_grad():
+        fast.weight.mul_(2.0)  # an in-place change: packed again
+    assert torch.allclose(fast(x), torch.nn.functional.linear(x, fast.weight, fast.bias), atol=1e-5)
+    clone = copy.deepcopy(fast)  # the packed copies are not copied: the clone packs its own
+    assert clone.__dict__["_onednn_cache"].key is None
+    assert torch.allclose(clone(x), fast(x)) and clone.__dict__["_onednn_cache"].key[0] == clone.weight.data_ptr()
+    with BF16.autocast():  # under autocast it is nn.Linear
+        assert fast(x).dtype == torch.bfloat16
 
 
 def ppo_settings(dtype: str, **overrides) -> PPOSettings:

@@ -7,7 +7,10 @@ A decode step reads every weight once and does 2 FLOPs per weight and row (plus 
 with the bandwidth measured by copying a large tensor (bytes read + written / time) and the peak by square matmuls
 (`flops.matmul_peak_gflops`), both in the calling process at its thread count. rlxf's decode (`sample_tokens`, a LoRA
 attached with non-zero B, EOS never reached so every row makes `new_tokens` tokens) is timed per batch size, best of
-`repeats` after a warm-up call; its tokens/s divided by the roofline's is the fraction. On a shared machine wall time
+`repeats` after a warm-up call, once for 1 new token (the prompt's forward and the first sample) and once for
+`new_tokens`: the difference is `new_tokens - 1` decode steps, the steps the roofline describes (the prompt's forward
+is a large matmul with its own, compute-bound roofline; tokens/s with it are reported as `end_to_end_tokens_per_s`).
+Decode tokens/s divided by the roofline's is the fraction. On a shared machine wall time
 says little: tokens per CPU second (times the thread count) and its fraction are reported beside it. `compare=True`
 also times transformers' `generate` through `generate_responses` (the path `sample_tokens` takes for other models).
 """
@@ -70,34 +73,42 @@ def run(model_name: str = "smollm2-135m-instruct", dtype: str = "auto", batches:
     never = {-1}  # no EOS: every row decodes new_tokens tokens
     bandwidth = copy_bandwidth()
     peak = matmul_peak_gflops(chosen.name)
-    results: dict = {"tokens_per_s": {}, "cpu_tokens_per_s": {}, "roofline_tokens_per_s": {}, "fraction": {},
-                     "cpu_fraction": {}, "generate_tokens_per_s": {}, "generate_cpu_tokens_per_s": {}}
+    results: dict = {"tokens_per_s": {}, "cpu_tokens_per_s": {}, "end_to_end_tokens_per_s": {},
+                     "roofline_tokens_per_s": {}, "fraction": {}, "cpu_fraction": {}, "generate_tokens_per_s": {},
+                     "generate_cpu_tokens_per_s": {}, "generate_end_to_end_tokens_per_s": {}}
     config = sampling_config(max_new_tokens=new_tokens, temperature=1.0, top_k=0, top_p=1.0,
                              pad_id=tokenizer.pad_token_id, eos_ids={tokenizer.eos_token_id})
     config.eos_token_id = None
     for batch in batches:
         queries = [query] * batch
 
-        def ours(queries=queries):
-            return sample_tokens(model, queries, max_new_tokens=new_tokens, temperature=1.0,
+        def ours(tokens, queries=queries):
+            return sample_tokens(model, queries, max_new_tokens=tokens, temperature=1.0,
                                  pad_id=tokenizer.pad_token_id, eos_ids=never, dtype=chosen)
 
-        def theirs(queries=queries):
+        def theirs(tokens, queries=queries):
+            config.max_new_tokens = tokens
             with chosen.autocast():
                 return generate_responses(model, queries, config, tokenizer.pad_token_id, never)
 
         for label, call in (("tokens_per_s", ours), *((("generate_tokens_per_s", theirs),) if compare else ())):
-            best, best_cpu = float("inf"), float("inf")
-            for i in range(repeats + 1):
-                start, start_cpu = time.perf_counter(), time.process_time()
-                responses = call()
-                if i:
-                    best, best_cpu = min(best, time.perf_counter() - start), min(best_cpu,
-                                                                                 time.process_time() - start_cpu)
-            made = sum(len(r) for r in responses)
-            results[label][batch] = made / best
+            timed = {}
+            for tokens in (1, new_tokens):  # the prompt's forward and the first token, then the whole call
+                best, best_cpu = float("inf"), float("inf")
+                for i in range(repeats + 1):
+                    start, start_cpu = time.perf_counter(), time.process_time()
+                    responses = call(tokens)
+                    if i:
+                        best, best_cpu = min(best, time.perf_counter() - start), min(best_cpu,
+                                                                                     time.process_time() - start_cpu)
+                assert all(len(r) == tokens for r in responses), "every row decodes `tokens` tokens (no EOS)"
+                timed[tokens] = best, best_cpu
+            steps = new_tokens - 1  # decode steps: the difference of the two calls is decoding alone
+            results[label][batch] = batch * steps / (timed[new_tokens][0] - timed[1][0])
             # CPU seconds / threads: the wall time this would take on idle cores (the machine may be shared)
-            results[label.replace("tokens", "cpu_tokens")][batch] = made / best_cpu * torch.get_num_threads()
+            results[label.replace("tokens", "cpu_tokens")][batch] = (batch * steps * torch.get_num_threads()
+                                                                     / (timed[new_tokens][1] - timed[1][1]))
+            results[label.replace("tokens", "end_to_end_tokens")][batch] = batch * new_tokens / timed[new_tokens][0]
         weight_bytes, flops = step_cost(model, chosen.dtype, batch, len(query) + new_tokens // 2)
         step = max(weight_bytes / (bandwidth["gbs"] * 1e9), flops / (peak["gflops"] * 1e9))
         results["roofline_tokens_per_s"][batch] = batch / step
@@ -105,7 +116,8 @@ def run(model_name: str = "smollm2-135m-instruct", dtype: str = "auto", batches:
         results["cpu_fraction"][batch] = results["cpu_tokens_per_s"][batch] / (batch / step)
         print(f"[decode] {chosen.name} batch {batch}: {results['tokens_per_s'][batch]:.1f} tok/s "
               f"(roofline {batch / step:.1f}: {results['fraction'][batch]:.2f}; by CPU time "
-              f"{results['cpu_tokens_per_s'][batch]:.1f}: {results['cpu_fraction'][batch]:.2f})"
+              f"{results['cpu_tokens_per_s'][batch]:.1f}: {results['cpu_fraction'][batch]:.2f}; with the prompt's "
+              f"forward {results['end_to_end_tokens_per_s'][batch]:.1f})"
               + (f", generate {results['generate_tokens_per_s'][batch]:.1f} tok/s (by CPU time "
                  f"{results['generate_cpu_tokens_per_s'][batch]:.1f})" if compare else ""), flush=True)
     roofline = {"bandwidth_gbs": bandwidth["gbs"], "peak_gflops": peak["gflops"], "dtype": chosen.name,
@@ -113,10 +125,12 @@ def run(model_name: str = "smollm2-135m-instruct", dtype: str = "auto", batches:
                 "new_tokens": new_tokens, "prompt_tokens": len(query),
                 "tokens_per_s": results["roofline_tokens_per_s"],
                 "cpu_tokens_per_s": results["cpu_tokens_per_s"], "cpu_fraction": results["cpu_fraction"],
+                "end_to_end_tokens_per_s": results["end_to_end_tokens_per_s"], "peak": peak, "bandwidth": bandwidth,
                 "load_average": os.getloadavg()[0]}
     out = {"decode_tokens_per_s": results["tokens_per_s"], "decode_roofline_fraction": results["fraction"],
            "decode_roofline": roofline}
     if compare:
         out["decode_generate_tokens_per_s"] = results["generate_tokens_per_s"]
         out["decode_generate_cpu_tokens_per_s"] = results["generate_cpu_tokens_per_s"]
+        out["decode_generate_end_to_end_tokens_per_s"] = results["generate_end_to_end_tokens_per_s"]
     return out

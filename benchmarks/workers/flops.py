@@ -61,19 +61,30 @@ def update_flops(model: nn.Module, adapter: str, *, rows: int, seq_len: int, kep
 
 
 def matmul_peak_gflops(dtype: str, sizes: tuple[int, ...] = (1024, 2048), repeats: int = 3) -> dict:
-    """The best GFLOP/s of square `torch.matmul`s in `dtype` ("fp32", or "bf16" under CPU autocast) on this machine,
-    under the calling process's thread count; one untimed warm-up per size."""
+    """The best GFLOP/s of square matmuls in `dtype` ("fp32", or "bf16" under CPU autocast) on this machine, under
+    the calling process's thread count; one untimed warm-up per size. Two kernels are timed and the faster counts:
+    `torch.matmul` (BLAS: MKL in torch's x86 wheels, which runs fp32 on its AVX2 path on AMD CPUs) and oneDNN's matmul
+    with a prepacked weight (what `rlxf.lm.decode` uses), so that a peak is not the slower library's."""
     compute = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype]
-    by_size = {}
+    by_size, by_kernel = {}, {}
     generator = torch.Generator().manual_seed(0)  # the global RNG is left alone
     for size in sizes:
         a, b = (torch.randn(size, size, generator=generator).to(compute) for _ in range(2))
-        best = float("inf")
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=compute == torch.bfloat16):
-            for i in range(repeats + 1):
-                start = time.perf_counter()
-                torch.matmul(a, b)
-                if i:  # the first is a warm-up
-                    best = min(best, time.perf_counter() - start)
-        by_size[size] = 2 * size**3 / best / 1e9
-    return {"gflops": max(by_size.values()), "by_size": by_size, "dtype": dtype, "threads": torch.get_num_threads()}
+        kernels = {"matmul": lambda a=a, b=b: torch.matmul(a, b)}
+        if torch.backends.mkldnn.is_available() and (compute == torch.float32
+                                                     or torch.ops.mkldnn._is_mkldnn_bf16_supported()):
+            packed = torch.ops.mkldnn._reorder_linear_weight(b, size)
+            kernels["onednn"] = lambda a=a, packed=packed: torch.ops.mkldnn._linear_pointwise(a, packed, None, "none",
+                                                                                              [], "")
+        for kernel, call in kernels.items():
+            best = float("inf")
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=compute == torch.bfloat16):
+                for i in range(repeats + 1):
+                    start = time.perf_counter()
+                    call()
+                    if i:  # the first is a warm-up
+                        best = min(best, time.perf_counter() - start)
+            by_kernel.setdefault(kernel, {})[size] = 2 * size**3 / best / 1e9
+        by_size[size] = max(by_kernel[kernel][size] for kernel in by_kernel)
+    return {"gflops": max(by_size.values()), "by_size": by_size, "by_kernel": by_kernel, "dtype": dtype,
+            "threads": torch.get_num_threads()}

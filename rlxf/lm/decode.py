@@ -31,6 +31,7 @@ from torch import nn
 
 SUPPORTED_MODEL_TYPES = ("llama",)
 _CACHE_ATTRIBUTE = "_rlxf_rollout_weights"  # one cached RolloutWeights per model object
+PACK_WEIGHTS = True  # prepack the decode matmuls for oneDNN where torch has it (tests switch it off to compare)
 
 
 class Unsupported(ValueError):
@@ -80,7 +81,7 @@ def _decoder(model) -> nn.Module:
 
 def _effective_weight(module: nn.Module) -> torch.Tensor:
     """The weight a Linear (or a peft LoRA Linear with its active adapters) applies, in fp32: W + sum scale B A."""
-    if type(module).__name__ == "FrozenLowPrecisionLinear" or type(module) is nn.Linear:
+    if type(module).__name__ in ("FrozenLowPrecisionLinear", "FrozenOneDNNLinear") or type(module) is nn.Linear:
         if module.bias is not None:
             raise Unsupported("a Linear with a bias")
         return module.weight.float()
@@ -122,8 +123,11 @@ def rollout_weights(model, dtype: torch.dtype) -> RolloutWeights:
     base = _decoder(model)
     config, body = base.config, base.model
 
+    pack = _packs(dtype)
+
     def fused(*modules):
-        return torch.cat([_effective_weight(m) for m in modules]).to(dtype).contiguous()
+        weight = torch.cat([_effective_weight(m) for m in modules]).to(dtype).contiguous()
+        return _pack(weight) if pack else weight
 
     layers = []
     for layer in body.layers:
@@ -153,8 +157,35 @@ def supports(model) -> bool:
     return True
 
 
+def _packs(dtype: torch.dtype) -> bool:
+    """Whether oneDNN can take this dtype's decode matmuls with prepacked weights (x86 CPU builds of torch)."""
+    if not PACK_WEIGHTS or not torch.backends.mkldnn.is_available():
+        return False
+    if dtype == torch.bfloat16:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    return dtype == torch.float32
+
+
+def _pack(weight: torch.Tensor) -> torch.Tensor:
+    """`weight` [out, in] reordered into oneDNN's blocked layout for small-batch matmuls (`_linear` applies it).
+
+    On CPU `F.linear` goes through BLAS (MKL in torch's x86 wheels), which reads a [out, in] matrix at a fraction of
+    the memory bandwidth when the batch is a few rows, and on AMD CPUs runs fp32 on its AVX2 path; a prepacked oneDNN
+    matmul reads the weights near the bandwidth (measured: `benchmarks/ppo_vs_trl.py --decode-only`).
+    """
+    return torch.ops.mkldnn._reorder_linear_weight(weight, 4)
+
+
+def _linear(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """x W^T for a plain or a prepacked (`_pack`) weight."""
+    if weight.layout == torch._mkldnn:
+        return torch.ops.mkldnn._linear_pointwise(x, weight, None, "none", [], "")
+    return F.linear(x, weight)
+
+
 def _rms(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
-    return weight * (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + eps))
+    """Llama's RMSNorm in fp32: weight * x / sqrt(mean(x^2) + eps)."""
+    return F.rms_norm(x, (x.shape[-1],), weight, eps)
 
 
 def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
@@ -164,39 +195,46 @@ def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tens
 
 def _forward(w: RolloutWeights, ids: torch.Tensor, positions: torch.Tensor, allowed: torch.Tensor,
              keys: list[torch.Tensor], values: list[torch.Tensor], start: int) -> torch.Tensor:
-    """Hidden states (fp32) of `ids` [B, T] written at cache slots start..start+T-1; `allowed` [B, T, start+T]."""
+    """Hidden states (fp32) of `ids` [B, T] written at cache slots start..start+T-1; `allowed` [B, T, L] says which
+    of the cache's L slots each query sees (slots not yet written are zeros, and masked).
+
+    Few operations per layer (a decode step of a small model is bound by per-operation dispatch as much as by the
+    weights): one matmul for q, k and v, one RoPE over the query and key heads together, the cache written in its
+    [B, kv, L, hd] layout and read whole (a slice of it would be copied into a contiguous tensor in every layer),
+    every query head of a kv head in one batched matmul, residual adds in place."""
     batch, steps = ids.shape
-    end = start + steps
+    end, slots = start + steps, allowed.shape[-1]
     x = F.embedding(ids, w.embed).float()
     cos, sin = w.rotary(x, positions)
-    cos, sin = cos.unsqueeze(1), sin.unsqueeze(1)
-    groups, hd = w.heads // w.kv_heads, w.head_dim
+    cos, sin = cos.unsqueeze(2), sin.unsqueeze(2)  # [B, T, 1, hd]: every head
+    groups, hd, heads, kv = w.heads // w.kv_heads, w.head_dim, w.heads, w.kv_heads
+    rotated = heads + kv
     mask = torch.zeros(allowed.shape, dtype=torch.float32).masked_fill_(~allowed, float("-inf"))
     mask = mask.unsqueeze(1).unsqueeze(1)  # [B, 1, 1, T, L]: every kv head, every query head of its group
-    q_size, kv_size = w.heads * hd, w.kv_heads * hd
+    scale = hd ** -0.5
     for i, layer in enumerate(w.layers):
         h = _rms(x, layer.input_norm, w.eps).to(w.dtype)
-        q, k, v = F.linear(h, layer.qkv).split((q_size, kv_size, kv_size), dim=-1)
-        q = _rotate(q.view(batch, steps, w.heads, hd).transpose(1, 2).float(), cos, sin)
-        k = _rotate(k.view(batch, steps, w.kv_heads, hd).transpose(1, 2).float(), cos, sin)
-        keys[i][:, :, start:end] = k
-        values[i][:, :, start:end] = v.view(batch, steps, w.kv_heads, hd).transpose(1, 2)
-        # [B, kv, g, T, hd] as [B, kv, g*T, hd]: one batched matmul over every query head of a kv head
-        q = q.reshape(batch, w.kv_heads, groups * steps, hd).to(w.dtype)
-        scores = torch.matmul(q, keys[i][:, :, :end].transpose(-1, -2)).float() * hd ** -0.5
-        scores = scores.view(batch, w.kv_heads, groups, steps, end) + mask
-        probs = torch.softmax(scores, dim=-1).to(w.dtype).view(batch, w.kv_heads, groups * steps, end)
-        attn = torch.matmul(probs, values[i][:, :, :end]).view(batch, w.heads, steps, hd)
-        x = x + F.linear(attn.transpose(1, 2).reshape(batch, steps, q_size), layer.o).float()
+        qkv = _linear(h, layer.qkv).view(batch, steps, heads + 2 * kv, hd)
+        qk = _rotate(qkv[:, :, :rotated].float(), cos, sin).to(w.dtype)  # [B, T, heads + kv, hd]
+        keys[i][:, :, start:end] = qk[:, :, heads:].transpose(1, 2)
+        values[i][:, :, start:end] = qkv[:, :, rotated:].transpose(1, 2)
+        # query head j of kv head c is head c * groups + j (transformers' repeat_kv): [B, kv, groups * T, hd]
+        q = qk[:, :, :heads].reshape(batch, steps, kv, groups, hd).permute(0, 2, 3, 1, 4).reshape(
+            batch, kv, groups * steps, hd)
+        scores = torch.matmul(q, keys[i].transpose(-1, -2)).float().mul_(scale)
+        scores = scores.view(batch, kv, groups, steps, slots).add_(mask)
+        probs = torch.softmax(scores, dim=-1).to(w.dtype).view(batch, kv, groups * steps, slots)
+        attn = torch.matmul(probs, values[i]).view(batch, heads, steps, hd)
+        x.add_(_linear(attn.transpose(1, 2).reshape(batch, steps, heads * hd), layer.o))
         h = _rms(x, layer.post_norm, w.eps).to(w.dtype)
-        gate, up = F.linear(h, layer.gate_up).chunk(2, dim=-1)
-        x = x + F.linear(F.silu(gate) * up, layer.down).float()
+        gate, up = _linear(h, layer.gate_up).chunk(2, dim=-1)
+        x.add_(_linear(F.silu(gate).mul_(up), layer.down))
     return x
 
 
 def logits_of(w: RolloutWeights, hidden: torch.Tensor) -> torch.Tensor:
     """fp32 logits of fp32 hidden states (final norm, then the head in the compute dtype)."""
-    return F.linear(_rms(hidden, w.norm, w.eps).to(w.dtype), w.head).float()
+    return _linear(_rms(hidden, w.norm, w.eps).to(w.dtype), w.head).float()
 
 
 def filter_logits(scores: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
@@ -215,8 +253,8 @@ def sample_from_logits(logits: torch.Tensor, temperature: float, top_k: int = 0,
 
     The CDF is summed in float64 so that the tail of a 49k vocabulary keeps its probability mass.
     """
-    scores = filter_logits(logits.float() / temperature, top_k, top_p)
-    cdf = torch.softmax(scores, dim=-1).double().cumsum_(-1)
+    scores = filter_logits(logits.float() / temperature if temperature != 1.0 else logits.float(), top_k, top_p)
+    cdf = torch.softmax(scores, dim=-1, dtype=torch.float64).cumsum_(-1)
     u = torch.rand(cdf.shape[0], 1, dtype=torch.float64, device=cdf.device) * cdf[:, -1:]
     return torch.searchsorted(cdf, u, right=True).squeeze(1).clamp_(max=cdf.shape[-1] - 1)
 
@@ -248,15 +286,17 @@ def sample(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, *, max_
     w = rollout_weights(model, dtype)
     batch, prompt_len = input_ids.shape
     total = prompt_len + max_new_tokens
-    keys = [torch.empty(batch, w.kv_heads, total, w.head_dim, dtype=dtype) for _ in w.layers]
-    values = [torch.empty(batch, w.kv_heads, total, w.head_dim, dtype=dtype) for _ in w.layers]
+    # zeros, not empty: attention reads every slot (masked), and 0 * NaN from uninitialised memory would be NaN
+    keys = [torch.zeros(batch, w.kv_heads, total, w.head_dim, dtype=dtype) for _ in w.layers]
+    values = [torch.zeros(batch, w.kv_heads, total, w.head_dim, dtype=dtype) for _ in w.layers]
     valid = torch.zeros(batch, total, dtype=torch.bool)
     valid[:, :prompt_len] = attention_mask.bool()
     positions = (attention_mask.long().cumsum(-1) - 1).clamp_(min=0)
     slots = torch.arange(total)
     # a query sees the valid keys up to itself, and itself (a pad query then has a key: no all -inf row, no NaN)
     causal = slots[:prompt_len, None] >= slots[None, :prompt_len]
-    allowed = (causal & valid[:, None, :prompt_len]) | torch.eye(prompt_len, dtype=torch.bool)
+    allowed = torch.zeros(batch, prompt_len, total, dtype=torch.bool)
+    allowed[:, :, :prompt_len] = (causal & valid[:, None, :prompt_len]) | torch.eye(prompt_len, dtype=torch.bool)
     hidden = _forward(w, input_ids, positions, allowed, keys, values, 0)[:, -1:]
     eos = torch.tensor(sorted(eos_ids), dtype=torch.long)
     done = torch.zeros(batch, dtype=torch.bool)
@@ -272,6 +312,6 @@ def sample(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, *, max_
             break
         slot = prompt_len + step
         valid[:, slot] = True
-        hidden = _forward(w, token[:, None], next_position, valid[:, None, :slot + 1], keys, values, slot)
+        hidden = _forward(w, token[:, None], next_position, valid[:, None], keys, values, slot)
         next_position = next_position + 1
     return torch.stack(out, dim=1)

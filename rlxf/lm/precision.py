@@ -221,6 +221,88 @@ class FrozenLowPrecisionLinear(nn.Linear):
         return F.linear(x.to(self.weight.dtype), self.weight, self.bias).to(x.dtype)
 
 
+def onednn_fp32_available(device_type: str = "cpu") -> bool:
+    """Whether frozen fp32 Linears can run through oneDNN with prepacked weights here (x86 CPU builds of torch)."""
+    return device_type == "cpu" and torch.backends.mkldnn.is_available() and ONEDNN_FP32
+
+
+ONEDNN_FP32 = True  # store_frozen_weights gives frozen fp32 CPU Linears oneDNN's prepacked matmul (False: BLAS)
+
+
+class _PackCache:
+    """A frozen Linear's oneDNN-packed weights, keyed by the weight's storage and version; never copied (a deep copy
+    or a pickle of the module starts empty and packs again on its first call)."""
+
+    def __init__(self):
+        self.key, self.forward, self.backward = None, None, None
+
+    def __deepcopy__(self, memo):
+        return _PackCache()
+
+    def __reduce__(self):
+        return _PackCache, ()
+
+
+class _OneDNNLinear(torch.autograd.Function):
+    """y = x W^T + b by oneDNN with W prepacked; the input gradient dy W by oneDNN with W^T prepacked (W is frozen:
+    no weight gradient)."""
+
+    @staticmethod
+    def forward(ctx, x, module, bias):
+        ctx.module = module
+        return torch.ops.mkldnn._linear_pointwise(x.contiguous(), module._packed(backward=False), bias, "none", [], "")
+
+    @staticmethod
+    def backward(ctx, grad):
+        if not ctx.needs_input_grad[0]:
+            return None, None, None
+        packed = ctx.module._packed(backward=True)
+        return torch.ops.mkldnn._linear_pointwise(grad.contiguous(), packed, None, "none", [], ""), None, None
+
+
+class FrozenOneDNNLinear(nn.Linear):
+    """A frozen fp32 nn.Linear whose matmuls run through oneDNN with prepacked weights (by `store_frozen_weights`).
+
+    torch's x86 wheels send fp32 matmuls to MKL, which on AMD CPUs runs its AVX2 path: measured on the 2-core AMD
+    EPYC (torch 2.13, 1 thread), square fp32 matmuls reach 95 GFLOP/s through `torch.matmul` and 225 through oneDNN,
+    and the forward and input-gradient matmuls of SmolLM2-135M's layers at 328 rows 78 and 91 against 201 and 192
+    (`benchmarks/workers/flops.py` measures the peak both ways). Same fp32 arithmetic, another kernel: results agree
+    to fp32 rounding (~1e-6 relative). The packed copies (forward W, and W^T once a backward needs it) are built on
+    first use and rebuilt when the weight changes; under autocast, in another dtype or off the CPU it is nn.Linear.
+    """
+
+    def _packed(self, backward: bool) -> torch.Tensor:
+        cache = self.__dict__.get("_onednn_cache")
+        if cache is None:
+            cache = self.__dict__["_onednn_cache"] = _PackCache()
+        key = (self.weight.data_ptr(), self.weight._version)
+        if cache.key != key:
+            cache.key, cache.forward, cache.backward = key, None, None
+        if backward and cache.backward is None:
+            cache.backward = torch.ops.mkldnn._reorder_linear_weight(self.weight.detach().t().contiguous(), 256)
+        if not backward and cache.forward is None:
+            cache.forward = torch.ops.mkldnn._reorder_linear_weight(self.weight.detach(), 256)
+        return cache.backward if backward else cache.forward
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if (x.dtype != torch.float32 or self.weight.dtype != torch.float32 or x.device.type != "cpu"
+                or self.weight.requires_grad or torch.is_autocast_enabled("cpu")):
+            return F.linear(x, self.weight, self.bias)
+        return _OneDNNLinear.apply(x, self, None if self.bias is None else self.bias.detach())
+
+
+def _frozen_linears(model: nn.Module):
+    """(name, module, own parameters) of every frozen fp32 nn.Linear outside LoRA and modules_to_save."""
+    for name, module in model.named_modules():
+        if type(module) not in (nn.Linear, FrozenOneDNNLinear) or "lora_" in name or "modules_to_save" in name:
+            continue
+        own = list(module.named_parameters(recurse=False))
+        if any(p.requires_grad or p.dtype != torch.float32 for _, p in own):
+            continue
+        module.__dict__.pop("_onednn_cache", None)
+        yield name, module, own
+
+
 def store_frozen_weights(model: nn.Module, chosen: Precision) -> Precision:
     """Store the frozen fp32 nn.Linear weights of `model` in `chosen`'s dtype when that is bf16 -> `chosen`.
 
@@ -228,18 +310,17 @@ def store_frozen_weights(model: nn.Module, chosen: Precision) -> Precision:
     and written again per token); storing the frozen ones in bf16 does that once. A frozen lm_head tied to the input
     embedding gets its own bf16 copy (the embedding stays fp32, and so does the residual stream; the logits are what
     autocast made of the tied weight, without casting its ~28M values per generated token). Left alone: trainable
-    parameters, LoRA layers (every adapter, active or not, stays fp32 and trainable later), and everything under fp32.
+    parameters, LoRA layers (every adapter, active or not, stays fp32 and trainable later). Under fp32 on a CPU the
+    weights stay fp32 and the frozen Linears become `FrozenOneDNNLinear` (the same arithmetic in a faster kernel).
     """
     if chosen.dtype == torch.float32:
+        if onednn_fp32_available(chosen.device_type):
+            for _name, module, _own in list(_frozen_linears(model)):
+                module.__class__ = FrozenOneDNNLinear
         return chosen
     tied = {id(p) for module in model.modules() if isinstance(module, nn.Embedding) for p in module.parameters()}
     converted = False
-    for name, module in model.named_modules():
-        if type(module) is not nn.Linear or "lora_" in name or "modules_to_save" in name:
-            continue
-        own = list(module.named_parameters(recurse=False))
-        if any(p.requires_grad or p.dtype != torch.float32 for _, p in own):
-            continue
+    for _name, module, own in list(_frozen_linears(model)):
         for key, parameter in own:
             if id(parameter) in tied:  # untie: a bf16 copy of its own, the embedding keeps the fp32 original
                 setattr(module, key, nn.Parameter(parameter.detach().to(chosen.dtype), requires_grad=False))
