@@ -128,7 +128,7 @@ def test_frozen_weights_stored_in_bf16_give_the_same_autocast_results():
     assert outside.dtype == torch.float32 and torch.allclose(outside, fp32_before, atol=0.05)
 
 
-@pytest.mark.skipif(not rlxf_device.onednn_fp32_available(), reason="this torch build has no oneDNN")
+@pytest.mark.skipif(not rlxf_device.onednn_available(), reason="this torch build has no oneDNN")
 def test_frozen_fp32_linears_run_through_onednn_with_the_same_values_and_input_gradients():
     import copy
 
@@ -153,6 +153,29 @@ def test_frozen_fp32_linears_run_through_onednn_with_the_same_values_and_input_g
     assert torch.allclose(clone(x), fast(x)) and clone.__dict__["_onednn_cache"].key[0] == clone.weight.data_ptr()
     with BF16.autocast():  # under autocast it is nn.Linear
         assert fast(x).dtype == torch.bfloat16
+
+
+@pytest.mark.skipif(not rlxf_device.onednn_available(torch.bfloat16), reason="no oneDNN bf16 here")
+def test_frozen_bf16_linears_on_packed_weights_match_autocast_values_and_gradients(monkeypatch):
+    torch.manual_seed(0)
+    layer = torch.nn.Linear(48, 40)
+    layer.requires_grad_(False)
+    store_frozen_weights(torch.nn.Sequential(layer), BF16)
+    assert type(layer) is FrozenLowPrecisionLinear
+    x = torch.randn(3, 5, 48, requires_grad=True)
+    y = torch.randn(3, 5, 40)
+
+    def value_and_gradient():
+        with BF16.autocast():
+            out = layer(x)
+        return out, torch.autograd.grad((out.float() * y).sum(), x)[0]
+
+    packed, packed_grad = value_and_gradient()
+    monkeypatch.setattr(rlxf_device, "PACK_FROZEN", False)  # F.linear under autocast
+    plain, plain_grad = value_and_gradient()
+    assert packed.dtype == plain.dtype == torch.bfloat16 and packed_grad.dtype == torch.float32
+    assert torch.allclose(packed.float(), plain.float(), atol=1e-2)
+    assert torch.allclose(packed_grad, plain_grad, atol=1e-2, rtol=1e-2)
 
 
 def ppo_settings(dtype: str, **overrides) -> PPOSettings:

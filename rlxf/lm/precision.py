@@ -207,26 +207,14 @@ def without_autocast_wrapper(model: torch.nn.Module) -> torch.nn.Module:
     return extract_model_from_parallel(model, keep_fp32_wrapper=False)
 
 
-class FrozenLowPrecisionLinear(nn.Linear):
-    """A frozen nn.Linear whose weights are stored in bf16 (by `store_frozen_weights`).
-
-    Under autocast it is exactly what autocast makes of an fp32 Linear (its bf16 weights are what autocast would cast
-    to, on every call); outside autocast an input of another dtype is cast to bf16 and the output back, so a caller
-    that runs without autocast still gets its own dtype back.
-    """
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dtype == self.weight.dtype or torch.is_autocast_enabled(x.device.type):
-            return F.linear(x, self.weight, self.bias)
-        return F.linear(x.to(self.weight.dtype), self.weight, self.bias).to(x.dtype)
+PACK_FROZEN = True  # frozen CPU Linears run oneDNN's matmul on prepacked weights where torch has it (False: F.linear)
 
 
-def onednn_fp32_available(device_type: str = "cpu") -> bool:
-    """Whether frozen fp32 Linears can run through oneDNN with prepacked weights here (x86 CPU builds of torch)."""
-    return device_type == "cpu" and torch.backends.mkldnn.is_available() and ONEDNN_FP32
-
-
-ONEDNN_FP32 = True  # store_frozen_weights gives frozen fp32 CPU Linears oneDNN's prepacked matmul (False: BLAS)
+def onednn_available(dtype: torch.dtype = torch.float32, device_type: str = "cpu") -> bool:
+    """Whether frozen Linears of `dtype` can run through oneDNN with prepacked weights here (x86 CPU builds)."""
+    if not PACK_FROZEN or device_type != "cpu" or not torch.backends.mkldnn.is_available():
+        return False
+    return dtype == torch.float32 or (dtype == torch.bfloat16 and torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 class _PackCache:
@@ -260,15 +248,15 @@ class _OneDNNLinear(torch.autograd.Function):
         return torch.ops.mkldnn._linear_pointwise(grad.contiguous(), packed, None, "none", [], ""), None, None
 
 
-class FrozenOneDNNLinear(nn.Linear):
-    """A frozen fp32 nn.Linear whose matmuls run through oneDNN with prepacked weights (by `store_frozen_weights`).
+class _PackedFrozenLinear(nn.Linear):
+    """A frozen nn.Linear that can run through oneDNN with its weight prepacked (`_onednn`).
 
-    torch's x86 wheels send fp32 matmuls to MKL, which on AMD CPUs runs its AVX2 path: measured on the 2-core AMD
-    EPYC (torch 2.13, 1 thread), square fp32 matmuls reach 95 GFLOP/s through `torch.matmul` and 225 through oneDNN,
-    and the forward and input-gradient matmuls of SmolLM2-135M's layers at 328 rows 78 and 91 against 201 and 192
-    (`benchmarks/workers/flops.py` measures the peak both ways). Same fp32 arithmetic, another kernel: results agree
-    to fp32 rounding (~1e-6 relative). The packed copies (forward W, and W^T once a backward needs it) are built on
-    first use and rebuilt when the weight changes; under autocast, in another dtype or off the CPU it is nn.Linear.
+    On CPU `F.linear` reaches oneDNN (bf16) or BLAS (fp32: MKL in torch's x86 wheels, which runs its AVX2 path on AMD
+    CPUs) with a plain [out, in] weight that the kernel reorders on every call. Measured on the 2-core AMD EPYC (torch
+    2.13, 1 thread): square fp32 matmuls reach 95 GFLOP/s through `torch.matmul` and 225 through oneDNN; SmolLM2-135M's
+    layer matmuls at 328 rows, forward and input gradient, 78 and 91 GFLOP/s against 201 and 192 in fp32, and at 248
+    rows in bf16 319 and 383 against 395 and 435. The packed copies (W for the forward, W^T once a backward needs it)
+    are built on first use and rebuilt when the weight changes: the same arithmetic in another kernel.
     """
 
     def _packed(self, backward: bool) -> torch.Tensor:
@@ -284,11 +272,40 @@ class FrozenOneDNNLinear(nn.Linear):
             cache.forward = torch.ops.mkldnn._reorder_linear_weight(self.weight.detach(), 256)
         return cache.backward if backward else cache.forward
 
+    def _onednn(self, x: torch.Tensor) -> torch.Tensor:
+        bias = None if self.bias is None else self.bias.detach().to(self.weight.dtype)
+        return _OneDNNLinear.apply(x.to(self.weight.dtype), self, bias)
+
+    def _packs(self, x: torch.Tensor) -> bool:
+        return (x.device.type == "cpu" and not self.weight.requires_grad
+                and onednn_available(self.weight.dtype, x.device.type))
+
+
+class FrozenLowPrecisionLinear(_PackedFrozenLinear):
+    """A frozen nn.Linear whose weights are stored in bf16 (by `store_frozen_weights`).
+
+    Under autocast it is what autocast makes of an fp32 Linear (its bf16 weights are what autocast would cast to, on
+    every call; on CPU the matmul runs on the prepacked weight); outside autocast an input of another dtype is cast to
+    bf16 and the output back, so a caller that runs without autocast still gets its own dtype back.
+    """
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if (x.dtype != torch.float32 or self.weight.dtype != torch.float32 or x.device.type != "cpu"
-                or self.weight.requires_grad or torch.is_autocast_enabled("cpu")):
+        autocast = torch.is_autocast_enabled(x.device.type)
+        if x.dtype == self.weight.dtype or autocast:
+            return self._onednn(x) if self._packs(x) else F.linear(x, self.weight, self.bias)
+        out = self._onednn(x) if self._packs(x) else F.linear(x.to(self.weight.dtype), self.weight, self.bias)
+        return out.to(x.dtype)
+
+
+class FrozenOneDNNLinear(_PackedFrozenLinear):
+    """A frozen fp32 nn.Linear whose matmuls run through oneDNN with prepacked weights (by `store_frozen_weights`);
+    under autocast, in another dtype or off the CPU it is nn.Linear."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if (x.dtype != torch.float32 or self.weight.dtype != torch.float32 or torch.is_autocast_enabled(x.device.type)
+                or not self._packs(x)):
             return F.linear(x, self.weight, self.bias)
-        return _OneDNNLinear.apply(x, self, None if self.bias is None else self.bias.detach())
+        return self._onednn(x)
 
 
 def _frozen_linears(model: nn.Module):
@@ -314,7 +331,7 @@ def store_frozen_weights(model: nn.Module, chosen: Precision) -> Precision:
     weights stay fp32 and the frozen Linears become `FrozenOneDNNLinear` (the same arithmetic in a faster kernel).
     """
     if chosen.dtype == torch.float32:
-        if onednn_fp32_available(chosen.device_type):
+        if onednn_available(torch.float32, chosen.device_type):
             for _name, module, _own in list(_frozen_linears(model)):
                 module.__class__ = FrozenOneDNNLinear
         return chosen
