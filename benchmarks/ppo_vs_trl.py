@@ -47,7 +47,7 @@ if str(REPO_ROOT) not in sys.path:  # run as a script: make `rlxf` and `benchmar
 
 from benchmarks.workers.settings import CRITICS, TRL_VERSION, BenchSettings  # noqa: E402  (after the path above)
 
-TARGETS = {"time_ratio": 0.5, "peak_rss_ratio": 0.6, "update_peak_fraction": 0.5}
+TARGETS = {"time_ratio": 0.45, "peak_rss_ratio": 0.55, "update_peak_fraction": 0.55}  # issue 25 raised them
 HEADLINE_CRITIC = "lora"  # the ratios the targets are about: against TRL with a LoRA critic
 # Phases of an update (seconds); "other_s" is the update's time minus the rest (TRL: GAE, gc.collect(), logging).
 PHASES = ("generation_s", "rollout_policy_s", "rollout_ref_s", "rollout_value_s", "scoring_s", "optimise_s", "other_s")
@@ -289,6 +289,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[BenchSettings, argparse.N
     parser.add_argument("--decode-only", action="store_true",
                         help="run only the decode section and merge its keys into --out (other keys kept)")
     parser.add_argument("--decode-batches", default="1,4,16,64", help="batch sizes of the decode section")
+    parser.add_argument("--decode-repeats", type=int, default=3,
+                        help="timed calls per batch size and length in the decode section (the best counts)")
     parser.add_argument("--decode-compare", action="store_true",
                         help="also time transformers' generate in the decode section (the path before rlxf.lm.decode)")
     parser.add_argument("--out", type=Path, default=None,
@@ -374,7 +376,7 @@ def decode_section(settings: BenchSettings, args: argparse.Namespace) -> dict:
     torch.set_num_threads(settings.threads)
     batches = tuple(int(b) for b in args.decode_batches.split(","))
     return decode.run(settings.model, settings.dtype, batches, new_tokens=settings.max_new_tokens,
-                      compare=args.decode_compare)
+                      repeats=args.decode_repeats, compare=args.decode_compare)
 
 
 def write_decode(settings: BenchSettings, args: argparse.Namespace, out: Path) -> dict:

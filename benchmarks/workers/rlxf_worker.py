@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import time
 
 from benchmarks.workers.common import (
@@ -28,7 +27,7 @@ def run(settings: dict, seed: int) -> dict:
     policy, tokenizer, reward_model, prompt_ids = load_task(settings)
     ppo_settings = PPOSettings(learning_rate=settings.learning_rate, batch_size=settings.batch_size,
                          num_minibatches=settings.num_minibatches, ppo_epochs=settings.ppo_epochs,
-                         max_grad_norm=math.inf,  # TRL's PPO loop never clips gradients
+                         max_grad_norm=None,  # TRL's PPO loop never clips gradients
                          kl_estimator="k1", adaptive_kl=False, init_kl_coef=settings.kl_coef,
                          max_new_tokens=settings.max_new_tokens, temperature=settings.temperature, top_k=0, top_p=1.0,
                          lora_r=settings.lora_r, lora_alpha=settings.lora_alpha, lora_dropout=0.0,

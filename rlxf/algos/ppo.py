@@ -101,8 +101,8 @@ class PPOSettings:
     """GAE lambda"""
     whiten_advantages: bool = True
     """normalise advantages to mean 0, std 1 over the batch's response tokens"""
-    max_grad_norm: float = 1.0
-    """gradient-norm clip of each update"""
+    max_grad_norm: float | None = 1.0
+    """gradient-norm clip of each update (None: no clipping, as in TRL's PPO loop)"""
     # --- KL penalty to the reference policy ---
     kl_estimator: str = "k1"
     """per-token KL estimator folded into the reward: "k1" (log p - log p_ref) or "k3" (non-negative)"""
@@ -156,8 +156,9 @@ class PPOSettings:
     def __post_init__(self) -> None:
         check_fields(self, counts=("top_k", "checkpoint_every"), positive_counts=(
             "batch_size", "num_minibatches", "ppo_epochs", "max_new_tokens", "lora_r", "lora_alpha", "horizon"),
-            positive=("learning_rate", "cliprange", "cliprange_value", "max_grad_norm", "temperature", "target_kl",
-                      "top_p"), non_negative=("init_kl_coef", "vf_coef"), unit=("gamma", "lam", "lora_dropout"),
+            positive=("learning_rate", "cliprange", "cliprange_value", "temperature", "target_kl", "top_p")
+            + (("max_grad_norm",) if self.max_grad_norm is not None else ()),  # None: no clipping
+            non_negative=("init_kl_coef", "vf_coef"), unit=("gamma", "lam", "lora_dropout"),
             finite=("missing_eos_penalty",), optional_counts=("keep_checkpoints",), seeds=("seed",))
         if self.kl_estimator not in ("k1", "k3"):
             raise ValueError(f"PPOSettings.kl_estimator must be 'k1' or 'k3', got {self.kl_estimator!r}")
@@ -408,8 +409,9 @@ class PPOTrainer:
                                                         vf_loss.item(), settings, scores) + f"; {self.store.note()}")
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                nn.utils.clip_grad_norm_(average_gradients(self.optimizer.param_groups[0]["params"]),
-                                         settings.max_grad_norm)
+                gradients = average_gradients(self.optimizer.param_groups[0]["params"])
+                if settings.max_grad_norm is not None:
+                    nn.utils.clip_grad_norm_(gradients, settings.max_grad_norm)
                 self.optimizer.step()
                 for key, value in zip(stats, (pg_loss, vf_loss, loss, clipfrac, approx_kl, vf_clipfrac), strict=True):
                     stats[key].append(value.item())

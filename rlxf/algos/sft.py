@@ -29,6 +29,7 @@ from rlxf.lm.models import base_model_reference
 from rlxf.lm.precision import (
     Precision,
     check_dtype,
+    store_frozen_weights,
     trainer_precision_kwargs,
     training_precision,
     without_autocast_wrapper,
@@ -310,6 +311,9 @@ def build_trainer(
         eval_examples = encode(tokenizer, evals, max_length=settings.max_length) if evals else None
         set_seed(settings.seed)  # the LoRA A matrices are initialised at random
         peft_model = get_peft_model(model, lora_config(settings))
+        chosen = training_precision(settings.dtype)
+        if chosen.dtype == torch.float32:  # on CPU the frozen Linears run oneDNN's prepacked matmul (not MKL's)
+            store_frozen_weights(peft_model, chosen)
         return BucketedTrainer(
             model=peft_model,
             args=TrainingArguments(**_training_kwargs(settings, bool(evals))),

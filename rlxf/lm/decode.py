@@ -13,9 +13,14 @@ vocabulary entry (49k per row per step). Here a step is:
 with `W = W_base + (alpha / r) B A` merged once per policy version (`rollout_weights`, cached on the model and rebuilt
 when a parameter changed in place, e.g. after an optimizer step), stored in the compute dtype (bf16 under bf16
 autocast: the same values autocast makes of them, up to one rounding of the merged sum), q/k/v and gate/up fused into
-one matmul each, keys and values written into preallocated tensors. The residual stream, norms, RoPE and the softmax
-stay fp32 as under autocast. One uniform per row and an inverse CDF draw exactly from softmax(logits / T) (after the
-same top-k / top-p filtering transformers applies); a test checks the sampled frequencies against softmax.
+one matmul each and prepacked for oneDNN (`_pack`: a plain [out, in] weight is reordered by the kernel in every call,
+and on CPU BLAS reads it at a fraction of the bandwidth when the batch is a few rows), keys and values written into
+preallocated zeroed tensors that attention reads whole under a mask (a slice of the cache would be copied in every
+layer). A step of a 135M model is bound by per-operation dispatch nearly as much as by the weights, so a layer is
+kept to few operations: one RoPE over the query and key heads together, residual adds in place. The residual
+stream, norms, RoPE and the softmax stay fp32 as under autocast. One uniform per row and an inverse CDF draw exactly
+from softmax(logits / T) (after the same top-k / top-p filtering transformers applies); a test checks the sampled
+frequencies against softmax.
 
 `supports(model)` says whether a model can take this path (Llama architecture, LoRA adapters only on Linear layers);
 `rlxf.lm.generation.sample_tokens` falls back to `generate` otherwise.
