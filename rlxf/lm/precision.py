@@ -208,9 +208,9 @@ def without_autocast_wrapper(model: torch.nn.Module) -> torch.nn.Module:
 
 
 PACK_FROZEN = True  # frozen fp32 CPU Linears: oneDNN's matmul on prepacked weights where torch has it
-# bf16 as well? Off: F.linear reaches oneDNN in bf16 already, and prepacking made SmolLM2's layer matmuls ~20 %
-# (forward) and ~12 % (input gradient) faster but raised the PPO benchmark's peak RSS from ~1.9 to 2.7 GB (packed
-# W and W^T beside the bf16 weights), against a memory target; in fp32 the packed kernel is ~2.3x faster than MKL's.
+# bf16 as well? Off: F.linear reaches oneDNN in bf16 already; prepacking made SmolLM2's layer matmuls ~20 % (forward)
+# and ~12 % (input gradient) faster in isolation, but the PPO benchmark's update barely moved (343 vs 333 GFLOP/s)
+# while its peak RSS rose from 2.4 to 2.8 GB (packed W and W^T beside the bf16 weights). In fp32 it is ~2.3x faster.
 PACK_FROZEN_BF16 = False
 
 
