@@ -13,14 +13,14 @@ vocabulary entry (49k per row per step). Here a step is:
 with `W = W_base + (alpha / r) B A` merged once per policy version (`rollout_weights`, cached on the model and rebuilt
 when a parameter changed in place, e.g. after an optimizer step), stored in the compute dtype (bf16 under bf16
 autocast: the same values autocast makes of them, up to one rounding of the merged sum), q/k/v and gate/up fused into
-one matmul each and prepacked for oneDNN (`_pack`: a plain [out, in] weight is reordered by the kernel in every call,
-and on CPU BLAS reads it at a fraction of the bandwidth when the batch is a few rows), keys and values written into
-preallocated zeroed tensors that attention reads whole under a mask (a slice of the cache would be copied in every
-layer). A step of a 135M model is bound by per-operation dispatch nearly as much as by the weights, so a layer is
-kept to few operations: one RoPE over the query and key heads together, residual adds in place. The residual
-stream, norms, RoPE and the softmax stay fp32 as under autocast. One uniform per row and an inverse CDF draw exactly
-from softmax(logits / T) (after the same top-k / top-p filtering transformers applies); a test checks the sampled
-frequencies against softmax.
+one matmul each and prepacked for oneDNN (`rlxf.lm.precision.onednn_pack`: a plain [out, in] weight is reordered by
+the kernel in every call, and on CPU BLAS reads it at a fraction of the bandwidth when the batch is a few rows),
+keys and values written into preallocated zeroed tensors that attention reads whole under a mask (a slice of the
+cache would be copied in every layer). A step of a 135M model is bound by per-operation dispatch nearly as much as
+by the weights, so a layer is kept to few operations: one RoPE over the query and key heads together, residual adds
+in place. The residual stream, norms, RoPE and the softmax stay fp32 as under autocast. One uniform per row and an
+inverse CDF draw exactly from softmax(logits / T) (after the same top-k / top-p filtering transformers applies); a
+test checks the sampled frequencies against softmax.
 
 `supports(model)` says whether a model can take this path (Llama architecture, LoRA adapters only on Linear layers);
 `rlxf.lm.generation.sample_tokens` falls back to `generate` otherwise.
@@ -33,6 +33,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from rlxf.lm.precision import onednn_linear, onednn_pack, onednn_packs
 
 SUPPORTED_MODEL_TYPES = ("llama",)
 _CACHE_ATTRIBUTE = "_rlxf_rollout_weights"  # one cached RolloutWeights per model object
@@ -132,7 +134,7 @@ def rollout_weights(model, dtype: torch.dtype) -> RolloutWeights:
 
     def fused(*modules):
         weight = torch.cat([_effective_weight(m) for m in modules]).to(dtype).contiguous()
-        return _pack(weight) if pack else weight
+        return onednn_pack(weight, rows=4) if pack else weight
 
     layers = []
     for layer in body.layers:
@@ -163,28 +165,19 @@ def supports(model) -> bool:
 
 
 def _packs(dtype: torch.dtype) -> bool:
-    """Whether oneDNN can take this dtype's decode matmuls with prepacked weights (x86 CPU builds of torch)."""
-    if not PACK_WEIGHTS or not torch.backends.mkldnn.is_available():
-        return False
-    if dtype == torch.bfloat16:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    return dtype == torch.float32
-
-
-def _pack(weight: torch.Tensor) -> torch.Tensor:
-    """`weight` [out, in] reordered into oneDNN's blocked layout for small-batch matmuls (`_linear` applies it).
+    """Whether the decode matmuls of `dtype` run on oneDNN-prepacked weights here (`PACK_WEIGHTS`).
 
     On CPU `F.linear` goes through BLAS (MKL in torch's x86 wheels), which reads a [out, in] matrix at a fraction of
     the memory bandwidth when the batch is a few rows, and on AMD CPUs runs fp32 on its AVX2 path; a prepacked oneDNN
     matmul reads the weights near the bandwidth (measured: `benchmarks/ppo_vs_trl.py --decode-only`).
     """
-    return torch.ops.mkldnn._reorder_linear_weight(weight, 4)
+    return PACK_WEIGHTS and onednn_packs(dtype)
 
 
 def _linear(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-    """x W^T for a plain or a prepacked (`_pack`) weight."""
+    """x W^T for a plain or a prepacked (`onednn_pack`) weight."""
     if weight.layout == torch._mkldnn:
-        return torch.ops.mkldnn._linear_pointwise(x, weight, None, "none", [], "")
+        return onednn_linear(x, weight)
     return F.linear(x, weight)
 
 

@@ -214,12 +214,30 @@ PACK_FROZEN = True  # frozen fp32 CPU Linears: oneDNN's matmul on prepacked weig
 PACK_FROZEN_BF16 = False
 
 
-def onednn_available(dtype: torch.dtype = torch.float32, device_type: str = "cpu") -> bool:
-    """Whether frozen Linears of `dtype` can run through oneDNN with prepacked weights here (x86 CPU builds)."""
-    if not PACK_FROZEN or device_type != "cpu" or not torch.backends.mkldnn.is_available():
+def onednn_packs(dtype: torch.dtype) -> bool:
+    """Whether this torch build can run CPU matmuls of `dtype` on oneDNN-prepacked weights (x86 builds; bf16 where
+    the CPU has it)."""
+    if not torch.backends.mkldnn.is_available():
         return False
-    return dtype == torch.float32 or (dtype == torch.bfloat16 and PACK_FROZEN_BF16
-                                      and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    return dtype == torch.float32 or (dtype == torch.bfloat16 and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported()))
+
+
+def onednn_pack(weight: torch.Tensor, rows: int = 256) -> torch.Tensor:
+    """`weight` [out, in] reordered once into oneDNN's blocked layout for about `rows` input rows (`onednn_linear`)."""
+    return torch.ops.mkldnn._reorder_linear_weight(weight, rows)
+
+
+def onednn_linear(x: torch.Tensor, packed: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """x W^T + b with W prepacked by `onednn_pack`."""
+    return torch.ops.mkldnn._linear_pointwise(x.contiguous(), packed, bias, "none", [], "")
+
+
+def onednn_available(dtype: torch.dtype = torch.float32, device_type: str = "cpu") -> bool:
+    """Whether frozen Linears of `dtype` run through oneDNN with prepacked weights here (`PACK_FROZEN`, and
+    `PACK_FROZEN_BF16` for bf16)."""
+    if not PACK_FROZEN or device_type != "cpu" or (dtype == torch.bfloat16 and not PACK_FROZEN_BF16):
+        return False
+    return onednn_packs(dtype)
 
 
 class _PackCache:
@@ -243,14 +261,13 @@ class _OneDNNLinear(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, module, bias):
         ctx.module = module
-        return torch.ops.mkldnn._linear_pointwise(x.contiguous(), module._packed(backward=False), bias, "none", [], "")
+        return onednn_linear(x, module._packed(backward=False), bias)
 
     @staticmethod
     def backward(ctx, grad):
         if not ctx.needs_input_grad[0]:
             return None, None, None
-        packed = ctx.module._packed(backward=True)
-        return torch.ops.mkldnn._linear_pointwise(grad.contiguous(), packed, None, "none", [], ""), None, None
+        return onednn_linear(grad, ctx.module._packed(backward=True)), None, None
 
 
 class _PackedFrozenLinear(nn.Linear):
@@ -272,9 +289,9 @@ class _PackedFrozenLinear(nn.Linear):
         if cache.key != key:
             cache.key, cache.forward, cache.backward = key, None, None
         if backward and cache.backward is None:
-            cache.backward = torch.ops.mkldnn._reorder_linear_weight(self.weight.detach().t().contiguous(), 256)
+            cache.backward = onednn_pack(self.weight.detach().t().contiguous())
         if not backward and cache.forward is None:
-            cache.forward = torch.ops.mkldnn._reorder_linear_weight(self.weight.detach(), 256)
+            cache.forward = onednn_pack(self.weight.detach())
         return cache.backward if backward else cache.forward
 
     def _onednn(self, x: torch.Tensor) -> torch.Tensor:
