@@ -50,14 +50,7 @@ from torch import nn
 
 import rlxf.progress as progress
 from rlxf.infra.checkpoint import RunStore, load_tensors, restore_rng, set_seed
-from rlxf.infra.checks import (
-    check_count,
-    check_fields,
-    check_list,
-    check_prompts,
-    check_rewards,
-    loss_error,
-)
+from rlxf.infra.checks import check_count, check_fields, check_list, check_prompts, check_rewards, loss_error
 from rlxf.infra.distributed import average_gradients, is_distributed, masked_moments, mean_over_ranks
 from rlxf.infra.identity import data_identity, model_identity, not_identity, settings_identity, weights_hash
 from rlxf.lm.adapters import (
@@ -70,6 +63,7 @@ from rlxf.lm.adapters import (
     set_lora_dropout,
     using_adapter,
 )
+from rlxf.lm.decode import release_rollout_weights
 from rlxf.lm.generation import collate, eos_ids, keeps_logits, padding_id, sample_tokens, token_ids
 from rlxf.lm.logprobs import gather_logprobs, response_logits
 from rlxf.lm.precision import check_dtype, precision, store_frozen_weights, training_attention
@@ -390,8 +384,9 @@ class PPOTrainer:
             if settings.whiten_advantages:
                 advantages = masked_whiten(advantages, mask)
 
-        # 4. PPO epochs over shuffled minibatches
+        # 4. PPO epochs over shuffled minibatches (the rollout weights go stale now: not held through the update)
         set_lora_dropout(self.model, self.adapter_name, True)
+        release_rollout_weights(self.model)
         optimise_start = time.perf_counter()
         stats = {"pg": [], "vf": [], "total": [], "clipfrac": [], "approxkl": [], "vf_clipfrac": []}
         for epoch in range(settings.ppo_epochs):

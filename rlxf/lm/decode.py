@@ -86,24 +86,25 @@ def _decoder(model) -> nn.Module:
     return base
 
 
-def _effective_weight(module: nn.Module) -> torch.Tensor:
-    """The weight a Linear (or a peft LoRA Linear with its active adapters) applies, in fp32: W + sum scale B A."""
+def _effective_weight(module: nn.Module, dtype: torch.dtype) -> torch.Tensor:
+    """The weight a Linear (or a peft LoRA Linear with its active adapters) applies, in `dtype`: W + sum scale B A,
+    summed in fp32 and rounded once. A weight without adapters is not copied when it is already in `dtype` (no fp32
+    transient: for SmolLM2 the tied head alone would be 108 MB of it)."""
     if type(module).__name__ in ("FrozenLowPrecisionLinear", "FrozenOneDNNLinear") or type(module) is nn.Linear:
         if module.bias is not None:
             raise Unsupported("a Linear with a bias")
-        return module.weight.float()
+        return module.weight.to(dtype)
     if hasattr(module, "base_layer") and hasattr(module, "lora_A"):
-        weight = _effective_weight(module.base_layer)
-        if getattr(module, "merged", False) or getattr(module, "disable_adapters", False):
-            return weight
-        for name in module.active_adapters:
-            if name not in module.lora_A:
-                continue
+        active = [name for name in module.active_adapters if name in module.lora_A]
+        if getattr(module, "merged", False) or getattr(module, "disable_adapters", False) or not active:
+            return _effective_weight(module.base_layer, dtype)
+        weight = _effective_weight(module.base_layer, torch.float32)
+        for name in active:
             if getattr(module, "use_dora", {}).get(name, False):
                 raise Unsupported("DoRA adapters")
             lora_a, lora_b = module.lora_A[name].weight.float(), module.lora_B[name].weight.float()
             weight = weight + module.scaling[name] * (lora_b @ lora_a)
-        return weight
+        return weight.to(dtype)
     raise Unsupported(f"a projection of type {type(module).__name__}")
 
 
@@ -133,7 +134,8 @@ def rollout_weights(model, dtype: torch.dtype) -> RolloutWeights:
     pack = _packs(dtype)
 
     def fused(*modules):
-        weight = torch.cat([_effective_weight(m) for m in modules]).to(dtype).contiguous()
+        parts = [_effective_weight(m, dtype) for m in modules]
+        weight = (torch.cat(parts) if len(parts) > 1 else parts[0]).contiguous()
         return onednn_pack(weight, rows=4) if pack else weight
 
     layers = []
@@ -152,13 +154,20 @@ def rollout_weights(model, dtype: torch.dtype) -> RolloutWeights:
     return weights
 
 
+def release_rollout_weights(model) -> None:
+    """Drop `model`'s cached rollout weights (a copy of the whole model in the compute dtype). A trainer calls this
+    before an update: the update makes them stale, and holding them through it would add their size to the peak."""
+    if getattr(model, _CACHE_ATTRIBUTE, None) is not None:
+        object.__setattr__(model, _CACHE_ATTRIBUTE, None)
+
+
 def supports(model) -> bool:
     """Whether `sample` can run `model` (Llama architecture; plain or LoRA Linear projections)."""
     try:
         base = _decoder(model)
         layer = base.model.layers[0]
         for module in (layer.self_attn.q_proj, layer.self_attn.v_proj, layer.mlp.down_proj):
-            _effective_weight(module)
+            _effective_weight(module, module.weight.dtype if hasattr(module, "weight") else torch.float32)
     except (Unsupported, AttributeError, IndexError):
         return False
     return True

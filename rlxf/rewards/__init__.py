@@ -12,104 +12,43 @@
 - `robust`: Iterated Data Smoothing (noisy labels) and a mean-and-variance model (annotators who disagree)
 - `judge`: the judge-evaluator pipeline (a local model or an OpenAI-compatible endpoint)
 - `secrets`: an endpoint's API key: checked before use, out of the HTTP stack's logs, redacted from what comes back
+
+Submodules load on first use (`from rlxf.rewards import X` imports only X's module): rlxf's PPO needs `base` alone,
+and importing every submodule (TRL, datasets, pandas, scikit-learn) would add ~140 MB to each process that trains.
 """
 
-from rlxf.rewards.base import CombinedReward, ConstantReward, RewardFunction, check_batch, check_texts
-from rlxf.rewards.bradley_terry import (
-    PreferenceResult,
-    PreferenceSettings,
-    RewardEnsemble,
-    bradley_terry_loss,
-    check_pairs,
-    clean_pairs,
-    encode_texts,
-    flip_labels,
-    pairwise_accuracy,
-    score_pairs,
-    score_texts,
-    train_reward_model,
-)
-from rlxf.rewards.classifiers import (
-    ClassifierResult,
-    ClassifierReward,
-    ClassifierSettings,
-    balanced_class_weights,
-    check_labels,
-    load_saved_classifier,
-    predict_logits,
-    predict_proba,
-    save_classifier,
-    train_classifier,
-)
-from rlxf.rewards.experience import MONA_METADATA_FIELDS, ExperienceReward
-from rlxf.rewards.frozen_bt import (
-    FrozenBTSettings,
-    FrozenEncoderReward,
-    embed_pairs,
-    fit_bt_head,
-    train_frozen_bt,
-    train_frozen_bt_ensemble,
-    train_frozen_ids,
-)
-from rlxf.rewards.judge import (
-    JUDGE_SYSTEM_PROMPT,
-    JUDGE_TEMPLATE,
-    Evaluator,
-    EvaluatorSettings,
-    HTTPJudge,
-    JudgeError,
-    JudgeReply,
-    LocalJudge,
-    VerdictSentiment,
-    parse_verdict,
-    ranking_accuracy,
-    verdict_score,
-)
-from rlxf.rewards.linear import LinearSettings, LinearTextClassifier
-from rlxf.rewards.reports import Calibration, baselines, calibration, classification_report, tfidf_logreg_proba
-from rlxf.rewards.robust import (
-    ids_relabel,
-    score_mean_variance,
-    train_ids_reward_model,
-    train_mean_variance_model,
-)
-from rlxf.rewards.tasks import (
-    MONA_LABELS,
-    PARTIES,
-    SENTIMENT_LABELS,
-    ClassifierTask,
-    FittedClassifier,
-    fit_classifier,
-    fit_linear,
-    mona_task,
-    party_task,
-    sentiment_task,
-)
+import importlib
 
-__all__ = [
-    # base
-    "CombinedReward", "ConstantReward", "RewardFunction", "check_batch", "check_texts",
-    # classifiers
-    "ClassifierResult", "ClassifierReward", "ClassifierSettings", "balanced_class_weights", "check_labels",
-    "load_saved_classifier", "predict_logits", "predict_proba", "save_classifier", "train_classifier",
-    # linear
-    "LinearSettings", "LinearTextClassifier",
-    # reports
-    "Calibration", "baselines", "calibration", "classification_report", "tfidf_logreg_proba",
-    # tasks
-    "MONA_LABELS", "PARTIES", "SENTIMENT_LABELS", "ClassifierTask", "FittedClassifier", "fit_classifier", "fit_linear",
-    "mona_task", "party_task", "sentiment_task",
-    # experience
-    "MONA_METADATA_FIELDS", "ExperienceReward",
-    # bradley_terry
-    "PreferenceResult", "PreferenceSettings", "RewardEnsemble", "bradley_terry_loss", "check_pairs", "clean_pairs",
-    "encode_texts", "flip_labels", "pairwise_accuracy", "score_pairs", "score_texts", "train_reward_model",
-    # frozen_bt
-    "FrozenBTSettings", "FrozenEncoderReward", "embed_pairs", "fit_bt_head", "train_frozen_bt",
-    "train_frozen_bt_ensemble", "train_frozen_ids",
-    # robust
-    "ids_relabel", "score_mean_variance", "train_ids_reward_model", "train_mean_variance_model",
-    # judge
-    "JUDGE_SYSTEM_PROMPT", "JUDGE_TEMPLATE", "Evaluator", "EvaluatorSettings", "HTTPJudge", "JudgeError",
-    "JudgeReply", "LocalJudge", "VerdictSentiment", "parse_verdict", "ranking_accuracy", "verdict_score",
-]
+_HOMES = {  # submodule -> the names this package gives from it
+    "base": ("CombinedReward", "ConstantReward", "RewardFunction", "check_batch", "check_texts"),
+    "classifiers": ("ClassifierResult", "ClassifierReward", "ClassifierSettings", "balanced_class_weights",
+        "check_labels", "load_saved_classifier", "predict_logits", "predict_proba", "save_classifier",
+        "train_classifier"),
+    "linear": ("LinearSettings", "LinearTextClassifier"),
+    "reports": ("Calibration", "baselines", "calibration", "classification_report", "tfidf_logreg_proba"),
+    "tasks": ("MONA_LABELS", "PARTIES", "SENTIMENT_LABELS", "ClassifierTask", "FittedClassifier", "fit_classifier",
+        "fit_linear", "mona_task", "party_task", "sentiment_task"),
+    "experience": ("MONA_METADATA_FIELDS", "ExperienceReward"),
+    "bradley_terry": ("PreferenceResult", "PreferenceSettings", "RewardEnsemble", "bradley_terry_loss", "check_pairs",
+        "clean_pairs", "encode_texts", "flip_labels", "pairwise_accuracy", "score_pairs", "score_texts",
+        "train_reward_model"),
+    "frozen_bt": ("FrozenBTSettings", "FrozenEncoderReward", "embed_pairs", "fit_bt_head", "train_frozen_bt",
+        "train_frozen_bt_ensemble", "train_frozen_ids"),
+    "robust": ("ids_relabel", "score_mean_variance", "train_ids_reward_model", "train_mean_variance_model"),
+    "judge": ("JUDGE_SYSTEM_PROMPT", "JUDGE_TEMPLATE", "Evaluator", "EvaluatorSettings", "HTTPJudge", "JudgeError",
+        "JudgeReply", "LocalJudge", "VerdictSentiment", "parse_verdict", "ranking_accuracy", "verdict_score"),
+}
+_WHERE = {name: module for module, names in _HOMES.items() for name in names}
+__all__ = list(_WHERE)
+
+
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module 'rlxf.rewards' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"rlxf.rewards.{_WHERE[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
