@@ -258,10 +258,14 @@ def filter_logits(scores: torch.Tensor, top_k: int, top_p: float) -> torch.Tenso
 def sample_from_logits(logits: torch.Tensor, temperature: float, top_k: int = 0, top_p: float = 1.0) -> torch.Tensor:
     """One token per row drawn from softmax(filtered logits / temperature) by inverse CDF: one uniform per row.
 
-    The CDF is summed in float64 so that the tail of a 49k vocabulary keeps its probability mass.
+    The unnormalised probabilities exp(s - max s) are taken in fp32 (each to fp32's relative precision, down to
+    1e-38), and their running sum in float64, so that the tail of a 49k vocabulary keeps its probability mass; the
+    uniform is scaled by the total instead of dividing every entry by it. (`torch.softmax(..., dtype=float64)` did
+    the same in 1.3 ms per step at batch 4 and 24 ms at batch 64, most of a step's time outside the matmuls.)
     """
-    scores = filter_logits(logits.float() / temperature if temperature != 1.0 else logits.float(), top_k, top_p)
-    cdf = torch.softmax(scores, dim=-1, dtype=torch.float64).cumsum_(-1)
+    scores = logits.float() / temperature if temperature != 1.0 else logits.float()
+    scores = filter_logits(scores, top_k, top_p)
+    cdf = (scores - scores.amax(-1, keepdim=True)).exp_().double().cumsum_(-1)
     u = torch.rand(cdf.shape[0], 1, dtype=torch.float64, device=cdf.device) * cdf[:, -1:]
     return torch.searchsorted(cdf, u, right=True).squeeze(1).clamp_(max=cdf.shape[-1] - 1)
 
