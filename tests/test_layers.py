@@ -156,3 +156,21 @@ def test_one_home_for_response_logprobs():
     docstring = ast.get_docstring(ast.parse((REPO_ROOT / home).read_text())) or ""
     unlisted = sorted(path for path in LOG_SOFTMAX_ALLOWED if path not in docstring)
     assert not unlisted, f"{home}'s docstring does not name the exceptions {unlisted}"
+
+
+def test_rlxf_ppo_imports_no_heavy_reward_dependencies():
+    """`rlxf.rewards` loads its submodules on first use: a process that trains with rlxf's PPO does not carry TRL,
+    datasets, pandas or scikit-learn (~130 MB of RSS), and every public name still imports."""
+    import subprocess
+    import sys
+
+    heavy = ("trl", "datasets", "pandas", "sklearn")
+    code = ("import sys, rlxf.algos.ppo; "
+            f"print(sorted(m for m in sys.modules if m.split('.')[0] in {heavy!r}))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout
+    import rlxf.rewards
+
+    assert all(getattr(rlxf.rewards, name) is not None for name in rlxf.rewards.__all__)
+    with pytest.raises(AttributeError, match="no attribute 'nothing_here'"):
+        rlxf.rewards.nothing_here  # noqa: B018

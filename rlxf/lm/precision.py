@@ -319,14 +319,6 @@ class FrozenLowPrecisionLinear(_PackedFrozenLinear):
         return out.to(x.dtype)
 
 
-class FrozenLowPrecisionEmbedding(nn.Embedding):
-    """A frozen nn.Embedding whose weights are stored in bf16 (by `store_frozen_weights`) and whose vectors come out
-    fp32, the dtype they had: the residual stream stays fp32, as under autocast."""
-
-    def forward(self, input: torch.Tensor) -> torch.Tensor:
-        return super().forward(input).float()
-
-
 class FrozenOneDNNLinear(_PackedFrozenLinear):
     """A frozen fp32 nn.Linear whose matmuls run through oneDNN with prepacked weights (by `store_frozen_weights`);
     under autocast, in another dtype or off the CPU it is nn.Linear."""
@@ -354,12 +346,9 @@ def store_frozen_weights(model: nn.Module, chosen: Precision) -> Precision:
     """Store the frozen fp32 nn.Linear weights of `model` in `chosen`'s dtype when that is bf16 -> `chosen`.
 
     Autocast casts every fp32 weight to bf16 in every forward (a generated token is a forward: the whole model read
-    and written again per token); storing the frozen ones in bf16 does that once. A frozen input embedding is stored
-    in bf16 too and returns fp32 vectors (`FrozenLowPrecisionEmbedding`: the residual stream stays fp32 as under
-    autocast, starting from the embedding rounded to bf16 once); an lm_head tied to it reads the same bf16 copy, so
-    the logits are what autocast made of the tied weight. For SmolLM2-135M that is 54 MB of weights where there were
-    108 (fp32 embedding) + 54 (the head's bf16 copy). An lm_head tied to an embedding that stays fp32 (trainable, or
-    not a plain nn.Embedding) gets a bf16 copy of its own. Left alone: trainable
+    and written again per token); storing the frozen ones in bf16 does that once. A frozen lm_head tied to the input
+    embedding gets its own bf16 copy (the embedding stays fp32, and so does the residual stream; the logits are what
+    autocast made of the tied weight, without casting its ~28M values per generated token). Left alone: trainable
     parameters, LoRA layers (every adapter, active or not, stays fp32 and trainable later). Under fp32 on a CPU the
     weights stay fp32 and the frozen Linears become `FrozenOneDNNLinear` (the same arithmetic in a faster kernel).
     """
@@ -368,25 +357,16 @@ def store_frozen_weights(model: nn.Module, chosen: Precision) -> Precision:
             for _name, module, _own in list(_frozen_linears(model)):
                 module.__class__ = FrozenOneDNNLinear
         return chosen
-    embeddings = [module for name, module in model.named_modules() if type(module) is nn.Embedding
-                  and not module.weight.requires_grad and module.weight.dtype == torch.float32
-                  and "modules_to_save" not in name]
-    stored = {id(module.weight) for module in embeddings}
-    # an output embedding tied to an input embedding that stays fp32 (trainable, or adapted) is untied
-    tied = {id(p) for module in model.modules() if isinstance(module, nn.Embedding)
-            for p in module.parameters()} - stored
-    converted = bool(embeddings)
+    tied = {id(p) for module in model.modules() if isinstance(module, nn.Embedding) for p in module.parameters()}
+    converted = False
     for _name, module, own in list(_frozen_linears(model)):
         for key, parameter in own:
             if id(parameter) in tied:  # untie: a bf16 copy of its own, the embedding keeps the fp32 original
                 setattr(module, key, nn.Parameter(parameter.detach().to(chosen.dtype), requires_grad=False))
-            else:  # a tied frozen embedding's weight too: the head and the embedding then read one bf16 copy
+            else:
                 parameter.data = parameter.data.to(chosen.dtype)
         module.__class__ = FrozenLowPrecisionLinear
         converted = True
-    for module in embeddings:
-        module.weight.data = module.weight.data.to(chosen.dtype)  # a no-op where a tied head converted it
-        module.__class__ = FrozenLowPrecisionEmbedding
     # A model loaded from safetensors holds its weights in one memory-mapped file: while any tensor still points into
     # it (the fp32 embedding, the norms), every page of the converted fp32 weights that was read stays mapped and
     # resident (~0.5 GB for SmolLM2-135M). Copying the frozen fp32 ones that are left releases the file; a model
