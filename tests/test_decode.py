@@ -100,6 +100,24 @@ def test_rollout_weights_follow_the_adapter_after_an_update():
                               forward_logits(model, batch, FP32)[mask], atol=1e-5)
 
 
+def test_rollout_weights_share_unadapted_weights_and_ppo_releases_them_before_its_update(monkeypatch, tmp_path):
+    from rlxf.algos.ppo import PPOSettings, PPOTrainer
+
+    monkeypatch.setattr(decode, "PACK_WEIGHTS", False)  # plain tensors: storage can be compared
+    model, tokenizer = policy(BF16)
+    weights = decode.rollout_weights(model, torch.bfloat16)
+    o_proj = model.get_base_model().model.layers[0].self_attn.o_proj
+    assert weights.layers[0].o.data_ptr() == o_proj.weight.data_ptr()  # no adapter, already bf16: not copied
+    assert weights.layers[0].qkv.dtype == torch.bfloat16  # q and v merged with their adapter, then rounded once
+    model, tokenizer = policy()
+    trainer = PPOTrainer(model, tokenizer, PPOSettings(batch_size=2, max_new_tokens=3, dtype="fp32", progress_bar=False,
+                                                       output_dir=str(tmp_path)), adapter_name="policy")
+    queries, responses, _ = trainer.generate(["What is justice?", "The movie was"])
+    assert getattr(trainer.model, decode._CACHE_ATTRIBUTE) is not None  # sampling built them
+    trainer.step(queries, responses, torch.tensor([1.0, -1.0]))
+    assert getattr(trainer.model, decode._CACHE_ATTRIBUTE) is None  # stale after the update: not held through it
+
+
 @pytest.mark.parametrize(("temperature", "top_k", "top_p"), [(1.0, 0, 1.0), (0.7, 0, 1.0), (1.3, 4, 1.0),
                                                                (1.0, 0, 0.8)])
 def test_inverse_cdf_sampling_follows_the_softmax(temperature, top_k, top_p):
