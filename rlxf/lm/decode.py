@@ -195,9 +195,10 @@ def _rms(x: torch.Tensor, weight: torch.Tensor, eps: float) -> torch.Tensor:
     return F.rms_norm(x, (x.shape[-1],), weight, eps)
 
 
-def _rotate(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    half = x.shape[-1] // 2
-    return x * cos + torch.cat((-x[..., half:], x[..., :half]), dim=-1) * sin
+def _rotate(x: torch.Tensor, cos: torch.Tensor, signed_sin: torch.Tensor) -> torch.Tensor:
+    """RoPE in fp32: x cos + rotate_half(x) sin, with rotate_half(x) sin = roll(x, hd/2) (sign * sin) and the sign
+    (-1 on the first half, +1 on the second) folded into `signed_sin` once per step: three operations, not seven."""
+    return (x * cos).addcmul_(x.roll(x.shape[-1] // 2, -1), signed_sin)
 
 
 def _forward(w: RolloutWeights, ids: torch.Tensor, positions: torch.Tensor, allowed: torch.Tensor,
@@ -213,7 +214,9 @@ def _forward(w: RolloutWeights, ids: torch.Tensor, positions: torch.Tensor, allo
     end, slots = start + steps, allowed.shape[-1]
     x = F.embedding(ids, w.embed).float()
     cos, sin = w.rotary(x, positions)
-    cos, sin = cos.unsqueeze(2), sin.unsqueeze(2)  # [B, T, 1, hd]: every head
+    sign = torch.ones(sin.shape[-1], dtype=sin.dtype)
+    sign[: sin.shape[-1] // 2] = -1.0
+    cos, sin = cos.unsqueeze(2), (sin * sign).unsqueeze(2)  # [B, T, 1, hd]: every head
     groups, hd, heads, kv = w.heads // w.kv_heads, w.head_dim, w.heads, w.kv_heads
     rotated = heads + kv
     mask = torch.zeros(allowed.shape, dtype=torch.float32).masked_fill_(~allowed, float("-inf"))
@@ -222,17 +225,22 @@ def _forward(w: RolloutWeights, ids: torch.Tensor, positions: torch.Tensor, allo
     for i, layer in enumerate(w.layers):
         h = _rms(x, layer.input_norm, w.eps).to(w.dtype)
         qkv = _linear(h, layer.qkv).view(batch, steps, heads + 2 * kv, hd)
-        qk = _rotate(qkv[:, :, :rotated].float(), cos, sin).to(w.dtype)  # [B, T, heads + kv, hd]
+        qk = _rotate(qkv[:, :, :rotated], cos, sin).to(w.dtype)  # [B, T, heads + kv, hd] (fp32 by promotion)
         keys[i][:, :, start:end] = qk[:, :, heads:].transpose(1, 2)
         values[i][:, :, start:end] = qkv[:, :, rotated:].transpose(1, 2)
         # query head j of kv head c is head c * groups + j (transformers' repeat_kv): [B, kv, groups * T, hd]
-        q = qk[:, :, :heads].reshape(batch, steps, kv, groups, hd).permute(0, 2, 3, 1, 4).reshape(
-            batch, kv, groups * steps, hd)
+        if steps == 1:  # a decode step: a view
+            q = qk[:, 0, :heads].view(batch, kv, groups, hd)
+        else:
+            q = qk[:, :, :heads].reshape(batch, steps, kv, groups, hd).permute(0, 2, 3, 1, 4).reshape(
+                batch, kv, groups * steps, hd)
         scores = torch.matmul(q, keys[i].transpose(-1, -2)).float().mul_(scale)
         scores = scores.view(batch, kv, groups, steps, slots).add_(mask)
         probs = torch.softmax(scores, dim=-1).to(w.dtype).view(batch, kv, groups * steps, slots)
-        attn = torch.matmul(probs, values[i]).view(batch, heads, steps, hd)
-        x.add_(_linear(attn.transpose(1, 2).reshape(batch, steps, heads * hd), layer.o))
+        attn = torch.matmul(probs, values[i])  # [B, kv, groups * T, hd]: head c * groups + j
+        attn = (attn.view(batch, 1, heads * hd) if steps == 1
+                else attn.view(batch, heads, steps, hd).transpose(1, 2).reshape(batch, steps, heads * hd))
+        x.add_(_linear(attn, layer.o))
         h = _rms(x, layer.post_norm, w.eps).to(w.dtype)
         gate, up = _linear(h, layer.gate_up).chunk(2, dim=-1)
         x.add_(_linear(F.silu(gate).mul_(up), layer.down))
