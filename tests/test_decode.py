@@ -41,17 +41,16 @@ def decode_logits(model, batch, dtype: torch.dtype, split: int | None = None) ->
     """Logits of every position by `decode._forward`: one prefill, or a prefill of `split` tokens then one at a time."""
     weights = decode.rollout_weights(model, dtype)
     rows, length = batch["input_ids"].shape
-    keys = [torch.zeros(rows, weights.kv_heads, length, weights.head_dim, dtype=dtype) for _ in weights.layers]
-    values = [torch.zeros_like(k) for k in keys]
+    cache = decode.KVCache.empty(weights, rows, length, dtype)
     slots = torch.arange(length)
     allowed = (((slots[:, None] >= slots[None]) & batch["attention_mask"].bool()[:, None, :])
                | torch.eye(length, dtype=torch.bool))
     ids, positions = batch["input_ids"], batch["position_ids"]
     split = split or length
-    hidden = [decode._forward(weights, ids[:, :split], positions[:, :split], allowed[:, :split], keys, values, 0)]
+    hidden = [decode._forward(weights, ids[:, :split], positions[:, :split], allowed[:, :split], cache, 0)]
     for slot in range(split, length):
         hidden.append(decode._forward(weights, ids[:, slot:slot + 1], positions[:, slot:slot + 1],
-                                      allowed[:, slot:slot + 1], keys, values, slot))
+                                      allowed[:, slot:slot + 1], cache, slot))
     return decode.logits_of(weights, torch.cat(hidden, dim=1))
 
 

@@ -1,0 +1,65 @@
+"""The fused decode operations of `decode_ops.cpp`, compiled on first use as a PyTorch C++ extension.
+
+`ops()` builds the extension once per machine (about a minute; g++ and ninja, cached under torch's extensions
+directory, named by a hash of the source, the torch version and the CPU, so that a cache shared between machines
+never loads code built for another CPU) and returns its module, or None where it cannot be built (no compiler, a
+build error: a warning says why) or `RLXF_FUSED_DECODE=0` switches it off. `rlxf.lm.decode` falls back to PyTorch
+operations when it is None.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import os
+import warnings
+from pathlib import Path
+
+import torch
+
+SOURCE = Path(__file__).with_name("decode_ops.cpp")
+
+
+def enabled() -> bool:
+    """Whether the fused operations are wanted (`RLXF_FUSED_DECODE`, default on)."""
+    return os.environ.get("RLXF_FUSED_DECODE", "1") != "0"
+
+
+def _cpu_fingerprint() -> str:
+    """The CPU's model and instruction-set flags (the build uses -march=native)."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        import platform
+
+        return platform.processor() + platform.machine()
+    keep = [line for line in lines if line.startswith(("model name", "flags"))]
+    return "\n".join(sorted(set(keep)))
+
+
+# -fno-trapping-math and -fno-math-errno let loops with comparisons and exp vectorise; neither reorders arithmetic
+FLAGS = ["-O3", "-march=native", "-fno-trapping-math", "-fno-math-errno"]
+
+
+def _build():
+    from torch.utils.cpp_extension import load
+
+    source = SOURCE.read_text()
+    digest = hashlib.sha1("\n".join((source, torch.__version__, _cpu_fingerprint(), *FLAGS)).encode()).hexdigest()
+    return load(name=f"rlxf_decode_ops_{digest[:12]}", sources=[str(SOURCE)], extra_cflags=FLAGS, verbose=False)
+
+
+@functools.cache
+def _module():
+    try:
+        return _build()
+    except Exception as error:  # noqa: BLE001 - any build failure means: decode without them
+        warnings.warn(f"rlxf.lm.fused: the fused decode operations could not be built ({type(error).__name__}: "
+                      f"{str(error)[:300]}); decoding uses PyTorch operations (slower per step)", RuntimeWarning,
+                      stacklevel=3)
+        return None
+
+
+def ops():
+    """The compiled module (add_rms, rope_cache, attention, silu_mul), or None (see the module's docstring)."""
+    return _module() if enabled() else None
