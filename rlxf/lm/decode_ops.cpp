@@ -68,6 +68,15 @@ inline float fast_exp(float x) {
   return e * scale;
 }
 
+// the sum of kLanes partial sums as a tree of vector adds (16 sequential scalar adds cost more than the products of a
+// 64-element dot product)
+inline float reduce(float* lanes) {
+  for (int j = 0; j < 8; ++j) lanes[j] += lanes[j + 8];
+  for (int j = 0; j < 4; ++j) lanes[j] += lanes[j + 4];
+  for (int j = 0; j < 2; ++j) lanes[j] += lanes[j + 2];
+  return lanes[0] + lanes[1];
+}
+
 template <typename T>
 inline float dot(const typename Storage<T>::type* a, const typename Storage<T>::type* b, int64_t n) {
   using L = Storage<T>;
@@ -75,10 +84,8 @@ inline float dot(const typename Storage<T>::type* a, const typename Storage<T>::
   int64_t i = 0;
   for (; i + kLanes <= n; i += kLanes)
     for (int j = 0; j < kLanes; ++j) lanes[j] += L::load(a[i + j]) * L::load(b[i + j]);
-  float sum = 0.f;
-  for (; i < n; ++i) sum += L::load(a[i]) * L::load(b[i]);
-  for (int j = 0; j < kLanes; ++j) sum += lanes[j];
-  return sum;
+  for (; i < n; ++i) lanes[i % kLanes] += L::load(a[i]) * L::load(b[i]);
+  return reduce(lanes);
 }
 
 template <typename T>
@@ -137,56 +144,70 @@ void rope_cache_kernel(const S<T>* qkv, const float* cos, const float* sin, S<T>
   }
 }
 
-// softmax(T(q . k) * scale + mask) over the allowed slots, rounded to T, times the values: out [B, heads * hd] (T)
+// softmax(T(q . k) * scale + mask) over the allowed slots, rounded to T, times the values: out [B, heads * hd] (T).
+// Per (row, kv head): the group's queries are widened once, each allowed key and value row once for all of them.
 template <typename T>
 void attention_kernel(const S<T>* q, const S<T>* cache, const bool* allowed, S<T>* out, int64_t batch, int64_t heads,
                       int64_t kv, int64_t hd, int64_t slots, float scale) {
   using L = Storage<T>;
   const int64_t groups = heads / kv;
-  std::vector<float> scores(slots), keep(slots), acc(hd);
+  constexpr float kMasked = -3.0e38f;
+  std::vector<float> scores(groups * slots), queries(groups * hd), row(hd), acc(groups * hd);
   for (int64_t b = 0; b < batch; ++b) {
     const bool* seen = allowed + b * slots;
-    for (int64_t l = 0; l < slots; ++l) keep[l] = seen[l] ? 1.f : 0.f;
     for (int64_t c = 0; c < kv; ++c) {
       const S<T>* keys = cache + ((0 * batch + b) * kv + c) * slots * hd;
       const S<T>* values = cache + ((1 * batch + b) * kv + c) * slots * hd;
-      for (int64_t g = 0; g < groups; ++g) {
-        const S<T>* qh = q + (b * heads + c * groups + g) * hd;
-        float* sg = scores.data();
-        for (int64_t l = 0; l < slots; ++l) sg[l] = dot<T>(qh, keys + l * hd, hd);
+      const S<T>* qc = q + (b * heads + c * groups) * hd;
+      for (int64_t i = 0; i < groups * hd; ++i) queries[i] = L::load(qc[i]);
+      for (int64_t l = 0; l < slots; ++l) {
+        if (!seen[l]) {
+          for (int64_t g = 0; g < groups; ++g) scores[g * slots + l] = kMasked;
+          continue;
+        }
+        const S<T>* k = keys + l * hd;
+        for (int64_t d = 0; d < hd; ++d) row[d] = L::load(k[d]);
+        for (int64_t g = 0; g < groups; ++g) {
+          const float* qg = queries.data() + g * hd;
+          float lanes[kLanes] = {0.f};
+          int64_t d = 0;
+          for (; d + kLanes <= hd; d += kLanes)
+            for (int j = 0; j < kLanes; ++j) lanes[j] += qg[d + j] * row[d + j];
+          for (; d < hd; ++d) lanes[d % kLanes] += qg[d] * row[d];
+          scores[g * slots + l] = round_to<T>(reduce(lanes)) * scale;
+        }
+      }
+      for (int64_t g = 0; g < groups; ++g) {  // softmax over the slots, in fp32, rounded to T
+        float* sg = scores.data() + g * slots;
         float lanes[kLanes];
-        for (int j = 0; j < kLanes; ++j) lanes[j] = -3.0e38f;
+        for (int j = 0; j < kLanes; ++j) lanes[j] = kMasked;
         int64_t l = 0;
         for (; l + kLanes <= slots; l += kLanes)
-          for (int j = 0; j < kLanes; ++j) {
-            const float v = keep[l + j] > 0.f ? round_to<T>(sg[l + j]) * scale : -3.0e38f;
-            sg[l + j] = v;
-            lanes[j] = v > lanes[j] ? v : lanes[j];
-          }
-        float top = -3.0e38f;
-        for (; l < slots; ++l) {
-          sg[l] = keep[l] > 0.f ? round_to<T>(sg[l]) * scale : -3.0e38f;
-          top = sg[l] > top ? sg[l] : top;
-        }
+          for (int j = 0; j < kLanes; ++j) lanes[j] = sg[l + j] > lanes[j] ? sg[l + j] : lanes[j];
+        float top = kMasked;
+        for (; l < slots; ++l) top = sg[l] > top ? sg[l] : top;
         for (int j = 0; j < kLanes; ++j) top = lanes[j] > top ? lanes[j] : top;
-        for (l = 0; l < slots; ++l) sg[l] = fast_exp(sg[l] - top) * keep[l];
+        for (l = 0; l < slots; ++l) sg[l] = sg[l] == kMasked ? 0.f : fast_exp(sg[l] - top);
         float sums[kLanes] = {0.f};
         for (l = 0; l + kLanes <= slots; l += kLanes)
           for (int j = 0; j < kLanes; ++j) sums[j] += sg[l + j];
-        float total = 0.f;
-        for (; l < slots; ++l) total += sg[l];
-        for (int j = 0; j < kLanes; ++j) total += sums[j];
-        const float inv = 1.f / total;
+        for (; l < slots; ++l) sums[l % kLanes] += sg[l];
+        const float inv = 1.f / reduce(sums);
         for (l = 0; l < slots; ++l) sg[l] = round_to<T>(sg[l] * inv);
-        for (int64_t d = 0; d < hd; ++d) acc[d] = 0.f;
-        for (l = 0; l < slots; ++l) {
-          const float p = sg[l];
-          const S<T>* v = values + l * hd;
-          for (int64_t d = 0; d < hd; ++d) acc[d] += p * L::load(v[d]);
-        }
-        S<T>* o = out + (b * heads + c * groups + g) * hd;
-        for (int64_t d = 0; d < hd; ++d) o[d] = L::store(acc[d]);
       }
+      for (int64_t i = 0; i < groups * hd; ++i) acc[i] = 0.f;
+      for (int64_t l = 0; l < slots; ++l) {
+        if (!seen[l]) continue;
+        const S<T>* v = values + l * hd;
+        for (int64_t d = 0; d < hd; ++d) row[d] = L::load(v[d]);
+        for (int64_t g = 0; g < groups; ++g) {
+          const float p = scores[g * slots + l];
+          float* ag = acc.data() + g * hd;
+          for (int64_t d = 0; d < hd; ++d) ag[d] += p * row[d];
+        }
+      }
+      S<T>* o = out + (b * heads + c * groups) * hd;
+      for (int64_t i = 0; i < groups * hd; ++i) o[i] = L::store(acc[i]);
     }
   }
 }
