@@ -1,9 +1,9 @@
 // Fused CPU operations of one decode step (rlxf.lm.decode; built and loaded by rlxf.lm.fused).
 //
 // A decode step of a 135M model at batch 4 spends about a third of its time outside the matmuls, in some 35 small
-// PyTorch operations per layer (a few microseconds of dispatch each). These four replace all of them but the
-// matmuls, computing what the eager operations compute: fp32 arithmetic, results rounded to the compute dtype at the
-// same points (T = float or c10::BFloat16). Reductions (the norm's sum of squares, the attention's dot products and
+// PyTorch operations per layer (a few microseconds of dispatch each). Four of these replace all of them but the
+// matmuls (the fifth is the sampler), computing what the eager operations compute: fp32 arithmetic, results rounded
+// to the compute dtype at the same points (T = float or c10::BFloat16). Reductions (the norm's sum of squares, the attention's dot products and
 // softmax sum) add in another order than PyTorch's kernels, so results may differ from eager in the last bit.
 #include <torch/extension.h>
 
@@ -75,17 +75,6 @@ inline float reduce(float* lanes) {
   for (int j = 0; j < 4; ++j) lanes[j] += lanes[j + 4];
   for (int j = 0; j < 2; ++j) lanes[j] += lanes[j + 2];
   return lanes[0] + lanes[1];
-}
-
-template <typename T>
-inline float dot(const typename Storage<T>::type* a, const typename Storage<T>::type* b, int64_t n) {
-  using L = Storage<T>;
-  float lanes[kLanes] = {0.f};
-  int64_t i = 0;
-  for (; i + kLanes <= n; i += kLanes)
-    for (int j = 0; j < kLanes; ++j) lanes[j] += L::load(a[i + j]) * L::load(b[i + j]);
-  for (; i < n; ++i) lanes[i % kLanes] += L::load(a[i]) * L::load(b[i]);
-  return reduce(lanes);
 }
 
 template <typename T>
