@@ -2,9 +2,9 @@
 
 `ops()` builds the extension once per machine (about 20 s on the 2-core AMD EPYC; g++ and ninja, cached under torch's
 extensions directory, named by a hash of the source, the torch version, the CPU and the flags, so that a cache shared
-between machines never loads code built for another CPU) and returns its module, or None where it cannot be built (no compiler, a
-build error: a warning says why) or `RLXF_FUSED_DECODE=0` switches it off. `rlxf.lm.decode` falls back to PyTorch
-operations when it is None.
+between machines never loads code built for another CPU) and returns its module, or None where it cannot be built
+(no compiler, a build error: a warning says why) or `RLXF_FUSED_DECODE=0` switches it off. `rlxf.lm.decode` falls
+back to PyTorch operations when it is None.
 """
 
 from __future__ import annotations
