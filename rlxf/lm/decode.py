@@ -227,6 +227,22 @@ class KVCache:
         return cls(kv, [t[0].transpose(-1, -2) for t in kv], [t[1] for t in kv])
 
 
+def _scale_folds(head_dim: int) -> bool:
+    """Whether the softmax scale head_dim^-1/2 is a power of two (hd = 64, 256, ...), which `_rotation` folds into the
+    query heads exactly (so that the scores need no multiply of their own)."""
+    return math.frexp(head_dim ** -0.5)[0] == 0.5
+
+
+def _attend(q: torch.Tensor, keys_t: torch.Tensor, values: torch.Tensor, mask: torch.Tensor, scale: float,
+            dtype: torch.dtype) -> torch.Tensor:
+    """softmax(q k^T * scale + mask) v as autocast computes it: scores in the compute dtype (upcast and scaled only
+    where the scale is not folded into q: `scale` 1), the softmax in fp32, its result rounded to the compute dtype."""
+    scores = torch.matmul(q, keys_t)
+    if scale != 1.0:
+        scores = scores.float().mul_(scale)
+    return torch.matmul(torch.softmax(scores.add_(mask), dim=-1, dtype=torch.float32).to(dtype), values)
+
+
 def _rotation(w: RolloutWeights, x: torch.Tensor, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """cos and sign * sin of `positions` for every head of the fused q/k/v output, [B, T, heads + 2 kv, hd] (fp32).
 
@@ -240,9 +256,8 @@ def _rotation(w: RolloutWeights, x: torch.Tensor, positions: torch.Tensor) -> tu
     sign = torch.ones(sin.shape[-1], dtype=sin.dtype)
     sign[: sin.shape[-1] // 2] = -1.0
     factor = torch.ones(w.heads + w.kv_heads, 1, dtype=cos.dtype)  # queries, then keys
-    scale = w.head_dim ** -0.5
-    if math.frexp(scale)[0] == 0.5:
-        factor[: w.heads] = scale
+    if _scale_folds(w.head_dim):
+        factor[: w.heads] = w.head_dim ** -0.5
     identity = cos.new_ones(*cos.shape[:2], w.kv_heads, cos.shape[-1])  # the value heads: cos 1, sin 0
     return (torch.cat((cos.unsqueeze(2) * factor, identity), dim=2),
             torch.cat(((sin * sign).unsqueeze(2) * factor, torch.zeros_like(identity)), dim=2))
@@ -262,15 +277,14 @@ def _forward(w: RolloutWeights, ids: torch.Tensor, positions: torch.Tensor, allo
     x = F.embedding(ids, w.embed).float()
     groups, hd, heads, kv = w.heads // w.kv_heads, w.head_dim, w.heads, w.kv_heads
     cos, sin = _rotation(w, x, positions)
-    scale = hd ** -0.5
-    folded = math.frexp(scale)[0] == 0.5  # a power of two: the softmax scale is already in the rotated queries
+    scale = 1.0 if _scale_folds(hd) else hd ** -0.5  # 1: already in the rotated queries
     fused = ops() if steps == 1 and x.device.type == "cpu" and w.dtype in FUSED_DTYPES else None
     if fused is not None:
-        return _fused_step(w, fused, x, cos, sin, allowed.reshape(batch, slots).contiguous(), cache, start,
-                           1.0 if folded else scale)
-    # additive mask in the compute dtype: adding 0 or -inf to a score is exact in any dtype
+        return _fused_step(w, fused, x, cos, sin, allowed.reshape(batch, slots).contiguous(), cache, start, scale)
+    # additive mask in the compute dtype (adding 0 or -inf to a score is exact in any dtype), one row per query row:
+    # [B, 1, groups * T, L], query row j * T + t of a kv head being query head j at position t
     mask = torch.zeros(allowed.shape, dtype=w.dtype).masked_fill_(~allowed, float("-inf"))
-    mask = mask.unsqueeze(1) if steps == 1 else mask.unsqueeze(1).unsqueeze(1)  # [B, 1, (1,) T, L]
+    mask = mask.unsqueeze(1).repeat(1, 1, groups, 1)
     for i, layer in enumerate(w.layers):
         h = _rms(x, layer.input_norm, w.eps).to(w.dtype)
         qkv = _linear(h, layer.qkv).view(batch, steps, heads + 2 * kv, hd)
@@ -282,15 +296,7 @@ def _forward(w: RolloutWeights, ids: torch.Tensor, positions: torch.Tensor, allo
         else:
             q = qkv[:, :, :heads].reshape(batch, steps, kv, groups, hd).permute(0, 2, 3, 1, 4).reshape(
                 batch, kv, groups * steps, hd)
-        scores = torch.matmul(q, cache.keys_t[i])
-        if not folded:
-            scores = scores.float().mul_(scale)
-        if steps == 1:
-            scores.add_(mask)
-        else:
-            scores.view(batch, kv, groups, steps, slots).add_(mask)
-        probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(w.dtype)
-        attn = torch.matmul(probs, cache.values[i])  # [B, kv, groups * T, hd]: head c * groups + j
+        attn = _attend(q, cache.keys_t[i], cache.values[i], mask, scale, w.dtype)  # [B, kv, groups * T, hd]
         attn = (attn.view(batch, 1, heads * hd) if steps == 1
                 else attn.view(batch, heads, steps, hd).transpose(1, 2).reshape(batch, steps, heads * hd))
         x.add_(_linear(attn, layer.o))
@@ -318,10 +324,8 @@ def _fused_step(w: RolloutWeights, fused, x: torch.Tensor, cos: torch.Tensor, si
         if small:
             attn = fused.attention(q, cache.kv[i], allowed, scale)
         else:
-            scores = torch.matmul(q.view(batch, w.kv_heads, groups, w.head_dim), cache.keys_t[i])
-            scores = scores.float().mul_(scale) if scale != 1.0 else scores
-            probs = torch.softmax(scores.add_(mask), dim=-1, dtype=torch.float32).to(w.dtype)
-            attn = torch.matmul(probs, cache.values[i]).view(batch, 1, w.heads * w.head_dim)
+            attn = _attend(q.view(batch, w.kv_heads, groups, w.head_dim), cache.keys_t[i], cache.values[i], mask,
+                           scale, w.dtype).view(batch, 1, w.heads * w.head_dim)
         h = fused.add_rms(x, _linear(attn, layer.o), layer.post_norm, w.eps, w.dtype)
         gate_up = _linear(h, layer.gate_up)
         if w.dtype == torch.float32:
