@@ -334,7 +334,10 @@ def main(argv: list[str] | None = None) -> dict:
             print(f"[run]   {variant}: {run['subprocess_wall_s']:.1f} s wall, per update "
                   f"{[round(u['seconds'], 3) for u in run['updates']]} s", flush=True)
             runs.append(run)
-    result = {**summarise(runs, settings), "precision": str(chosen), "settings": dataclasses.asdict(settings),
+    from rlxf.run.runlog import machine
+
+    result = {**summarise(runs, settings), "precision": str(chosen), "machine": machine(),
+              "settings": dataclasses.asdict(settings),
               "repeats": args.repeats, "trl_dir": str(trl_dir), "consistency_problems": consistency_checks(runs),
               "wall_s": time.perf_counter() - started, "runs": runs}
     result.update(decode_section(settings, args))
@@ -375,8 +378,10 @@ def decode_section(settings: BenchSettings, args: argparse.Namespace) -> dict:
 
     torch.set_num_threads(settings.threads)
     batches = tuple(int(b) for b in args.decode_batches.split(","))
-    return decode.run(settings.model, settings.dtype, batches, new_tokens=settings.max_new_tokens,
-                      repeats=args.decode_repeats, compare=args.decode_compare)
+    from rlxf.run.runlog import machine
+
+    return {**decode.run(settings.model, settings.dtype, batches, new_tokens=settings.max_new_tokens,
+                         repeats=args.decode_repeats, compare=args.decode_compare), "decode_machine": machine()}
 
 
 def write_decode(settings: BenchSettings, args: argparse.Namespace, out: Path) -> dict:

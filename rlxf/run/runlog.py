@@ -52,19 +52,37 @@ class NotebookRun:
     """CPU threads the notebook's kernel ran with (OMP_NUM_THREADS when set, else torch's default)"""
 
 
+CPU_FLAGS_OF_NOTE = ("avx2", "avx512f", "avx512_bf16", "amx_bf16")  # what the matmul kernels can use
+
+
 def machine() -> dict[str, Any]:
-    """What the timings ran on: CPU model, cores, torch threads, python and torch versions, GPU if any."""
-    cpu = platform.processor() or platform.machine()
+    """What the timings ran on: CPU model (and, on Linux x86, its family and model numbers, which tell CPU generations
+    apart that share a name, e.g. "AMD EPYC" on Zen 4 and Zen 5, and the matmul-relevant flags), cores, torch
+    threads, python and torch versions, GPU if any."""
+    cpu, fields = platform.processor() or platform.machine(), {}
     try:
         with open("/proc/cpuinfo") as info:
-            cpu = next((line.split(":", 1)[1].strip() for line in info if line.startswith("model name")), cpu)
+            for line in info:
+                key, _, value = line.partition(":")
+                if not value or key.strip() in fields:
+                    continue
+                fields[key.strip()] = value.strip()
+                if key.strip() == "flags":
+                    break
     except OSError:
         pass
+    cpu = fields.get("model name", cpu)
     import torch
 
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-    return {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "gpu": gpu,
-            "python": platform.python_version(), "torch": torch.__version__}
+    described = {"cpu": cpu, "cores": os.cpu_count(), "torch_threads": torch.get_num_threads(), "gpu": gpu,
+                 "python": platform.python_version(), "torch": torch.__version__}
+    if "cpu family" in fields:
+        flags = set(fields.get("flags", "").split())
+        described.update(cpu_vendor=fields.get("vendor_id"), cpu_family=int(fields["cpu family"]),
+                         cpu_model=int(fields.get("model", "0")),
+                         cpu_flags=[flag for flag in CPU_FLAGS_OF_NOTE if flag in flags])
+    return described
 
 
 def _precision(params: dict[str, Any]) -> str:
