@@ -53,6 +53,7 @@ from rlxf.infra.checkpoint import RunStore, load_tensors, restore_rng, set_seed
 from rlxf.infra.checks import check_count, check_fields, check_list, check_prompts, check_rewards, loss_error
 from rlxf.infra.distributed import average_gradients, is_distributed, masked_moments, mean_over_ranks
 from rlxf.infra.identity import data_identity, model_identity, not_identity, settings_identity, weights_hash
+from rlxf.infra.memory import reuse_freed_memory
 from rlxf.lm.adapters import (
     LORA_TARGET_MODULES,
     adapter_parameters,
@@ -65,8 +66,9 @@ from rlxf.lm.adapters import (
 )
 from rlxf.lm.decode import release_rollout_weights
 from rlxf.lm.generation import collate, eos_ids, keeps_logits, padding_id, sample_tokens, token_ids
-from rlxf.lm.logprobs import gather_logprobs, response_logits
-from rlxf.lm.precision import check_dtype, precision, store_frozen_weights, training_attention
+from rlxf.lm.kernels import training_kernels
+from rlxf.lm.logprobs import response_logits, target_logprobs
+from rlxf.lm.precision import check_dtype, precision, store_frozen_weights
 from rlxf.rewards.base import RewardFunctionError, score_batch  # noqa: F401 (RewardFunctionError: raised in train)
 
 
@@ -305,6 +307,8 @@ class PPOTrainer:
         self.model.set_adapter(adapter_name)  # peft: the active adapter trains, all others freeze
         self.model.eval()  # dropout off everywhere: old and new log-probs must agree before the first update
         self.device = next(self.model.parameters()).device
+        if self.device.type == "cpu":
+            reuse_freed_memory()  # no page faults for every step's new tensors (rlxf.infra.memory)
         # One precision for sampling, rollout and update forwards: the ratio is exactly 1 before the first update.
         self.precision = store_frozen_weights(self.model, precision(settings.dtype, self.device))
 
@@ -320,7 +324,8 @@ class PPOTrainer:
         if not self.policy_params:
             raise ValueError(f"adapter {adapter_name!r} has no trainable parameters")
         self.optimizer = torch.optim.AdamW([*self.policy_params, *self.value_head.parameters()],
-                                           lr=settings.learning_rate, eps=1e-5, weight_decay=0.0)
+                                           lr=settings.learning_rate, eps=1e-5, weight_decay=0.0,
+                                           fused=self.device.type in ("cpu", "cuda") or None)  # one kernel, all
         self.kl_ctl = (AdaptiveKLController(settings.init_kl_coef, settings.target_kl, settings.horizon)
                        if settings.adaptive_kl else FixedKLController(settings.init_kl_coef))
         self._logits_to_keep = keeps_logits(self.model)
@@ -338,15 +343,15 @@ class PPOTrainer:
         input_ids = batch["input_ids"][rows]
         r_len = batch["response_mask"].shape[1]
         extra = {"logits_to_keep": r_len + 1} if self._logits_to_keep else {}
-        with self.precision.autocast(), training_attention(self.device.type):  # the same kernels in every forward
+        with self.precision.autocast(), training_kernels(self.model, self.device.type):  # the same kernels always
             out = self.model(input_ids=input_ids, attention_mask=batch["attention_mask"][rows], use_cache=False,
                              position_ids=batch["position_ids"][rows], output_hidden_states=True, **extra)
         # Position t predicts token t+1: the response is predicted by the r_len positions before its end.
-        logits = response_logits(out.logits, r_len, self.settings.temperature)
         hidden = out.hidden_states[-1][:, -(r_len + 1):-1].float()
-        logprobs = gather_logprobs(logits, input_ids[:, -r_len:])
+        logprobs = target_logprobs(out.logits, input_ids[:, -r_len:], self.settings.temperature)
         values = self.value_head(hidden).squeeze(-1)
-        entropy = entropy_from_logits(logits) if with_entropy else None
+        entropy = (entropy_from_logits(response_logits(out.logits, r_len, self.settings.temperature))
+                   if with_entropy else None)
         return logprobs, values, entropy
 
     def _ppo_step(self, queries: list[torch.Tensor], responses: list[torch.Tensor], scores: torch.Tensor,

@@ -8,10 +8,16 @@ alone. GPU: `torch.cuda.max_memory_allocated` (tensors only). Compare numbers on
     peak_memory("rlxf.selfplay:memory_probe", {"bots": 2, ...})  ->  {"peak_bytes": ..., "measure": "VmHWM", ...}
 
 Inside such a process, `PhasePeak` gives the peak of one phase (e.g. training only) by the same measure.
+
+`reuse_freed_memory()` keeps glibc from handing large freed blocks back to the kernel, so that a training loop's
+tensors reuse memory that is already mapped instead of page-faulting fresh pages on every step.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
 import importlib
 import json
 import os
@@ -21,6 +27,37 @@ import sys
 import time
 
 MARKER = "RLXF_PEAK_MEMORY "
+
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # mallopt's parameter numbers (malloc.h)
+MMAP_THRESHOLD_BYTES = 32 * 2**20  # glibc's largest: allocations below it come from the heap, freed ones are reused
+TRIM_THRESHOLD_BYTES = 256 * 2**20  # free memory at the heap's top kept mapped before glibc returns it
+
+
+@functools.cache
+def reuse_freed_memory() -> bool:
+    """Let glibc keep freed blocks of up to 32 MiB (and up to 256 MiB free at the top of its heap) for reuse ->
+    whether it was set (Linux with glibc, once per process; elsewhere nothing changes).
+
+    By default glibc serves a block above 128 KiB (the threshold grows to 32 MiB as such blocks are freed) with its
+    own mmap and returns it on free, and it trims the heap's free top: the next step's tensor of the same size is new
+    memory, and the kernel faults and zeroes each of its 4 KiB pages on first touch. Measured on the 2-core AMD EPYC
+    (bf16, the PPO benchmark's SmolLM2-135M, 4 x 82 tokens): 15,000-54,000 page faults per PPO update and 13,825 per
+    32-token generation, none once this is set (after two updates); the PPO epochs took 1.47-1.62 s per update
+    against 1.80-2.61 s, the peak RSS rose by 15 MB (1,806 vs 1,791 MB). The cost: up to 256 MiB of freed memory
+    can stay resident. Set `RLXF_REUSE_FREED_MEMORY=0` to leave glibc's defaults alone.
+    """
+    if os.environ.get("RLXF_REUSE_FREED_MEMORY", "1") == "0" or not sys.platform.startswith("linux"):
+        return False
+    import platform
+
+    if platform.libc_ver()[0] != "glibc":
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    except OSError:
+        return False
+    return bool(libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES)) and bool(
+        libc.mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES))
 
 
 def _rss_measure() -> str:

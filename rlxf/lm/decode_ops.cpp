@@ -5,6 +5,7 @@
 // matmuls (the fifth is the sampler), computing what the eager operations compute: fp32 arithmetic, results rounded
 // to the compute dtype at the same points (T = float or c10::BFloat16). Reductions (the norm's sum of squares, the attention's dot products and
 // softmax sum) add in another order than PyTorch's kernels, so results may differ from eager in the last bit.
+#include <ATen/Parallel.h>
 #include <torch/extension.h>
 
 #include <cmath>
@@ -285,6 +286,222 @@ void sample_kernel(const S<T>* logits, const double* u, int64_t* out, int64_t ro
   }
 }
 
+// Log-probabilities of the targets under softmax(logits / temperature), one row of logits per target, and their
+// gradient (PPO's policy loss reads only these, never the whole distribution). Rows are [batch, positions] of a
+// [batch, length, vocab] tensor whose last dimension is contiguous; `offset` is the first position used.
+// Forward: lse = log sum exp(x / t) (fp32, blocks of 256 summed in double), logprob = x[target] / t - lse, where
+// x / t is x * (1 / t) (exact for t = 1; within an ulp of PyTorch's x / t otherwise).
+// Backward: d logprob / d x_i = (1[i = target] - exp(x_i / t - lse)) / t, times the incoming gradient, rounded to T;
+// the positions before `offset` and after the last used one get 0.
+// log sum exp(x / t) of one row (outside the parallel lambda, with restrict pointers, so that its loops vectorise)
+template <typename T>
+__attribute__((noinline)) float row_lse(const S<T>* __restrict x, int64_t vocab, float temperature) {
+  using L = Storage<T>;
+  constexpr int64_t kBlock = 256;
+  const float inv = 1.f / temperature;
+  float lanes[kLanes];
+  for (int j = 0; j < kLanes; ++j) lanes[j] = -std::numeric_limits<float>::infinity();
+  int64_t i = 0;
+  for (; i + kLanes <= vocab; i += kLanes)
+    for (int j = 0; j < kLanes; ++j) {
+      const float v = L::load(x[i + j]);
+      lanes[j] = v > lanes[j] ? v : lanes[j];
+    }
+  float top = -std::numeric_limits<float>::infinity();
+  for (; i < vocab; ++i) top = L::load(x[i]) > top ? L::load(x[i]) : top;
+  for (int j = 0; j < kLanes; ++j) top = lanes[j] > top ? lanes[j] : top;
+  top = top / temperature;
+  double total = 0.0;
+  for (int64_t k = 0; k < vocab; k += kBlock) {
+    const int64_t stop = k + kBlock < vocab ? k + kBlock : vocab;
+    float sums[kLanes] = {0.f};
+    int64_t n = k;
+    for (; n + kLanes <= stop; n += kLanes)
+      for (int j = 0; j < kLanes; ++j) sums[j] += fast_exp(L::load(x[n + j]) * inv - top);
+    float block = 0.f;
+    for (; n < stop; ++n) block += fast_exp(L::load(x[n]) * inv - top);
+    total += static_cast<double>(block + reduce(sums));
+  }
+  return top + static_cast<float>(std::log(total));
+}
+
+// o_i = T(-g exp(x_i / t - lse)) for one row
+template <typename T>
+__attribute__((noinline)) void row_softmax_grad(const S<T>* __restrict x, S<T>* __restrict o, int64_t vocab, float inv, float lse, float g) {
+  using L = Storage<T>;
+  for (int64_t i = 0; i < vocab; ++i) o[i] = L::store(-g * fast_exp(L::load(x[i]) * inv - lse));
+}
+
+template <typename T>
+void target_logprobs_kernel(const S<T>* logits, const int64_t* targets, float* logprob, float* lse, int64_t batch,
+                            int64_t positions, int64_t offset, int64_t vocab, int64_t batch_stride,
+                            int64_t position_stride, float temperature) {
+  using L = Storage<T>;
+  at::parallel_for(0, batch * positions, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t row = begin; row < end; ++row) {
+      const int64_t b = row / positions, p = row % positions;
+      const S<T>* x = logits + b * batch_stride + (offset + p) * position_stride;
+      const float norm = row_lse<T>(x, vocab, temperature);
+      lse[row] = norm;
+      logprob[row] = L::load(x[targets[row]]) * (1.f / temperature) - norm;
+    }
+  });
+}
+
+template <typename T>
+void target_logprobs_backward_kernel(const S<T>* logits, const int64_t* targets, const float* lse, const float* grad,
+                                     S<T>* out, int64_t batch, int64_t positions, int64_t offset, int64_t length,
+                                     int64_t vocab, int64_t batch_stride, int64_t position_stride, float temperature) {
+  using L = Storage<T>;
+  const float inv = 1.f / temperature;
+  at::parallel_for(0, batch * length, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t row = begin; row < end; ++row) {
+      const int64_t b = row / length, p = row % length - offset;
+      S<T>* o = out + row * vocab;
+      if (p < 0 || p >= positions) {
+        std::memset(o, 0, vocab * sizeof(S<T>));
+        continue;
+      }
+      const int64_t r = b * positions + p;
+      const S<T>* x = logits + b * batch_stride + (offset + p) * position_stride;
+      const float g = grad[r] * inv, norm = lse[r];
+      row_softmax_grad<T>(x, o, vocab, inv, norm, g);
+      const int64_t target = targets[r];
+      o[target] = L::store(g * (1.f - fast_exp(L::load(x[target]) * inv - norm)));
+    }
+  });
+}
+
+// ---- The PPO update's forwards and backwards (rlxf.lm.kernels): RMSNorm, SiLU * up and RoPE, each one pass where
+// PyTorch runs 5 to 12 operations, with the roundings the eager operations make.
+
+// RMSNorm of fp32 rows: y = w * (x * rstd), rstd = 1 / sqrt(mean(x^2) + eps) (kept for the backward)
+void rms_norm_rows(const float* __restrict x, const float* __restrict w, float* __restrict y, float* rstd,
+                   int64_t rows, int64_t width, float eps) {
+  at::parallel_for(0, rows, 8, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      const float* xr = x + r * width;
+      float lanes[kLanes] = {0.f};
+      int64_t i = 0;
+      for (; i + kLanes <= width; i += kLanes)
+        for (int j = 0; j < kLanes; ++j) lanes[j] += xr[i + j] * xr[i + j];
+      float sum = 0.f;
+      for (; i < width; ++i) sum += xr[i] * xr[i];
+      sum += reduce(lanes);
+      const float inv = 1.f / std::sqrt(sum / static_cast<float>(width) + eps);
+      rstd[r] = inv;
+      float* yr = y + r * width;
+      for (int64_t k = 0; k < width; ++k) yr[k] = w[k] * (xr[k] * inv);
+    }
+  });
+}
+
+// its input gradient: dx = rstd * (w g - x_hat mean(w g x_hat)), x_hat = x rstd
+void rms_norm_backward_rows(const float* __restrict x, const float* __restrict w, const float* __restrict rstd,
+                            const float* __restrict g, float* __restrict dx, int64_t rows, int64_t width) {
+  at::parallel_for(0, rows, 8, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      const float* xr = x + r * width;
+      const float* gr = g + r * width;
+      const float inv = rstd[r];
+      float lanes[kLanes] = {0.f};
+      int64_t i = 0;
+      for (; i + kLanes <= width; i += kLanes)
+        for (int j = 0; j < kLanes; ++j) lanes[j] += w[i + j] * gr[i + j] * xr[i + j];
+      float dot = 0.f;
+      for (; i < width; ++i) dot += w[i] * gr[i] * xr[i];
+      dot += reduce(lanes);
+      const float c = dot * inv * inv / static_cast<float>(width);  // rstd^2 mean(w g x): x c = x_hat mean(w g x_hat)
+      float* out = dx + r * width;
+      for (int64_t k = 0; k < width; ++k) out[k] = inv * (w[k] * gr[k] - xr[k] * c);
+    }
+  });
+}
+
+// h = T(T(silu(g)) * u) over gate and up (T), as eager's silu then mul under autocast. The loops of the parallel
+// kernels run in functions of their own, not inlined, over restrict pointers: inlined into the lambda, GCC loses the
+// restrict and keeps them scalar (measured: 3 ns per element instead of 0.25)
+template <typename T>
+__attribute__((noinline)) void swiglu_span(const S<T>* __restrict gate, const S<T>* __restrict up, S<T>* __restrict h, int64_t n) {
+  using L = Storage<T>;
+  for (int64_t i = 0; i < n; ++i) {
+    const float g = L::load(gate[i]);
+    const float a = round_to<T>(g / (1.f + fast_exp(-g)));
+    h[i] = L::store(a * L::load(up[i]));
+  }
+}
+
+template <typename T>
+void swiglu_rows(const S<T>* gate, const S<T>* up, S<T>* h, int64_t n) {
+  at::parallel_for(0, n, 16384, [&](int64_t begin, int64_t end) {
+    swiglu_span<T>(gate + begin, up + begin, h + begin, end - begin);
+  });
+}
+
+// its gradients: du = T(dh * T(silu(g))), da = T(dh * u), dg = T(da * s * (1 + g (1 - s))), s = sigmoid(g)
+template <typename T>
+__attribute__((noinline)) void swiglu_backward_span(const S<T>* __restrict gate, const S<T>* __restrict up, const S<T>* __restrict dh,
+                          S<T>* __restrict dgate, S<T>* __restrict dup, int64_t n) {
+  using L = Storage<T>;
+  for (int64_t i = 0; i < n; ++i) {
+    const float g = L::load(gate[i]), grad = L::load(dh[i]);
+    const float s = 1.f / (1.f + fast_exp(-g));
+    const float a = round_to<T>(g * s);
+    dup[i] = L::store(grad * a);
+    const float da = round_to<T>(grad * L::load(up[i]));
+    dgate[i] = L::store(da * (s * (1.f + g * (1.f - s))));
+  }
+}
+
+template <typename T>
+void swiglu_backward_rows(const S<T>* gate, const S<T>* up, const S<T>* dh, S<T>* dgate, S<T>* dup, int64_t n) {
+  at::parallel_for(0, n, 16384, [&](int64_t begin, int64_t end) {
+    swiglu_backward_span<T>(gate + begin, up + begin, dh + begin, dgate + begin, dup + begin, end - begin);
+  });
+}
+
+// RoPE of x [B, N, L, D] (any strides but a contiguous last dimension; T) with fp32 cos and sin [B, L, D]:
+// y = x cos + rotate_half(x) sin in fp32 (eager's type promotion), y contiguous [B, N, L, D]
+template <typename T>
+void rope_rows(const S<T>* x, const float* cos, const float* sin, float* y, int64_t batch, int64_t heads,
+               int64_t length, int64_t dim, int64_t sb, int64_t sn, int64_t sl) {
+  using L = Storage<T>;
+  const int64_t half = dim / 2;
+  at::parallel_for(0, batch * heads * length, 16, [&](int64_t begin, int64_t end) {
+    for (int64_t row = begin; row < end; ++row) {
+      const int64_t b = row / (heads * length), n = (row / length) % heads, l = row % length;
+      const S<T>* __restrict xr = x + b * sb + n * sn + l * sl;
+      const float* __restrict c = cos + (b * length + l) * dim;
+      const float* __restrict s = sin + (b * length + l) * dim;
+      float* __restrict yr = y + row * dim;
+      for (int64_t d = 0; d < half; ++d) yr[d] = L::load(xr[d]) * c[d] + (-L::load(xr[d + half])) * s[d];
+      for (int64_t d = half; d < dim; ++d) yr[d] = L::load(xr[d]) * c[d] + L::load(xr[d - half]) * s[d];
+    }
+  });
+}
+
+// its input gradient from an fp32 gradient g [B, N, L, D] (any strides, contiguous last dimension), in T like
+// eager's: dx = T(T(g cos) + T(rotate_half^T(g sin))), written to out [B, L, N, D] (q's layout before its transpose)
+template <typename T>
+void rope_backward_rows(const float* g, const float* cos, const float* sin, S<T>* out, int64_t batch, int64_t heads,
+                        int64_t length, int64_t dim, int64_t sb, int64_t sn, int64_t sl) {
+  using L = Storage<T>;
+  const int64_t half = dim / 2;
+  at::parallel_for(0, batch * heads * length, 16, [&](int64_t begin, int64_t end) {
+    for (int64_t row = begin; row < end; ++row) {
+      const int64_t b = row / (heads * length), n = (row / length) % heads, l = row % length;
+      const float* __restrict gr = g + b * sb + n * sn + l * sl;
+      const float* __restrict c = cos + (b * length + l) * dim;
+      const float* __restrict s = sin + (b * length + l) * dim;
+      S<T>* __restrict o = out + ((b * length + l) * heads + n) * dim;
+      for (int64_t d = 0; d < half; ++d)
+        o[d] = L::store(round_to<T>(gr[d] * c[d]) + round_to<T>(gr[d + half] * s[d + half]));
+      for (int64_t d = half; d < dim; ++d)
+        o[d] = L::store(round_to<T>(gr[d] * c[d]) + round_to<T>(-(gr[d - half] * s[d - half])));
+    }
+  });
+}
+
 // f(tag) with a value of the compute dtype's C++ type: float32 and bfloat16 only
 template <typename F>
 void dispatch(at::ScalarType dtype, const char* name, F&& f) {
@@ -389,10 +606,158 @@ at::Tensor sample(at::Tensor logits, at::Tensor u, double temperature) {
   return out;
 }
 
+namespace {
+void check_rows(const at::Tensor& logits, const at::Tensor& targets, int64_t offset) {
+  TORCH_CHECK(logits.device().is_cpu() && logits.dim() == 3 && logits.stride(2) == 1,
+              "logits must be a CPU tensor [batch, length, vocab] with a contiguous last dimension");
+  TORCH_CHECK(targets.device().is_cpu() && targets.is_contiguous() && targets.scalar_type() == at::kLong &&
+                  targets.dim() == 2 && targets.size(0) == logits.size(0),
+              "targets must be a contiguous int64 CPU tensor [batch, positions]");
+  TORCH_CHECK(offset >= 0 && offset + targets.size(1) <= logits.size(1), "positions ", offset, " to ",
+              offset + targets.size(1), " lie outside the logits' ", logits.size(1), " positions");
+  if (targets.numel() > 0) {
+    const auto low = targets.min().item<int64_t>(), high = targets.max().item<int64_t>();
+    TORCH_CHECK(low >= 0 && high < logits.size(2), "targets must be token ids in [0, ", logits.size(2), "), got ",
+                low, " to ", high);
+  }
+}
+}  // namespace
+
+std::vector<at::Tensor> target_logprobs(at::Tensor logits, at::Tensor targets, int64_t offset, double temperature) {
+  check_rows(logits, targets, offset);
+  TORCH_CHECK(temperature > 0, "temperature must be > 0");
+  auto logprob = at::empty(targets.sizes(), logits.options().dtype(at::kFloat));
+  auto lse = at::empty(targets.sizes(), logits.options().dtype(at::kFloat));
+  dispatch(logits.scalar_type(), "target_logprobs", [&](auto tag) {
+    using scalar_t = decltype(tag);
+    target_logprobs_kernel<scalar_t>(ptr<scalar_t>(logits), targets.data_ptr<int64_t>(), logprob.data_ptr<float>(),
+                                     lse.data_ptr<float>(), targets.size(0), targets.size(1), offset, logits.size(2),
+                                     logits.stride(0), logits.stride(1), static_cast<float>(temperature));
+  });
+  return {logprob, lse};
+}
+
+at::Tensor target_logprobs_backward(at::Tensor logits, at::Tensor targets, at::Tensor lse, at::Tensor grad,
+                                    int64_t offset, double temperature) {
+  check_rows(logits, targets, offset);
+  check(lse, "lse", at::kFloat);
+  check(grad, "grad", at::kFloat);
+  TORCH_CHECK(lse.sizes() == targets.sizes() && grad.sizes() == targets.sizes(), "lse and grad must match targets");
+  auto out = at::empty(logits.sizes(), logits.options().memory_format(at::MemoryFormat::Contiguous));
+  dispatch(logits.scalar_type(), "target_logprobs_backward", [&](auto tag) {
+    using scalar_t = decltype(tag);
+    target_logprobs_backward_kernel<scalar_t>(ptr<scalar_t>(logits), targets.data_ptr<int64_t>(),
+                                              lse.data_ptr<float>(), grad.data_ptr<float>(), ptr<scalar_t>(out),
+                                              targets.size(0), targets.size(1), offset, logits.size(1),
+                                              logits.size(2), logits.stride(0), logits.stride(1),
+                                              static_cast<float>(temperature));
+  });
+  return out;
+}
+
+std::vector<at::Tensor> rms_norm(at::Tensor x, at::Tensor weight, double eps) {
+  check(x, "x", at::kFloat);
+  check(weight, "weight", at::kFloat);
+  const int64_t width = x.size(-1), rows = x.numel() / width;
+  TORCH_CHECK(weight.numel() == width, "weight must hold ", width, " values, got ", weight.numel());
+  auto y = at::empty_like(x);
+  auto rstd = at::empty({rows}, x.options());
+  rms_norm_rows(x.data_ptr<float>(), weight.data_ptr<float>(), y.data_ptr<float>(), rstd.data_ptr<float>(), rows,
+                width, static_cast<float>(eps));
+  return {y, rstd};
+}
+
+at::Tensor rms_norm_backward(at::Tensor x, at::Tensor weight, at::Tensor rstd, at::Tensor grad) {
+  check(x, "x", at::kFloat);
+  check(weight, "weight", at::kFloat);
+  check(rstd, "rstd", at::kFloat);
+  check(grad, "grad", at::kFloat);
+  const int64_t width = x.size(-1), rows = x.numel() / width;
+  TORCH_CHECK(grad.sizes() == x.sizes() && rstd.numel() == rows && weight.numel() == width,
+              "grad must match x, rstd hold one value per row and weight one per column");
+  auto dx = at::empty_like(x);
+  rms_norm_backward_rows(x.data_ptr<float>(), weight.data_ptr<float>(), rstd.data_ptr<float>(),
+                         grad.data_ptr<float>(), dx.data_ptr<float>(), rows, width);
+  return dx;
+}
+
+at::Tensor swiglu(at::Tensor gate, at::Tensor up) {
+  const auto dtype = gate.scalar_type();
+  check(gate, "gate", dtype);
+  check(up, "up", dtype);
+  TORCH_CHECK(gate.sizes() == up.sizes(), "gate and up must have one shape");
+  auto h = at::empty_like(gate);
+  dispatch(dtype, "swiglu", [&](auto tag) {
+    using scalar_t = decltype(tag);
+    swiglu_rows<scalar_t>(ptr<scalar_t>(gate), ptr<scalar_t>(up), ptr<scalar_t>(h), gate.numel());
+  });
+  return h;
+}
+
+std::vector<at::Tensor> swiglu_backward(at::Tensor gate, at::Tensor up, at::Tensor grad) {
+  const auto dtype = gate.scalar_type();
+  check(gate, "gate", dtype);
+  check(up, "up", dtype);
+  check(grad, "grad", dtype);
+  TORCH_CHECK(gate.sizes() == up.sizes() && grad.sizes() == gate.sizes(), "gate, up and grad must have one shape");
+  auto dgate = at::empty_like(gate), dup = at::empty_like(up);
+  dispatch(dtype, "swiglu_backward", [&](auto tag) {
+    using scalar_t = decltype(tag);
+    swiglu_backward_rows<scalar_t>(ptr<scalar_t>(gate), ptr<scalar_t>(up), ptr<scalar_t>(grad), ptr<scalar_t>(dgate),
+                                   ptr<scalar_t>(dup), gate.numel());
+  });
+  return {dgate, dup};
+}
+
+namespace {
+void check_rope(const at::Tensor& x, const at::Tensor& cos, const at::Tensor& sin, const char* name) {
+  TORCH_CHECK(x.device().is_cpu() && x.dim() == 4 && x.stride(3) == 1 && x.size(3) % 2 == 0, name,
+              " must be a CPU tensor [batch, heads, length, head_dim] with a contiguous, even last dimension");
+  check(cos, "cos", at::kFloat);
+  check(sin, "sin", at::kFloat);
+  TORCH_CHECK(cos.dim() == 3 && cos.size(0) == x.size(0) && cos.size(1) == x.size(2) && cos.size(2) == x.size(3) &&
+                  sin.sizes() == cos.sizes(),
+              "cos and sin must be [batch, length, head_dim] matching ", name);
+}
+}  // namespace
+
+at::Tensor rope(at::Tensor x, at::Tensor cos, at::Tensor sin) {
+  check_rope(x, cos, sin, "x");
+  auto y = at::empty(x.sizes(), x.options().dtype(at::kFloat));
+  dispatch(x.scalar_type(), "rope", [&](auto tag) {
+    using scalar_t = decltype(tag);
+    rope_rows<scalar_t>(ptr<scalar_t>(x), cos.data_ptr<float>(), sin.data_ptr<float>(), y.data_ptr<float>(),
+                        x.size(0), x.size(1), x.size(2), x.size(3), x.stride(0), x.stride(1), x.stride(2));
+  });
+  return y;
+}
+
+at::Tensor rope_backward(at::Tensor grad, at::Tensor cos, at::Tensor sin, at::ScalarType dtype) {
+  check_rope(grad, cos, sin, "grad");
+  TORCH_CHECK(grad.scalar_type() == at::kFloat, "grad must be float32");
+  const int64_t batch = grad.size(0), heads = grad.size(1), length = grad.size(2), dim = grad.size(3);
+  auto out = at::empty({batch, length, heads, dim}, grad.options().dtype(dtype));
+  dispatch(dtype, "rope_backward", [&](auto tag) {
+    using scalar_t = decltype(tag);
+    rope_backward_rows<scalar_t>(grad.data_ptr<float>(), cos.data_ptr<float>(), sin.data_ptr<float>(),
+                                 ptr<scalar_t>(out), batch, heads, length, dim, grad.stride(0), grad.stride(1),
+                                 grad.stride(2));
+  });
+  return out.transpose(1, 2);
+}
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("add_rms", &add_rms, "x += delta; T(rms_norm(x) * weight)");
   m.def("rope_cache", &rope_cache, "RoPE of q and k, keys and values written to the cache; returns q");
   m.def("attention", &attention, "masked softmax attention of one query step over the cache");
   m.def("silu_mul", &silu_mul, "T(T(silu(gate)) * up)");
+  m.def("target_logprobs", &target_logprobs, "log softmax(logits / t)[target] per row, and the log normaliser");
+  m.def("target_logprobs_backward", &target_logprobs_backward, "the gradient of target_logprobs for its logits");
+  m.def("rms_norm", &rms_norm, "w * (x * rstd) of fp32 rows, and rstd");
+  m.def("rms_norm_backward", &rms_norm_backward, "the input gradient of rms_norm");
+  m.def("swiglu", &swiglu, "T(T(silu(gate)) * up)");
+  m.def("swiglu_backward", &swiglu_backward, "the gradients of swiglu for gate and up");
+  m.def("rope", &rope, "x cos + rotate_half(x) sin in fp32, contiguous [batch, heads, length, head_dim]");
+  m.def("rope_backward", &rope_backward, "the input gradient of rope in the input's dtype, in its [b, l, h, d] layout");
   m.def("sample", &sample, "one token per row of logits / temperature by inverse CDF with the given uniforms");
 }

@@ -143,21 +143,6 @@ def precision(dtype: str | Precision = "auto", device: torch.device | str | None
     return Precision(torch.float32, device_type, f"fp32: {why}")
 
 
-def training_attention(device_type: str):
-    """The attention kernels of forwards that are differentiated (and of the rollout forwards they are compared
-    with): on CPU the math SDPA backend, whose backward is plain matmuls; elsewhere PyTorch's own choice.
-
-    Measured on the 2-core AMD EPYC (torch 2.13, bf16, SmolLM2-135M, 4 x 82 tokens): the CPU flash-attention backward
-    took 14 % of a PPO step (4.7 ms per layer call), and the math backend made 4 PPO epochs 2.94 s instead of 3.28 s
-    (median of 5 each).
-    """
-    if device_type != "cpu":
-        return nullcontext()
-    from torch.nn.attention import SDPBackend, sdpa_kernel
-
-    return sdpa_kernel(SDPBackend.MATH)
-
-
 @contextmanager
 def fp32_head(model: nn.Module, chosen: Precision):
     """Under bf16, a sequence classifier's output Linear (`score` or `classifier`) runs in fp32 while this lasts.
@@ -188,8 +173,15 @@ def model_device(model: torch.nn.Module) -> torch.device:
 
 
 def training_precision(dtype: str | Precision = "auto") -> Precision:
-    """The precision of a transformers/TRL Trainer run: the GPU if there is one (the Trainer goes there), else CPU."""
-    return precision(dtype, "cuda" if torch.cuda.is_available() else "cpu")
+    """The precision of a transformers/TRL Trainer run: the GPU if there is one (the Trainer goes there), else CPU,
+    where the process then keeps freed memory for reuse (`rlxf.infra.memory.reuse_freed_memory`, as rlxf's PPO does:
+    an algorithm comparison runs every trainer under the same allocator)."""
+    device_type = "cuda" if torch.cuda.is_available() else "cpu"
+    if device_type == "cpu":
+        from rlxf.infra.memory import reuse_freed_memory
+
+        reuse_freed_memory()
+    return precision(dtype, device_type)
 
 
 def trainer_precision_kwargs(chosen: Precision) -> dict:
