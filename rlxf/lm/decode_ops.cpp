@@ -1,10 +1,13 @@
-// Fused CPU operations of one decode step (rlxf.lm.decode; built and loaded by rlxf.lm.fused).
+// Fused CPU operations of one decode step (rlxf.lm.decode) and of the PPO update's forwards and backwards
+// (rlxf.lm.kernels, rlxf.lm.logprobs.target_logprobs); built and loaded by rlxf.lm.fused.
 //
 // A decode step of a 135M model at batch 4 spends about a third of its time outside the matmuls, in some 35 small
 // PyTorch operations per layer (a few microseconds of dispatch each). Four of these replace all of them but the
 // matmuls (the fifth is the sampler), computing what the eager operations compute: fp32 arithmetic, results rounded
-// to the compute dtype at the same points (T = float or c10::BFloat16). Reductions (the norm's sum of squares, the attention's dot products and
-// softmax sum) add in another order than PyTorch's kernels, so results may differ from eager in the last bit.
+// to the compute dtype at the same points (T = float or c10::BFloat16). Reductions (the norm's sum of squares, the
+// attention's dot products and softmax sum) add in another order than PyTorch's kernels, so results may differ from
+// eager in the last bit. The training operations (target log-probabilities, RMSNorm, SiLU * up, RoPE, each with its
+// backward) follow the same rules and run over rows with at::parallel_for.
 #include <ATen/Parallel.h>
 #include <torch/extension.h>
 

@@ -1,10 +1,11 @@
-"""The fused decode operations of `decode_ops.cpp`, compiled on first use as a PyTorch C++ extension.
+"""The fused CPU operations of `decode_ops.cpp` (the decode step's, and the PPO update's: `rlxf.lm.kernels`,
+`rlxf.lm.logprobs.target_logprobs`), compiled on first use as a PyTorch C++ extension.
 
 `ops()` builds the extension once per machine (about 20 s on the 2-core AMD EPYC; g++ and ninja, cached under torch's
 extensions directory, named by a hash of the source, the torch version, the CPU and the flags, so that a cache shared
 between machines never loads code built for another CPU) and returns its module, or None where it cannot be built
 (no compiler, a build error: a warning says why) or `RLXF_FUSED_DECODE=0` switches it off. `rlxf.lm.decode` falls
-back to PyTorch operations when it is None.
+back to PyTorch operations when it is None, and so do the training kernels.
 """
 
 from __future__ import annotations
@@ -61,5 +62,5 @@ def _module():
 
 
 def ops():
-    """The compiled module (add_rms, rope_cache, attention, silu_mul), or None (see the module's docstring)."""
+    """The compiled module (its operations are the `m.def` lines of decode_ops.cpp), or None (see above)."""
     return _module() if enabled() else None
