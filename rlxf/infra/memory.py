@@ -41,10 +41,11 @@ def reuse_freed_memory() -> bool:
     By default glibc serves a block above 128 KiB (the threshold grows to 32 MiB as such blocks are freed) with its
     own mmap and returns it on free, and it trims the heap's free top: the next step's tensor of the same size is new
     memory, and the kernel faults and zeroes each of its 4 KiB pages on first touch. Measured on the 2-core AMD EPYC
-    (bf16, the PPO benchmark's SmolLM2-135M, 4 x 82 tokens): 15,000-54,000 page faults per PPO update and 13,825 per
-    32-token generation, none once this is set (after two updates); the PPO epochs took 1.47-1.62 s per update
-    against 1.80-2.61 s, the peak RSS rose by 15 MB (1,806 vs 1,791 MB). The cost: up to 256 MiB of freed memory
-    can stay resident. Set `RLXF_REUSE_FREED_MEMORY=0` to leave glibc's defaults alone.
+    (bf16, the PPO benchmark's SmolLM2-135M, 4 x 82 tokens): 13,000-54,000 page faults per PPO update and 13,825 per
+    32-token generation; with this set, 1-3 per update from the fourth update on and none per generation; the PPO
+    epochs took 1.47-1.62 s per update against 1.80-2.61 s, the peak RSS rose by 15 MB (1,806 vs 1,791 MB). The
+    cost: up to 256 MiB of freed memory can stay resident. Called by rlxf's PPO, its CPU decode loop and
+    `rlxf.lm.precision.training_precision`; set `RLXF_REUSE_FREED_MEMORY=0` to leave glibc's defaults alone.
     """
     if os.environ.get("RLXF_REUSE_FREED_MEMORY", "1") == "0" or not sys.platform.startswith("linux"):
         return False

@@ -40,6 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from rlxf.infra.memory import reuse_freed_memory
 from rlxf.lm.fused import ops
 from rlxf.lm.precision import onednn_linear, onednn_pack, onednn_packs
 
@@ -403,6 +404,7 @@ def sample(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, *, max_
     a step is some 1,300 small operations); the tokens are returned as a normal tensor, which a training forward can
     take as its input ids.
     """
+    reuse_freed_memory()  # every step's logits and hidden states reuse memory already mapped (rlxf.infra.memory)
     with torch.inference_mode():
         tokens = _sample(model, input_ids, attention_mask, max_new_tokens=max_new_tokens, temperature=temperature,
                          top_k=top_k, top_p=top_p, pad_id=pad_id, eos_ids=eos_ids, dtype=dtype, greedy=greedy)
