@@ -84,6 +84,18 @@ inline float reduce(float* lanes) {
 template <typename T>
 using S = typename Storage<T>::type;
 
+// 1 / sqrt(mean(x^2) + eps) of one fp32 row (RMSNorm's scale, in the decode step and in training)
+inline float inv_rms(const float* x, int64_t width, float eps) {
+  float lanes[kLanes] = {0.f};
+  int64_t i = 0;
+  for (; i + kLanes <= width; i += kLanes)
+    for (int j = 0; j < kLanes; ++j) lanes[j] += x[i + j] * x[i + j];
+  float sum = 0.f;
+  for (; i < width; ++i) sum += x[i] * x[i];
+  for (int j = 0; j < kLanes; ++j) sum += lanes[j];
+  return 1.f / std::sqrt(sum / static_cast<float>(width) + eps);
+}
+
 // x [R, H] fp32 (+= delta [R, H] in T when given), then h = T((x * rsqrt(mean(x^2) + eps)) * weight)
 template <typename T>
 void add_rms_kernel(float* x, const S<T>* delta, const float* weight, S<T>* h, int64_t rows, int64_t width,
@@ -95,14 +107,7 @@ void add_rms_kernel(float* x, const S<T>* delta, const float* weight, S<T>* h, i
       const S<T>* dr = delta + r * width;
       for (int64_t i = 0; i < width; ++i) xr[i] += L::load(dr[i]);
     }
-    float lanes[kLanes] = {0.f};
-    int64_t i = 0;
-    for (; i + kLanes <= width; i += kLanes)
-      for (int j = 0; j < kLanes; ++j) lanes[j] += xr[i + j] * xr[i + j];
-    float sum = 0.f;
-    for (; i < width; ++i) sum += xr[i] * xr[i];
-    for (int j = 0; j < kLanes; ++j) sum += lanes[j];
-    const float inv = 1.f / std::sqrt(sum / static_cast<float>(width) + eps);
+    const float inv = inv_rms(xr, width, eps);
     S<T>* hr = h + r * width;
     for (int64_t k = 0; k < width; ++k) hr[k] = L::store((xr[k] * inv) * weight[k]);
   }
@@ -384,14 +389,7 @@ void rms_norm_rows(const float* __restrict x, const float* __restrict w, float* 
   at::parallel_for(0, rows, 8, [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; ++r) {
       const float* xr = x + r * width;
-      float lanes[kLanes] = {0.f};
-      int64_t i = 0;
-      for (; i + kLanes <= width; i += kLanes)
-        for (int j = 0; j < kLanes; ++j) lanes[j] += xr[i + j] * xr[i + j];
-      float sum = 0.f;
-      for (; i < width; ++i) sum += xr[i] * xr[i];
-      sum += reduce(lanes);
-      const float inv = 1.f / std::sqrt(sum / static_cast<float>(width) + eps);
+      const float inv = inv_rms(xr, width, eps);
       rstd[r] = inv;
       float* yr = y + r * width;
       for (int64_t k = 0; k < width; ++k) yr[k] = w[k] * (xr[k] * inv);
