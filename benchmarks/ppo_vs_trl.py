@@ -169,6 +169,12 @@ def summarise(runs: list[dict], settings: BenchSettings) -> dict:
             peaks = [r["matmul_peak"]["gflops"] for r in mine]
             summary[variant].update(update_gflops=median(achieved), peak_gflops=median(peaks),
                                     update_peak_fraction=median(a / p for a, p in zip(achieved, peaks, strict=True)))
+            if all("update_ceiling" in r for r in mine):  # the matmuls alone at the update's shapes (flops.py)
+                ceilings = [r["update_ceiling"]["gflops"] for r in mine]
+                summary[variant].update(
+                    ceiling_gflops=median(ceilings),
+                    ceiling_peak_fraction=median(c / p for c, p in zip(ceilings, peaks, strict=True)),
+                    update_ceiling_fraction=median(a / c for a, c in zip(achieved, ceilings, strict=True)))
     ours = summary["rlxf"]
     ratios, targets = {}, {"update_peak_fraction": ours["update_peak_fraction"] >= TARGETS["update_peak_fraction"]}
     for critic in settings.trl_critics:
@@ -190,7 +196,9 @@ def summarise(runs: list[dict], settings: BenchSettings) -> dict:
     headline = {f"ratio_{what}_{critic}_critic": ratios[critic][key] if critic in ratios else None
                 for critic in CRITICS for what, key in (("time", "time_ratio"), ("memory", "peak_rss_ratio"))}
     return {**headline, "update_peak_fraction": ours["update_peak_fraction"], "update_gflops": ours["update_gflops"],
-            "peak_gflops": ours["peak_gflops"], "dtype": settings.dtype,
+            "peak_gflops": ours["peak_gflops"], "ceiling_gflops": ours.get("ceiling_gflops"),
+            "ceiling_peak_fraction": ours.get("ceiling_peak_fraction"),
+            "update_ceiling_fraction": ours.get("update_ceiling_fraction"), "dtype": settings.dtype,
             "generation_tokens_per_s": ours["generation_tokens_per_s"],
             "per_variant": summary, "ratios": ratios, "targets_met": targets, "train_reward_last_k": last_k}
 
@@ -248,6 +256,10 @@ def format_table(result: dict) -> str:
               f"rlxf update phase (PPO epochs): {result['update_gflops']:.1f} model GFLOP/s of a measured "
               f"{result['dtype']} matmul peak of {result['peak_gflops']:.1f} GFLOP/s = {fraction:.1%} (target >= "
               f"{TARGETS['update_peak_fraction']:.0%}: {'met' if met['update_peak_fraction'] else 'NOT met'})"]
+    if result.get("ceiling_gflops"):
+        lines.append(f"  its own matmuls alone, back to back at its shapes: {result['ceiling_gflops']:.1f} GFLOP/s = "
+                     f"{result['ceiling_peak_fraction']:.1%} of the peak (the most the update could reach); the update "
+                     f"runs at {result['update_ceiling_fraction']:.1%} of that")
     for critic in sorted(ratios, key=lambda c: c != HEADLINE_CRITIC):  # the headline first
         r, ok = ratios[critic], met[critic]
         lines.append(
@@ -362,7 +374,8 @@ def merge_other_dtype(existing: dict, result: dict) -> dict:
     merged = dict(existing)
     merged.setdefault("by_dtype", {})[dtype] = result
     for key in ("ratio_time_lora_critic", "ratio_memory_lora_critic", "ratio_time_full_critic",
-                "ratio_memory_full_critic", "update_peak_fraction", "update_gflops", "peak_gflops", "targets_met",
+                "ratio_memory_full_critic", "update_peak_fraction", "update_gflops", "peak_gflops", "ceiling_gflops",
+                "ceiling_peak_fraction", "update_ceiling_fraction", "targets_met",
                 "generation_tokens_per_s"):
         if key in result:
             merged[f"{key}_{dtype}"] = result[key]

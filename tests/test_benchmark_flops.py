@@ -7,7 +7,13 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 from transformers import LlamaConfig, LlamaForCausalLM
 
-from benchmarks.workers.flops import matmul_peak_gflops, model_flops, update_flops
+from benchmarks.workers.flops import (
+    ceiling_epoch,
+    matmul_peak_gflops,
+    model_flops,
+    update_flops,
+    update_matmul_ceiling,
+)
 from rlxf.algos.ppo import PPOSettings
 from rlxf.lm.adapters import attach_policy
 
@@ -58,3 +64,18 @@ def test_matmul_peak_is_positive_and_leaves_the_rng_alone():
     peak = matmul_peak_gflops("fp32", sizes=(64,), repeats=1)
     assert peak["gflops"] > 0 and set(peak["by_size"]) == {64} and peak["dtype"] == "fp32"
     assert torch.equal(state, torch.random.get_rng_state())
+
+
+@pytest.mark.parametrize("dtype", ["fp32", "bf16"])
+def test_update_matmul_ceiling_executes_exactly_the_counted_flops(dtype):
+    model = lora_llama()
+    once = ceiling_epoch(model, "default", rows=3, seq_len=10, kept=5, dtype=dtype)
+    with FlopCounterMode(display=False) as counter:
+        once()
+    counted = model_flops(model, "default", rows=3, seq_len=10, kept=5)
+    assert counter.get_total_flops() == counted["forward"] + counted["backward"]
+    ceiling = update_matmul_ceiling(model, "default", rows=3, seq_len=10, kept=5, dtype=dtype, repeats=2)
+    assert ceiling["gflops"] > 0 and ceiling["flops"] == counted["forward"] + counted["backward"]
+    assert len(ceiling["seconds"]) == 2 and ceiling["gflops"] >= ceiling["median_gflops"]
+    with pytest.raises(ValueError, match="repeats must be >= 1"):
+        update_matmul_ceiling(model, "default", rows=3, seq_len=10, kept=5, dtype=dtype, repeats=0)

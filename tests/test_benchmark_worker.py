@@ -19,6 +19,9 @@ def test_the_rlxf_worker_makes_its_updates_on_a_tiny_model():
                                                 eval_samples=1, dtype="fp32"))
     record = rlxf_worker.run(settings, seed=0)
     assert len(record["updates"]) == 2 and all(u["seconds"] > 0 for u in record["updates"])
+    # the update's matmul ceiling runs the last update's counted FLOPs for one epoch
+    ceiling, last = record["update_ceiling"], record["updates"][-1]
+    assert ceiling["gflops"] > 0 and ceiling["flops"] * 4 == last["update_flops"]  # ppo_epochs = 4
 
 
 def test_no_gradient_clipping_is_none_and_an_infinite_clip_is_refused():

@@ -18,7 +18,7 @@ from benchmarks.workers.common import (
     set_all_seeds,
     start_worker,
 )
-from benchmarks.workers.flops import matmul_peak_gflops, update_flops
+from benchmarks.workers.flops import matmul_peak_gflops, update_flops, update_matmul_ceiling
 
 
 def run(settings: dict, seed: int) -> dict:
@@ -65,6 +65,10 @@ def run(settings: dict, seed: int) -> dict:
                             "response_tokens": sum(len(r) for r in responses), "gc_s": 0.0})
     record["updates"] = updates
     record["matmul_peak"] = matmul_peak_gflops(settings.dtype)  # this process, these threads, this dtype
+    last = updates[-1]  # the update's own matmuls alone, at the last update's shapes: the update's ceiling
+    record["update_ceiling"] = update_matmul_ceiling(
+        trainer.model, trainer.adapter_name, rows=len(queries), seq_len=last["seq_len"],
+        kept=r_len + 1 if keeps_logits(trainer.model) else last["seq_len"], dtype=settings.dtype)
     record["eval_after"] = evaluate(trainer.model, tokenizer, reward_model, prompt_ids, settings, seed)
     record["lora_b_norm_after"] = lora_b_norm(trainer.model)
     record["memory"] = phase_memory(train_peak)
