@@ -149,3 +149,34 @@ def test_decoding_falls_back_to_pytorch_when_the_extension_cannot_be_built(monke
         assert [len(r) for r in responses] == [4, 4]
     finally:
         fused._module.cache_clear()
+
+
+def test_the_fused_loops_run_on_torchs_threads():
+    # at::parallel_for runs serially in an extension compiled without OpenMP: the training kernels once did, on one
+    # thread of two, unnoticed
+    ops = fused.ops()
+    assert ops is not None and ops.rlxf_openmp, "this machine's compiler has OpenMP: the extension should use it"
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        assert ops.parallel_threads(64) == 2
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_without_openmp_the_extension_is_built_without_it(monkeypatch):
+    built = []
+
+    class Module:
+        pass
+
+    def load(flags, ldflags):
+        built.append((tuple(flags), tuple(ldflags)))
+        if "-fopenmp" in flags:
+            raise RuntimeError("unrecognized command-line option '-fopenmp'")
+        return Module()
+
+    monkeypatch.setattr(fused, "_load", load)
+    module = fused._build()
+    assert module.rlxf_openmp is False
+    assert built == [(tuple(fused.FLAGS + fused.OPENMP), tuple(fused.OPENMP)), (tuple(fused.FLAGS), ())]

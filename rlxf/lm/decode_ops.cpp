@@ -7,10 +7,12 @@
 // to the compute dtype at the same points (T = float or c10::BFloat16). Reductions (the norm's sum of squares, the
 // attention's dot products and softmax sum) add in another order than PyTorch's kernels, so results may differ from
 // eager in the last bit. The training operations (target log-probabilities, RMSNorm, SiLU * up, RoPE, each with its
-// backward) follow the same rules and run over rows with at::parallel_for.
+// backward) follow the same rules and run over rows with at::parallel_for, which needs this file compiled with OpenMP
+// (rlxf.lm.fused does, where the compiler has it; without it the loops run on one thread: `parallel_threads`).
 #include <ATen/Parallel.h>
 #include <torch/extension.h>
 
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -747,6 +749,18 @@ at::Tensor rope_backward(at::Tensor grad, at::Tensor cos, at::Tensor sin, at::Sc
   return out.transpose(1, 2);
 }
 
+// the threads at::parallel_for runs `items` items on (1 in a build without OpenMP: the loops then run serially)
+int64_t parallel_threads(int64_t items) {
+  std::atomic<int64_t> most{0};
+  at::parallel_for(0, items, 1, [&](int64_t, int64_t) {
+    const int64_t mine = at::get_thread_num() + 1;
+    int64_t seen = most.load();
+    while (mine > seen && !most.compare_exchange_weak(seen, mine)) {
+    }
+  });
+  return most.load();
+}
+
 PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("add_rms", &add_rms, "x += delta; T(rms_norm(x) * weight)");
   m.def("rope_cache", &rope_cache, "RoPE of q and k, keys and values written to the cache; returns q");
@@ -761,4 +775,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("rope", &rope, "x cos + rotate_half(x) sin in fp32, contiguous [batch, heads, length, head_dim]");
   m.def("rope_backward", &rope_backward, "the input gradient of rope in the input's dtype, in its [b, l, h, d] layout");
   m.def("sample", &sample, "one token per row of logits / temperature by inverse CDF with the given uniforms");
+  m.def("parallel_threads", &parallel_threads, "the threads at::parallel_for uses for a loop of n items");
 }
