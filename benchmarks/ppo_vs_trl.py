@@ -258,8 +258,8 @@ def format_table(result: dict) -> str:
               f"{TARGETS['update_peak_fraction']:.0%}: {'met' if met['update_peak_fraction'] else 'NOT met'})"]
     if result.get("ceiling_gflops"):
         lines.append(f"  its own matmuls alone, back to back at its shapes: {result['ceiling_gflops']:.1f} GFLOP/s = "
-                     f"{result['ceiling_peak_fraction']:.1%} of the peak (the most the update could reach); the update "
-                     f"runs at {result['update_ceiling_fraction']:.1%} of that")
+                     f"{result['ceiling_peak_fraction']:.1%} of the peak (the update if nothing else took time); the "
+                     f"update runs at {result['update_ceiling_fraction']:.1%} of that")
     for critic in sorted(ratios, key=lambda c: c != HEADLINE_CRITIC):  # the headline first
         r, ok = ratios[critic], met[critic]
         lines.append(
