@@ -79,3 +79,16 @@ def test_update_matmul_ceiling_executes_exactly_the_counted_flops(dtype):
     assert len(ceiling["seconds"]) == 2 and ceiling["gflops"] >= ceiling["median_gflops"]
     with pytest.raises(ValueError, match="repeats must be >= 1"):
         update_matmul_ceiling(model, "default", rows=3, seq_len=10, kept=5, dtype=dtype, repeats=0)
+
+
+def test_the_ceiling_runs_the_frozen_linears_on_the_updates_prepacked_kernels():
+    from rlxf.lm.precision import Precision, onednn_available, store_frozen_weights
+
+    if not onednn_available(torch.float32, "cpu"):
+        pytest.skip("no oneDNN in this torch build")
+    model = lora_llama()
+    store_frozen_weights(model, Precision(torch.float32, "cpu", "test"))
+    packed = [m for m in model.modules() if type(m).__name__ == "FrozenOneDNNLinear"]
+    assert model.get_output_embeddings() in packed  # the LM head too, as in the update
+    ceiling_epoch(model, "default", rows=3, seq_len=10, kept=5, dtype="fp32")()
+    assert all(m._onednn_cache.forward is not None and m._onednn_cache.backward is not None for m in packed)
