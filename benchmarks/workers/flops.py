@@ -43,11 +43,17 @@ def _linears(model: nn.Module, adapter: str | None):
         yield name, module.in_features * module.out_features, module.weight.requires_grad, in_head
 
 
-def model_flops(model: nn.Module, adapter: str | None, *, rows: int, seq_len: int, kept: int) -> dict:
-    """FLOPs of one forward and one backward of `rows` sequences of `seq_len` tokens with `kept` logit positions."""
+def _attention_shape(model: nn.Module):
+    """(text config, query heads, head dimension) of `model`."""
     config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
     heads = config.num_attention_heads
-    d_attn = heads * (getattr(config, "head_dim", None) or config.hidden_size // heads)
+    return config, heads, getattr(config, "head_dim", None) or config.hidden_size // heads
+
+
+def model_flops(model: nn.Module, adapter: str | None, *, rows: int, seq_len: int, kept: int) -> dict:
+    """FLOPs of one forward and one backward of `rows` sequences of `seq_len` tokens with `kept` logit positions."""
+    config, heads, head_dim = _attention_shape(model)
+    d_attn = heads * head_dim
     attention = 4 * config.num_hidden_layers * seq_len**2 * d_attn  # QK^T and AV of one sequence, forward
     forward = backward = 0
     weights = {"body": 0, "head": 0, "trainable": 0}
@@ -117,9 +123,7 @@ def ceiling_epoch(model: nn.Module, adapter: str, *, rows: int, seq_len: int, ke
     from rlxf.lm.precision import onednn_linear
 
     compute = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype]
-    config = model.config.get_text_config() if hasattr(model.config, "get_text_config") else model.config
-    heads = config.num_attention_heads
-    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+    config, heads, head_dim = _attention_shape(model)
     generator = torch.Generator().manual_seed(seed)
 
     def random(*shape):

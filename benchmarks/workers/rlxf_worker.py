@@ -54,21 +54,21 @@ def run(settings: dict, seed: int) -> dict:
             done = time.perf_counter()
             r_len = max(len(r) for r in responses)
             seq_len = max(len(q) for q in queries) + r_len  # every minibatch is padded to the whole batch's length
-            flops = update_flops(trainer.model, trainer.adapter_name, rows=len(queries), seq_len=seq_len,
-                                 kept=r_len + 1 if keeps_logits(trainer.model) else seq_len,
+            kept = r_len + 1 if keeps_logits(trainer.model) else seq_len
+            flops = update_flops(trainer.model, trainer.adapter_name, rows=len(queries), seq_len=seq_len, kept=kept,
                                  epochs=ppo_settings.ppo_epochs)
             updates.append({"seconds": done - start, "generation_s": generated - start, "scoring_s": scored - generated,
                             "rollout_policy_s": metrics["time/rollout_policy_s"],  # its values come with it
                             "rollout_ref_s": metrics["time/rollout_ref_s"], "rollout_value_s": 0.0,
-                            "optimise_s": metrics["time/optimise_s"], "update_flops": flops, "seq_len": seq_len,
+                            "optimise_s": metrics["time/optimise_s"], "update_flops": flops,
+                            "rows": len(queries), "seq_len": seq_len, "kept": kept,
                             "reward_mean": float(scores.mean()), "kl": metrics["objective/kl"],
                             "response_tokens": sum(len(r) for r in responses), "gc_s": 0.0})
     record["updates"] = updates
     record["matmul_peak"] = matmul_peak_gflops(settings.dtype)  # this process, these threads, this dtype
     last = updates[-1]  # the update's own matmuls alone, at the last update's shapes: the update's ceiling
-    record["update_ceiling"] = update_matmul_ceiling(
-        trainer.model, trainer.adapter_name, rows=len(queries), seq_len=last["seq_len"],
-        kept=r_len + 1 if keeps_logits(trainer.model) else last["seq_len"], dtype=settings.dtype)
+    record["update_ceiling"] = update_matmul_ceiling(trainer.model, trainer.adapter_name, rows=last["rows"],
+                                                     seq_len=last["seq_len"], kept=last["kept"], dtype=settings.dtype)
     record["eval_after"] = evaluate(trainer.model, tokenizer, reward_model, prompt_ids, settings, seed)
     record["lora_b_norm_after"] = lora_b_norm(trainer.model)
     record["memory"] = phase_memory(train_peak)
