@@ -106,7 +106,7 @@ def test_rollout_weights_share_unadapted_weights_and_ppo_releases_them_before_it
     model, tokenizer = policy(BF16)
     weights = decode.rollout_weights(model, torch.bfloat16)
     o_proj = model.get_base_model().model.layers[0].self_attn.o_proj
-    assert weights.layers[0].o.data_ptr() == o_proj.weight.data_ptr()  # no adapter, already bf16: not copied
+    assert weights.layers[0].o.weight.data_ptr() == o_proj.weight.data_ptr()  # no adapter, already bf16: not copied
     assert weights.layers[0].qkv.dtype == torch.bfloat16  # q and v merged with their adapter, then rounded once
     model, tokenizer = policy()
     trainer = PPOTrainer(model, tokenizer, PPOSettings(batch_size=2, max_new_tokens=3, dtype="fp32", progress_bar=False,

@@ -180,3 +180,59 @@ def test_without_openmp_the_extension_is_built_without_it(monkeypatch):
     module = fused._build()
     assert module.rlxf_openmp is False
     assert built == [(tuple(fused.FLAGS + fused.OPENMP), tuple(fused.OPENMP)), (tuple(fused.FLAGS), ())]
+
+
+def small_kernel(ops):
+    if not ops.small_linear_built:
+        pytest.skip("this CPU has no AVX512-BF16: the bf16 decode matmuls run on oneDNN")
+    return ops
+
+
+@pytest.mark.parametrize("rows", [1, 3, 4, 8, 13, 16, 21, 64])
+@pytest.mark.parametrize(("out", "inner"), [(96, 70), (48, 576), (160, 1536)])  # 70: pairs left after the unrolling
+def test_small_linear_is_a_bf16_matmul(ops, rows, out, inner):
+    """fp32 sums of bf16 products, rounded once: the exact product rounded to bf16, up to the sums' order."""
+    kernel = small_kernel(ops)
+    generator = torch.Generator().manual_seed(rows)
+    x = torch.randn(rows, inner, generator=generator).bfloat16()
+    weight = torch.randn(out, inner, generator=generator).bfloat16()
+    got = kernel.small_linear(x, kernel.small_pack(weight), out)
+    exact = x.double() @ weight.double().t()
+    assert got.shape == (rows, out) and got.dtype == torch.bfloat16
+    # one rounding to bf16, plus what fp32 sums of `inner` terms may add in another order
+    bound = 2.0**-8 * exact.abs() + inner * 2.0**-24 * (x.double().abs() @ weight.double().abs().t())
+    assert ((got.double() - exact).abs() <= bound).all()
+    assert (got == exact.bfloat16()).float().mean() >= 0.99
+
+
+def test_small_linear_says_what_is_wrong_with_its_inputs(ops):
+    kernel = small_kernel(ops)
+    weight = torch.randn(32, 8).bfloat16()
+    with pytest.raises(RuntimeError, match="must be a multiple of 16"):
+        kernel.small_pack(torch.randn(20, 8).bfloat16())
+    with pytest.raises(RuntimeError, match="bf16 CPU tensor"):
+        kernel.small_pack(weight.float())
+    with pytest.raises(RuntimeError, match="holds 256 values, not 32 x 6"):
+        kernel.small_linear(torch.randn(2, 6).bfloat16(), kernel.small_pack(weight), 32)
+    with pytest.raises(RuntimeError, match="no rows"):
+        kernel.small_linear(torch.randn(0, 8).bfloat16(), kernel.small_pack(weight), 32)
+
+
+def test_bf16_decoding_on_the_small_kernel_matches_onednn(ops, monkeypatch):
+    """The weights are held once, in the kernel's layout, and every decode matmul (the prompt's and the steps') gives
+    what oneDNN's prepacked matmul gives, up to the order of the fp32 sums."""
+    from rlxf.lm.precision import Precision
+    from tests.test_decode import batch_of, decode_logits, policy
+
+    small_kernel(ops)
+    model, _ = policy(Precision(torch.bfloat16, "cpu", "test"))
+    batch = batch_of()
+    mask = batch["attention_mask"].bool()
+    weights = decode.rollout_weights(model, torch.bfloat16)
+    assert all(m.small is not None and m.weight is None for m in (weights.layers[0].qkv, weights.head))
+    got = decode_logits(model, batch, torch.bfloat16, split=4)[mask]
+    monkeypatch.setattr(decode, "SMALL_LINEAR", False)
+    assert decode.rollout_weights(model, torch.bfloat16).layers[0].qkv.small is None  # rebuilt for oneDNN
+    expected = decode_logits(model, batch, torch.bfloat16, split=4)[mask]
+    assert (got - expected).abs().max() <= 0.05 * expected.abs().max()
+    assert (got.argmax(-1) == expected.argmax(-1)).float().mean() >= 0.9
