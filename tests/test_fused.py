@@ -123,6 +123,7 @@ def test_fused_decode_step_computes_the_eager_step(ops, monkeypatch, dtype, larg
     batch = batch_of()
     mask = batch["attention_mask"].bool()
     monkeypatch.setattr(decode, "FUSED_ATTENTION_MAX_BATCH", largest_fused_attention)
+    monkeypatch.setattr(decode, "VECTOR_ATTENTION", largest_fused_attention > 0)
     got = decode_logits(model, batch, dtype, split=4)[mask]
     monkeypatch.setattr(fused, "enabled", lambda: False)
     expected = decode_logits(model, batch, dtype, split=4)[mask]
@@ -216,6 +217,27 @@ def test_small_linear_says_what_is_wrong_with_its_inputs(ops):
         kernel.small_linear(torch.randn(2, 6).bfloat16(), kernel.small_pack(weight), 32)
     with pytest.raises(RuntimeError, match="no rows"):
         kernel.small_linear(torch.randn(0, 8).bfloat16(), kernel.small_pack(weight), 32)
+
+
+@pytest.mark.parametrize(("batch", "heads", "kv", "hd"), [(64, 9, 3, 64), (5, 4, 4, 32), (2, 16, 2, 128)])
+def test_vector_attention_is_the_eager_attention_in_bf16(ops, batch, heads, kv, hd):
+    """The AVX-512 path (`vector_attention`: bf16, any batch) against the eager operations, at SmolLM2's shape too."""
+    if not ops.vector_attention(torch.bfloat16, heads, kv, hd):
+        pytest.skip("no AVX512-BF16 here: bf16 attention runs the portable loop")
+    assert not ops.vector_attention(torch.float32, heads, kv, hd) and not ops.vector_attention(torch.bfloat16, 9, 3, 72)
+    generator = torch.Generator().manual_seed(batch)
+    slots = 37
+    cache = torch.randn(2, batch, kv, slots, hd, generator=generator).bfloat16()
+    allowed = torch.rand(batch, slots, generator=generator) > 0.3
+    allowed[:, 0] = True
+    q = (torch.randn(batch, heads, hd, generator=generator) * hd**-0.5).bfloat16()
+    got = ops.attention(q, cache, allowed, 1.0)
+    groups = heads // kv
+    mask = torch.zeros(allowed.shape, dtype=torch.bfloat16).masked_fill_(~allowed, float("-inf"))[:, None, None]
+    scores = torch.matmul(q.view(batch, kv, groups, hd), cache[0].transpose(-1, -2)).add_(mask)
+    probs = torch.softmax(scores, dim=-1, dtype=torch.float32).bfloat16()
+    expected = torch.matmul(probs, cache[1]).reshape(batch, 1, heads * hd)
+    assert (got.float() - expected.float()).abs().max() <= 2e-2
 
 
 def test_bf16_decoding_on_the_small_kernel_matches_onednn(ops, monkeypatch):

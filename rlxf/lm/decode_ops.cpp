@@ -219,6 +219,106 @@ void attention_kernel(const S<T>* q, const S<T>* cache, const bool* allowed, S<T
   }
 }
 
+#if RLXF_SMALL_LINEAR
+// 16 bf16 values widened to fp32 (exact)
+inline __m512 widen16(const uint16_t* p) {
+  return _mm512_castsi512_ps(
+      _mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))), 16));
+}
+
+// `attention_kernel` for bf16 with AVX-512 (head_dim a multiple of 16, up to 128; up to 8 query heads per kv head):
+// the same roundings (scores to bf16, probabilities to bf16, the output to bf16), the same sums' order in the dot
+// products (16 lanes, d = j, j + 16, ..., then halved), the rows of query heads held in registers, and the batch
+// rows and kv heads spread over the threads.
+constexpr int64_t kMaxChunks = 8, kMaxGroups = 8;
+bool attention_bf16_fits(int64_t heads, int64_t kv, int64_t hd) {
+  return hd % 16 == 0 && hd / 16 <= kMaxChunks && heads / kv <= kMaxGroups;
+}
+
+template <int C>
+void attention_bf16_head(const uint16_t* q, const uint16_t* keys, const uint16_t* values, const bool* seen,
+                         uint16_t* out, int64_t groups, int64_t slots, float scale, float* scores) {
+  constexpr float kMasked = -3.0e38f;
+  constexpr int64_t hd = 16 * C;
+  __m512 qv[kMaxGroups][C];
+  for (int64_t g = 0; g < groups; ++g)
+    for (int c = 0; c < C; ++c) qv[g][c] = widen16(q + g * hd + c * 16);
+  for (int64_t l = 0; l < slots; ++l) {
+    if (!seen[l]) {
+      for (int64_t g = 0; g < groups; ++g) scores[g * slots + l] = kMasked;
+      continue;
+    }
+    __m512 kr[C];
+    for (int c = 0; c < C; ++c) kr[c] = widen16(keys + l * hd + c * 16);
+    for (int64_t g = 0; g < groups; ++g) {
+      __m512 lanes = _mm512_mul_ps(qv[g][0], kr[0]);
+      for (int c = 1; c < C; ++c) lanes = _mm512_fmadd_ps(qv[g][c], kr[c], lanes);
+      // halves added as `reduce` adds them: lane j + 8, then j + 4, j + 2, j + 1
+      scores[g * slots + l] = round_to<c10::BFloat16>(_mm512_reduce_add_ps(lanes)) * scale;
+    }
+  }
+  for (int64_t g = 0; g < groups; ++g) {  // softmax over the slots, in fp32, rounded to bf16 (as attention_kernel)
+    float* sg = scores + g * slots;
+    float lanes[kLanes];
+    for (int j = 0; j < kLanes; ++j) lanes[j] = kMasked;
+    int64_t l = 0;
+    for (; l + kLanes <= slots; l += kLanes)
+      for (int j = 0; j < kLanes; ++j) lanes[j] = sg[l + j] > lanes[j] ? sg[l + j] : lanes[j];
+    float top = kMasked;
+    for (; l < slots; ++l) top = sg[l] > top ? sg[l] : top;
+    for (int j = 0; j < kLanes; ++j) top = lanes[j] > top ? lanes[j] : top;
+    for (l = 0; l < slots; ++l) sg[l] = sg[l] == kMasked ? 0.f : fast_exp(sg[l] - top);
+    float sums[kLanes] = {0.f};
+    for (l = 0; l + kLanes <= slots; l += kLanes)
+      for (int j = 0; j < kLanes; ++j) sums[j] += sg[l + j];
+    for (; l < slots; ++l) sums[l % kLanes] += sg[l];
+    const float inv = 1.f / reduce(sums);
+    for (l = 0; l < slots; ++l) sg[l] = round_to<c10::BFloat16>(sg[l] * inv);
+  }
+  __m512 acc[kMaxGroups][C];
+  for (int64_t g = 0; g < groups; ++g)
+    for (int c = 0; c < C; ++c) acc[g][c] = _mm512_setzero_ps();
+  for (int64_t l = 0; l < slots; ++l) {
+    if (!seen[l]) continue;
+    __m512 vr[C];
+    for (int c = 0; c < C; ++c) vr[c] = widen16(values + l * hd + c * 16);
+    for (int64_t g = 0; g < groups; ++g) {
+      const __m512 p = _mm512_set1_ps(scores[g * slots + l]);
+      for (int c = 0; c < C; ++c) acc[g][c] = _mm512_fmadd_ps(p, vr[c], acc[g][c]);
+    }
+  }
+  for (int64_t g = 0; g < groups; ++g)
+    for (int c = 0; c < C; ++c)
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + g * hd + c * 16), (__m256i)_mm512_cvtneps_pbh(acc[g][c]));
+}
+
+void attention_bf16(const uint16_t* q, const uint16_t* cache, const bool* allowed, uint16_t* out, int64_t batch,
+                    int64_t heads, int64_t kv, int64_t hd, int64_t slots, float scale) {
+  const int64_t groups = heads / kv;
+  at::parallel_for(0, batch * kv, 1, [&](int64_t begin, int64_t end) {
+    std::vector<float> scores(groups * slots);
+    for (int64_t i = begin; i < end; ++i) {
+      const int64_t b = i / kv, c = i % kv;
+      const uint16_t* keys = cache + ((0 * batch + b) * kv + c) * slots * hd;
+      const uint16_t* values = cache + ((1 * batch + b) * kv + c) * slots * hd;
+      const uint16_t* qc = q + (b * heads + c * groups) * hd;
+      uint16_t* o = out + (b * heads + c * groups) * hd;
+      const bool* seen = allowed + b * slots;
+      switch (hd / 16) {
+        case 1: attention_bf16_head<1>(qc, keys, values, seen, o, groups, slots, scale, scores.data()); break;
+        case 2: attention_bf16_head<2>(qc, keys, values, seen, o, groups, slots, scale, scores.data()); break;
+        case 3: attention_bf16_head<3>(qc, keys, values, seen, o, groups, slots, scale, scores.data()); break;
+        case 4: attention_bf16_head<4>(qc, keys, values, seen, o, groups, slots, scale, scores.data()); break;
+        case 5: attention_bf16_head<5>(qc, keys, values, seen, o, groups, slots, scale, scores.data()); break;
+        case 6: attention_bf16_head<6>(qc, keys, values, seen, o, groups, slots, scale, scores.data()); break;
+        case 7: attention_bf16_head<7>(qc, keys, values, seen, o, groups, slots, scale, scores.data()); break;
+        default: attention_bf16_head<8>(qc, keys, values, seen, o, groups, slots, scale, scores.data()); break;
+      }
+    }
+  });
+}
+#endif
+
 // gate_up [R, 2I] (T) -> T(T(silu(gate)) * up) [R, I]
 template <typename T>
 void silu_mul_kernel(const S<T>* gate_up, S<T>* out, int64_t rows, int64_t inner) {
@@ -580,6 +680,13 @@ at::Tensor attention(at::Tensor q, at::Tensor cache, at::Tensor allowed, double 
   TORCH_CHECK(q.size(0) == batch && q.size(2) == hd && heads % kv == 0, "q must be [batch, heads, head_dim]");
   TORCH_CHECK(allowed.numel() == batch * slots, "allowed must be [batch, slots]");
   auto out = at::empty({batch, 1, heads * hd}, q.options());
+#if RLXF_SMALL_LINEAR
+  if (dtype == at::kBFloat16 && attention_bf16_fits(heads, kv, hd)) {
+    attention_bf16(ptr<c10::BFloat16>(q), ptr<c10::BFloat16>(cache), allowed.data_ptr<bool>(), ptr<c10::BFloat16>(out),
+                   batch, heads, kv, hd, slots, static_cast<float>(scale));
+    return out;
+  }
+#endif
   dispatch(dtype, "attention", [&](auto tag) {
     using scalar_t = decltype(tag);
     attention_kernel<scalar_t>(ptr<scalar_t>(q), ptr<scalar_t>(cache), allowed.data_ptr<bool>(),
@@ -904,6 +1011,16 @@ at::Tensor small_linear(const at::Tensor& x_, const at::Tensor& packed, int64_t 
   return out;
 }
 
+// whether `attention` takes its AVX-512 path (bf16, head_dim a multiple of 16 up to 128, up to 8 query heads per kv
+// head, a CPU with AVX512-BF16): fast at any batch, where the portable loop is slower than PyTorch's above a few rows
+bool vector_attention(at::ScalarType dtype, int64_t heads, int64_t kv, int64_t hd) {
+#if RLXF_SMALL_LINEAR
+  return dtype == at::kBFloat16 && kv > 0 && heads % kv == 0 && attention_bf16_fits(heads, kv, hd);
+#else
+  return false;
+#endif
+}
+
 // the threads at::parallel_for runs `items` items on (1 in a build without OpenMP: the loops then run serially)
 int64_t parallel_threads(int64_t items) {
   std::atomic<int64_t> most{0};
@@ -934,4 +1051,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("small_pack", &small_pack, "a bf16 [out, in] weight in small_linear's layout");
   m.def("small_linear", &small_linear, "x W^T of bf16 rows, W packed by small_pack");
   m.attr("small_linear_built") = pybind11::bool_(RLXF_SMALL_LINEAR);
+  m.def("vector_attention", &vector_attention, "whether attention runs its AVX-512 path for this dtype and shape");
 }
