@@ -18,6 +18,9 @@
 #else
 #define RLXF_SMALL_LINEAR 0
 #endif
+#ifndef VECTOR_SAMPLE
+#define VECTOR_SAMPLE 1
+#endif
 
 #include <atomic>
 #include <cmath>
@@ -403,6 +406,111 @@ void sample_kernel(const S<T>* logits, const double* u, int64_t* out, int64_t ro
   }
 }
 
+#if RLXF_SMALL_LINEAR
+// fast_exp on 16 lanes: the same operations in the same order (mul and add apart, as the scalar code is built:
+// -std=c++17 does not contract them into FMAs), so the same values
+inline __m512 vexp(__m512 x) {
+  x = _mm512_min_ps(x, _mm512_set1_ps(88.3f));  // min/max return their second operand for a NaN, as `x < 88.3f ?`
+  x = _mm512_max_ps(x, _mm512_set1_ps(-87.3f));
+  const __m512i ki = _mm512_sub_epi32(
+      _mm512_cvttps_epi32(_mm512_add_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                        _mm512_set1_ps(128.5f))),
+      _mm512_set1_epi32(128));
+  const __m512 k = _mm512_cvtepi32_ps(ki);
+  __m512 r = _mm512_sub_ps(x, _mm512_mul_ps(k, _mm512_set1_ps(0.693359375f)));
+  r = _mm512_sub_ps(r, _mm512_mul_ps(k, _mm512_set1_ps(-2.12194440e-4f)));
+  __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+  p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(1.3981999507e-3f));
+  p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(8.3334519073e-3f));
+  p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(4.1665795894e-2f));
+  p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(1.6666665459e-1f));
+  p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(5.0000001201e-1f));
+  const __m512 e = _mm512_add_ps(_mm512_add_ps(_mm512_mul_ps(_mm512_mul_ps(p, r), r), r), _mm512_set1_ps(1.f));
+  return _mm512_mul_ps(e, _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(ki, _mm512_set1_epi32(127)), 23)));
+}
+inline __m512 load16(const float* p) { return _mm512_loadu_ps(p); }
+inline __m512 load16(const uint16_t* p) { return widen16(p); }
+
+// sample_kernel on 16 lanes (GCC keeps its bf16 loops scalar): the same values, maximum, exponentials, and float64
+// sums in the same order (8 running sums per block of 256, each taking the 8 lanes of one half after the other),
+// so the same tokens
+template <typename T>
+void sample_vector(const S<T>* logits, const double* u, int64_t* out, int64_t rows, int64_t vocab, float temperature) {
+  using L = Storage<T>;
+  constexpr int64_t kBlock = 256;
+  const int64_t nblocks = (vocab + kBlock - 1) / kBlock;
+  const float minus_inf = -std::numeric_limits<float>::infinity();
+  const __m512 t = _mm512_set1_ps(temperature), ninf = _mm512_set1_ps(minus_inf);
+  std::vector<float> e(vocab);
+  std::vector<double> blocks(nblocks);
+  for (int64_t r = 0; r < rows; ++r) {
+    const S<T>* x = logits + r * vocab;
+    __m512 lanes = ninf;
+    int64_t i = 0;
+    for (; i + kLanes <= vocab; i += kLanes) {
+      const __m512 v = _mm512_div_ps(load16(x + i), t);
+      _mm512_storeu_ps(e.data() + i, v);
+      lanes = _mm512_max_ps(v, lanes);  // `v > lanes ? v : lanes`: a NaN v keeps lanes
+    }
+    float top = minus_inf;
+    for (; i < vocab; ++i) {
+      e[i] = L::load(x[i]) / temperature;
+      top = e[i] > top ? e[i] : top;
+    }
+    alignas(64) float lane[kLanes];
+    _mm512_store_ps(lane, lanes);
+    for (int j = 0; j < kLanes; ++j) top = lane[j] > top ? lane[j] : top;
+    const __m512 vtop = _mm512_set1_ps(top);
+    double total = 0.0;
+    for (int64_t k = 0; k < nblocks; ++k) {
+      const int64_t begin = k * kBlock, end = begin + kBlock < vocab ? begin + kBlock : vocab;
+      __m512d sums = _mm512_setzero_pd();
+      int64_t n = begin;
+      for (; n + 16 <= end; n += 16) {
+        const __m512 v = _mm512_loadu_ps(e.data() + n);
+        const __m512 ex = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(v, ninf, _CMP_NEQ_UQ), vexp(_mm512_sub_ps(v, vtop)));
+        _mm512_storeu_ps(e.data() + n, ex);
+        sums = _mm512_add_pd(sums, _mm512_cvtps_pd(_mm512_castps512_ps256(ex)));
+        sums = _mm512_add_pd(sums, _mm512_cvtps_pd(_mm512_extractf32x8_ps(ex, 1)));
+      }
+      alignas(64) double sum8[8];
+      _mm512_store_pd(sum8, sums);
+      for (; n + 8 <= end; n += 8)
+        for (int j = 0; j < 8; ++j) {
+          const float v = e[n + j];
+          const float ex = v == minus_inf ? 0.f : fast_exp(v - top);
+          e[n + j] = ex;
+          sum8[j] += static_cast<double>(ex);
+        }
+      double block = 0.0;
+      for (; n < end; ++n) {
+        e[n] = e[n] == minus_inf ? 0.f : fast_exp(e[n] - top);
+        block += static_cast<double>(e[n]);
+      }
+      for (int j = 0; j < 8; ++j) block += sum8[j];
+      blocks[k] = block;
+      total += block;
+    }
+    const double target = u[r] * total;
+    double run = 0.0;
+    int64_t token = vocab - 1, k = 0;
+    for (; k < nblocks && run + blocks[k] <= target; ++k) run += blocks[k];
+    if (k < nblocks) {
+      const int64_t end = (k + 1) * kBlock < vocab ? (k + 1) * kBlock : vocab;
+      for (int64_t n = k * kBlock; n < end; ++n) {
+        run += static_cast<double>(e[n]);
+        if (run > target) {
+          token = n;
+          break;
+        }
+      }
+      if (token == vocab - 1 && run <= target) token = end - 1;
+    }
+    out[r] = token;
+  }
+}
+#endif
+
 // Log-probabilities of the targets under softmax(logits / temperature), one row of logits per target, and their
 // gradient (PPO's policy loss reads only these, never the whole distribution). Rows are [batch, positions] of a
 // [batch, length, vocab] tensor whose last dimension is contiguous; `offset` is the first position used.
@@ -717,6 +825,13 @@ at::Tensor sample(at::Tensor logits, at::Tensor u, double temperature) {
   auto out = at::empty({logits.size(0)}, logits.options().dtype(at::kLong));
   dispatch(logits.scalar_type(), "sample", [&](auto tag) {
     using scalar_t = decltype(tag);
+#if RLXF_SMALL_LINEAR
+    if (VECTOR_SAMPLE) {
+      sample_vector<scalar_t>(ptr<scalar_t>(logits), u.data_ptr<double>(), out.data_ptr<int64_t>(), logits.size(0),
+                              logits.size(1), static_cast<float>(temperature));
+      return;
+    }
+#endif
     sample_kernel<scalar_t>(ptr<scalar_t>(logits), u.data_ptr<double>(), out.data_ptr<int64_t>(), logits.size(0),
                             logits.size(1), static_cast<float>(temperature));
   });
