@@ -13,7 +13,9 @@ vocabulary entry (49k per row per step). Here a step is:
 with `W = W_base + (alpha / r) B A` merged once per policy version (`rollout_weights`, cached on the model and rebuilt
 when a parameter changed in place, e.g. after an optimizer step), stored in the compute dtype (bf16 under bf16
 autocast: the same values autocast makes of them, up to one rounding of the merged sum), q/k/v and gate/up fused into
-one matmul each and prepacked for oneDNN (`rlxf.lm.precision.onednn_pack`: a plain [out, in] weight is reordered by
+one matmul each, and stored for the matmul kernel that reads them fastest: in bf16 on a CPU with AVX512-BF16 rlxf's
+own (`small_linear` in `decode_ops.cpp`, which streams the weights at close to the copy bandwidth for a few rows),
+elsewhere oneDNN's on prepacked weights (`rlxf.lm.precision.onednn_pack`: a plain [out, in] weight is reordered by
 the kernel in every call, and on CPU BLAS reads it at a fraction of the bandwidth when the batch is a few rows),
 keys and values written into one preallocated zeroed tensor per layer that attention reads whole under a mask (a
 slice of the cache would be copied in every layer). A step of a 135M model is bound by per-operation dispatch nearly
