@@ -213,8 +213,10 @@ def test_small_linear_says_what_is_wrong_with_its_inputs(ops):
         kernel.small_pack(torch.randn(20, 8).bfloat16())
     with pytest.raises(RuntimeError, match="bf16 CPU tensor"):
         kernel.small_pack(weight.float())
-    with pytest.raises(RuntimeError, match="holds 256 values, not 32 x 6"):
+    with pytest.raises(RuntimeError, match=r"is \[32, 8\], not \[32, 6\]"):
         kernel.small_linear(torch.randn(2, 6).bfloat16(), kernel.small_pack(weight), 32)
+    with pytest.raises(RuntimeError, match=r"is \[32, 8\], not \[16, 16\]"):  # as many values, another shape
+        kernel.small_linear(torch.randn(2, 16).bfloat16(), kernel.small_pack(weight), 16)
     with pytest.raises(RuntimeError, match="no rows"):
         kernel.small_linear(torch.randn(0, 8).bfloat16(), kernel.small_pack(weight), 32)
 

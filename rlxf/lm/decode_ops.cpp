@@ -1078,7 +1078,7 @@ at::Tensor small_pack(const at::Tensor& weight_) {
   TORCH_CHECK(n % 16 == 0 && k % 2 == 0, "small_pack: out (", n, ") must be a multiple of 16 and in (", k,
               ") even");
   const auto weight = weight_.contiguous();
-  auto out = at::empty({n * k}, weight.options());
+  auto out = at::empty({n, k}, weight.options());  // [out, in] in name only: the values are laid out as above
   const auto* src = reinterpret_cast<const uint32_t*>(weight.data_ptr<at::BFloat16>());  // pairs along K
   auto* dst = reinterpret_cast<uint32_t*>(out.data_ptr<at::BFloat16>());
   const int64_t pairs = k / 2;
@@ -1100,8 +1100,9 @@ at::Tensor small_linear(const at::Tensor& x_, const at::Tensor& packed, int64_t 
               "small_linear: x must be a 2-d bf16 CPU tensor");
   const int64_t m = x_.size(0), k = x_.size(1);
   TORCH_CHECK(m >= 1, "small_linear: x has no rows");
-  TORCH_CHECK(n % 16 == 0 && k % 2 == 0 && packed.numel() == n * k, "small_linear: the packed weight holds ",
-              packed.numel(), " values, not ", n, " x ", k, " (out a multiple of 16, in even)");
+  TORCH_CHECK(packed.dim() == 2 && packed.size(0) == n && packed.size(1) == k && n % 16 == 0 && k % 2 == 0,
+              "small_linear: the packed weight is ", packed.sizes(), ", not [", n, ", ", k,
+              "] (x's width; out a multiple of 16, in even)");
   auto out = at::empty({m, n}, x_.options());
 #if RLXF_SMALL_LINEAR
   const auto x = x_.contiguous();
