@@ -156,6 +156,30 @@ void rope_cache_kernel(const S<T>* qkv, const float* cos, const float* sin, S<T>
 
 // softmax(T(q . k) * scale + mask) over the allowed slots, rounded to T, times the values: out [B, heads * hd] (T).
 // Per (row, kv head): the group's queries are widened once, each allowed key and value row once for all of them.
+// softmax of `groups` rows of `slots` scores in place, in fp32, rounded to T; kMasked entries (masked slots) become 0
+template <typename T>
+void softmax_rows(float* scores, int64_t groups, int64_t slots) {
+  constexpr float kMasked = -3.0e38f;
+  for (int64_t g = 0; g < groups; ++g) {
+    float* sg = scores + g * slots;
+    float lanes[kLanes];
+    for (int j = 0; j < kLanes; ++j) lanes[j] = kMasked;
+    int64_t l = 0;
+    for (; l + kLanes <= slots; l += kLanes)
+      for (int j = 0; j < kLanes; ++j) lanes[j] = sg[l + j] > lanes[j] ? sg[l + j] : lanes[j];
+    float top = kMasked;
+    for (; l < slots; ++l) top = sg[l] > top ? sg[l] : top;
+    for (int j = 0; j < kLanes; ++j) top = lanes[j] > top ? lanes[j] : top;
+    for (l = 0; l < slots; ++l) sg[l] = sg[l] == kMasked ? 0.f : fast_exp(sg[l] - top);
+    float sums[kLanes] = {0.f};
+    for (l = 0; l + kLanes <= slots; l += kLanes)
+      for (int j = 0; j < kLanes; ++j) sums[j] += sg[l + j];
+    for (; l < slots; ++l) sums[l % kLanes] += sg[l];
+    const float inv = 1.f / reduce(sums);
+    for (l = 0; l < slots; ++l) sg[l] = round_to<T>(sg[l] * inv);
+  }
+}
+
 template <typename T>
 void attention_kernel(const S<T>* q, const S<T>* cache, const bool* allowed, S<T>* out, int64_t batch, int64_t heads,
                       int64_t kv, int64_t hd, int64_t slots, float scale) {
@@ -187,24 +211,7 @@ void attention_kernel(const S<T>* q, const S<T>* cache, const bool* allowed, S<T
           scores[g * slots + l] = round_to<T>(reduce(lanes)) * scale;
         }
       }
-      for (int64_t g = 0; g < groups; ++g) {  // softmax over the slots, in fp32, rounded to T
-        float* sg = scores.data() + g * slots;
-        float lanes[kLanes];
-        for (int j = 0; j < kLanes; ++j) lanes[j] = kMasked;
-        int64_t l = 0;
-        for (; l + kLanes <= slots; l += kLanes)
-          for (int j = 0; j < kLanes; ++j) lanes[j] = sg[l + j] > lanes[j] ? sg[l + j] : lanes[j];
-        float top = kMasked;
-        for (; l < slots; ++l) top = sg[l] > top ? sg[l] : top;
-        for (int j = 0; j < kLanes; ++j) top = lanes[j] > top ? lanes[j] : top;
-        for (l = 0; l < slots; ++l) sg[l] = sg[l] == kMasked ? 0.f : fast_exp(sg[l] - top);
-        float sums[kLanes] = {0.f};
-        for (l = 0; l + kLanes <= slots; l += kLanes)
-          for (int j = 0; j < kLanes; ++j) sums[j] += sg[l + j];
-        for (; l < slots; ++l) sums[l % kLanes] += sg[l];
-        const float inv = 1.f / reduce(sums);
-        for (l = 0; l < slots; ++l) sg[l] = round_to<T>(sg[l] * inv);
-      }
+      softmax_rows<T>(scores.data(), groups, slots);  // over the slots, in fp32, rounded to T
       for (int64_t i = 0; i < groups * hd; ++i) acc[i] = 0.f;
       for (int64_t l = 0; l < slots; ++l) {
         if (!seen[l]) continue;
@@ -260,24 +267,7 @@ void attention_bf16_head(const uint16_t* q, const uint16_t* keys, const uint16_t
       scores[g * slots + l] = round_to<c10::BFloat16>(_mm512_reduce_add_ps(lanes)) * scale;
     }
   }
-  for (int64_t g = 0; g < groups; ++g) {  // softmax over the slots, in fp32, rounded to bf16 (as attention_kernel)
-    float* sg = scores + g * slots;
-    float lanes[kLanes];
-    for (int j = 0; j < kLanes; ++j) lanes[j] = kMasked;
-    int64_t l = 0;
-    for (; l + kLanes <= slots; l += kLanes)
-      for (int j = 0; j < kLanes; ++j) lanes[j] = sg[l + j] > lanes[j] ? sg[l + j] : lanes[j];
-    float top = kMasked;
-    for (; l < slots; ++l) top = sg[l] > top ? sg[l] : top;
-    for (int j = 0; j < kLanes; ++j) top = lanes[j] > top ? lanes[j] : top;
-    for (l = 0; l < slots; ++l) sg[l] = sg[l] == kMasked ? 0.f : fast_exp(sg[l] - top);
-    float sums[kLanes] = {0.f};
-    for (l = 0; l + kLanes <= slots; l += kLanes)
-      for (int j = 0; j < kLanes; ++j) sums[j] += sg[l + j];
-    for (; l < slots; ++l) sums[l % kLanes] += sg[l];
-    const float inv = 1.f / reduce(sums);
-    for (l = 0; l < slots; ++l) sg[l] = round_to<c10::BFloat16>(sg[l] * inv);
-  }
+  softmax_rows<c10::BFloat16>(scores, groups, slots);
   __m512 acc[kMaxGroups][C];
   for (int64_t g = 0; g < groups; ++g)
     for (int c = 0; c < C; ++c) acc[g][c] = _mm512_setzero_ps();
@@ -341,6 +331,27 @@ void silu_mul_kernel(const S<T>* gate_up, S<T>* out, int64_t rows, int64_t inner
 // where s_i = -inf, a filtered entry), running sums in float64; the token is the first i whose cumulative sum exceeds
 // u * (the sum of all), V - 1 if none (what rlxf.lm.decode.sample_from_logits computes with cumsum and searchsorted).
 // The sums are kept per block of 256 entries, so the search reads the block sums and then one block.
+// The first entry whose running sum of `e` exceeds `target`, reading the block sums first and then one block of 256;
+// vocab - 1 if none (the end of the block where rounding left the target past it)
+inline int64_t draw(const float* e, const double* blocks, int64_t nblocks, int64_t vocab, double target) {
+  constexpr int64_t kBlock = 256;
+  double run = 0.0;
+  int64_t token = vocab - 1, k = 0;
+  for (; k < nblocks && run + blocks[k] <= target; ++k) run += blocks[k];
+  if (k < nblocks) {
+    const int64_t end = (k + 1) * kBlock < vocab ? (k + 1) * kBlock : vocab;
+    for (int64_t n = k * kBlock; n < end; ++n) {
+      run += static_cast<double>(e[n]);
+      if (run > target) {
+        token = n;
+        break;
+      }
+    }
+    if (token == vocab - 1 && run <= target) token = end - 1;  // rounding left the target past the block: its end
+  }
+  return token;
+}
+
 template <typename T>
 void sample_kernel(const S<T>* logits, const double* u, int64_t* out, int64_t rows, int64_t vocab, float temperature) {
   using L = Storage<T>;
@@ -387,22 +398,7 @@ void sample_kernel(const S<T>* logits, const double* u, int64_t* out, int64_t ro
       blocks[k] = block;
       total += block;
     }
-    const double target = u[r] * total;
-    double run = 0.0;
-    int64_t token = vocab - 1, k = 0;
-    for (; k < nblocks && run + blocks[k] <= target; ++k) run += blocks[k];
-    if (k < nblocks) {
-      const int64_t end = (k + 1) * kBlock < vocab ? (k + 1) * kBlock : vocab;
-      for (int64_t n = k * kBlock; n < end; ++n) {
-        run += static_cast<double>(e[n]);
-        if (run > target) {
-          token = n;
-          break;
-        }
-      }
-      if (token == vocab - 1 && run <= target) token = end - 1;  // rounding left the target past the block: its end
-    }
-    out[r] = token;
+    out[r] = draw(e.data(), blocks.data(), nblocks, vocab, u[r] * total);
   }
 }
 
@@ -491,22 +487,7 @@ void sample_vector(const S<T>* logits, const double* u, int64_t* out, int64_t ro
       blocks[k] = block;
       total += block;
     }
-    const double target = u[r] * total;
-    double run = 0.0;
-    int64_t token = vocab - 1, k = 0;
-    for (; k < nblocks && run + blocks[k] <= target; ++k) run += blocks[k];
-    if (k < nblocks) {
-      const int64_t end = (k + 1) * kBlock < vocab ? (k + 1) * kBlock : vocab;
-      for (int64_t n = k * kBlock; n < end; ++n) {
-        run += static_cast<double>(e[n]);
-        if (run > target) {
-          token = n;
-          break;
-        }
-      }
-      if (token == vocab - 1 && run <= target) token = end - 1;
-    }
-    out[r] = token;
+    out[r] = draw(e.data(), blocks.data(), nblocks, vocab, u[r] * total);
   }
 }
 #endif
