@@ -183,9 +183,10 @@ def test_without_openmp_the_extension_is_built_without_it(monkeypatch):
     assert built == [(tuple(fused.FLAGS + fused.OPENMP), tuple(fused.OPENMP)), (tuple(fused.FLAGS), ())]
 
 
-def small_kernel(ops):
-    if not ops.small_linear_built:
-        pytest.skip("this CPU has no AVX512-BF16: the bf16 decode matmuls run on oneDNN")
+def small_kernel(ops, dtype=torch.bfloat16):
+    if not ops.small_linear_supports(dtype):
+        pytest.skip(f"this CPU has no {'AVX512-BF16' if dtype == torch.bfloat16 else 'AVX-512'}: the {dtype} decode "
+                    "matmuls run on oneDNN")
     return ops
 
 
@@ -194,6 +195,7 @@ def small_kernel(ops):
 def test_small_linear_is_a_bf16_matmul(ops, rows, out, inner):
     """fp32 sums of bf16 products, rounded once: the exact product rounded to bf16, up to the sums' order."""
     kernel = small_kernel(ops)
+    assert ops.small_linear_built
     generator = torch.Generator().manual_seed(rows)
     x = torch.randn(rows, inner, generator=generator).bfloat16()
     weight = torch.randn(out, inner, generator=generator).bfloat16()
@@ -206,13 +208,34 @@ def test_small_linear_is_a_bf16_matmul(ops, rows, out, inner):
     assert (got == exact.bfloat16()).float().mean() >= 0.99
 
 
+@pytest.mark.parametrize("rows", [1, 3, 4, 8, 13, 16, 21, 64])
+@pytest.mark.parametrize(("out", "inner"), [(96, 70), (48, 577), (160, 1536)])  # 577: odd widths are fine in fp32
+def test_small_linear_is_an_fp32_matmul(ops, rows, out, inner):
+    """fp32 products and sums: the exact product up to the rounding of `inner` fp32 additions in any order."""
+    kernel = small_kernel(ops, torch.float32)
+    generator = torch.Generator().manual_seed(rows)
+    x = torch.randn(rows, inner, generator=generator)
+    weight = torch.randn(out, inner, generator=generator)
+    got = kernel.small_linear(x, kernel.small_pack(weight), out)
+    exact = x.double() @ weight.double().t()
+    assert got.shape == (rows, out) and got.dtype == torch.float32
+    bound = inner * 2.0**-24 * (x.double().abs() @ weight.double().abs().t())
+    assert ((got.double() - exact).abs() <= bound).all()
+    # no looser than PyTorch's own fp32 matmul of the same values
+    assert (got.double() - exact).abs().mean() <= 2 * ((x @ weight.t()).double() - exact).abs().mean()
+
+
 def test_small_linear_says_what_is_wrong_with_its_inputs(ops):
     kernel = small_kernel(ops)
     weight = torch.randn(32, 8).bfloat16()
     with pytest.raises(RuntimeError, match="must be a multiple of 16"):
         kernel.small_pack(torch.randn(20, 8).bfloat16())
-    with pytest.raises(RuntimeError, match="bf16 CPU tensor"):
-        kernel.small_pack(weight.float())
+    with pytest.raises(RuntimeError, match=r"in \(7\) even"):
+        kernel.small_pack(torch.randn(32, 7).bfloat16())
+    with pytest.raises(RuntimeError, match="bf16 or fp32 CPU tensor"):
+        kernel.small_pack(weight.double())
+    with pytest.raises(RuntimeError, match="x must be a 2-d bf16 CPU tensor"):
+        kernel.small_linear(torch.randn(2, 8), kernel.small_pack(weight), 32)
     with pytest.raises(RuntimeError, match=r"is \[32, 8\], not \[32, 6\]"):
         kernel.small_linear(torch.randn(2, 6).bfloat16(), kernel.small_pack(weight), 32)
     with pytest.raises(RuntimeError, match=r"is \[32, 8\], not \[16, 16\]"):  # as many values, another shape
@@ -242,21 +265,23 @@ def test_vector_attention_is_the_eager_attention_in_bf16(ops, batch, heads, kv, 
     assert (got.float() - expected.float()).abs().max() <= 2e-2
 
 
-def test_bf16_decoding_on_the_small_kernel_matches_onednn(ops, monkeypatch):
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+def test_decoding_on_the_small_kernel_matches_onednn(ops, monkeypatch, dtype):
     """The weights are held once, in the kernel's layout, and every decode matmul (the prompt's and the steps') gives
     what oneDNN's prepacked matmul gives, up to the order of the fp32 sums."""
     from rlxf.lm.precision import Precision
     from tests.test_decode import batch_of, decode_logits, policy
 
-    small_kernel(ops)
-    model, _ = policy(Precision(torch.bfloat16, "cpu", "test"))
+    small_kernel(ops, dtype)
+    model, _ = policy(Precision(dtype, "cpu", "test"))
     batch = batch_of()
     mask = batch["attention_mask"].bool()
-    weights = decode.rollout_weights(model, torch.bfloat16)
+    weights = decode.rollout_weights(model, dtype)
     assert all(m.small is not None and m.weight is None for m in (weights.layers[0].qkv, weights.head))
-    got = decode_logits(model, batch, torch.bfloat16, split=4)[mask]
+    got = decode_logits(model, batch, dtype, split=4)[mask]
     monkeypatch.setattr(decode, "SMALL_LINEAR", False)
-    assert decode.rollout_weights(model, torch.bfloat16).layers[0].qkv.small is None  # rebuilt for oneDNN
-    expected = decode_logits(model, batch, torch.bfloat16, split=4)[mask]
-    assert (got - expected).abs().max() <= 0.05 * expected.abs().max()
-    assert (got.argmax(-1) == expected.argmax(-1)).float().mean() >= 0.9
+    assert decode.rollout_weights(model, dtype).layers[0].qkv.small is None  # rebuilt for oneDNN
+    expected = decode_logits(model, batch, dtype, split=4)[mask]
+    tolerance = 0.05 if dtype == torch.bfloat16 else 1e-4
+    assert (got - expected).abs().max() <= tolerance * expected.abs().max()
+    assert (got.argmax(-1) == expected.argmax(-1)).float().mean() >= (0.9 if dtype == torch.bfloat16 else 0.99)

@@ -13,21 +13,21 @@ vocabulary entry (49k per row per step). Here a step is:
 with `W = W_base + (alpha / r) B A` merged once per policy version (`rollout_weights`, cached on the model and rebuilt
 when a parameter changed in place, e.g. after an optimizer step), stored in the compute dtype (bf16 under bf16
 autocast: the same values autocast makes of them, up to one rounding of the merged sum), q/k/v and gate/up fused into
-one matmul each, and stored for the matmul kernel that reads them fastest: in bf16 on a CPU with AVX512-BF16 rlxf's
-own (`small_linear` in `decode_ops.cpp`, which streams the weights at close to the copy bandwidth for a few rows),
-elsewhere oneDNN's on prepacked weights (`rlxf.lm.precision.onednn_pack`: a plain [out, in] weight is reordered by
-the kernel in every call, and on CPU BLAS reads it at a fraction of the bandwidth when the batch is a few rows),
-keys and values written into one preallocated zeroed tensor per layer that attention reads whole under a mask (a
-slice of the cache would be copied in every layer). A step of a 135M model is bound by per-operation dispatch nearly
-as much as by the weights (about forty PyTorch operations per layer besides the four matmuls, a few microseconds
-each), so a decode step runs the rest of a layer through four fused C++ operations (`rlxf.lm.fused`, compiled on
-first use: residual add + RMSNorm, RoPE + cache write, attention, SiLU * up) and samples in one more; without a
-compiler it runs the PyTorch operations, kept few: one RoPE over all heads, the softmax scale folded into the
-queries where that is exact, residual adds in place. The loop runs under `torch.inference_mode`. The residual stream,
-norms, RoPE and the softmax stay fp32 and results are rounded to the compute dtype where autocast rounds them (the
-fused operations add in another order, so they may differ from eager in the last bit). One uniform per row and an
-inverse CDF draw exactly from softmax(logits / T) (after the same top-k / top-p filtering transformers applies); a
-test checks the sampled frequencies against softmax.
+one matmul each, and stored for the matmul kernel that reads them fastest: on a CPU with AVX-512 (AVX512-BF16 for
+bf16) rlxf's own (`small_linear` in `decode_ops.cpp`, which streams the weights at close to the copy bandwidth for a
+few rows), elsewhere oneDNN's on prepacked weights (`rlxf.lm.precision.onednn_pack`: a plain [out, in] weight is
+reordered by the kernel in every call, and on CPU BLAS reads it at a fraction of the bandwidth when the batch is a
+few rows), keys and values written into one preallocated zeroed tensor per layer that attention reads whole under a
+mask (a slice of the cache would be copied in every layer). A step of a 135M model is bound by per-operation
+dispatch nearly as much as by the weights (about forty PyTorch operations per layer besides the four matmuls, a few
+microseconds each), so a decode step runs the rest of a layer through four fused C++ operations (`rlxf.lm.fused`,
+compiled on first use: residual add + RMSNorm, RoPE + cache write, attention, SiLU * up) and samples in one more;
+without a compiler it runs the PyTorch operations, kept few: one RoPE over all heads, the softmax scale folded into
+the queries where that is exact, residual adds in place. The loop runs under `torch.inference_mode`. The residual
+stream, norms, RoPE and the softmax stay fp32 and results are rounded to the compute dtype where autocast rounds
+them (the fused operations add in another order, so they may differ from eager in the last bit). One uniform per row
+and an inverse CDF draw exactly from softmax(logits / T) (after the same top-k / top-p filtering transformers
+applies); a test checks the sampled frequencies against softmax.
 
 `supports(model)` says whether a model can take this path (Llama architecture, LoRA adapters only on Linear layers);
 `rlxf.lm.generation.sample_tokens` falls back to `generate` otherwise.
@@ -62,8 +62,8 @@ class Unsupported(ValueError):
 @dataclass
 class Matrix:
     """One decode matmul's weight [out, in] in one of three forms: `small`, in `decode_ops.cpp`'s layout for
-    `small_linear` (bf16 where that kernel is built: it takes every decode matmul, prompts included), or `weight`,
-    prepacked for oneDNN (`onednn_pack`) or plain."""
+    `small_linear` (where that kernel is built for the dtype: it takes every decode matmul, prompts included), or
+    `weight`, prepacked for oneDNN (`onednn_pack`) or plain."""
 
     shape: tuple[int, int]
     dtype: torch.dtype
@@ -220,28 +220,32 @@ def _packs(dtype: torch.dtype) -> bool:
 
 
 def _small_kernel(dtype: torch.dtype):
-    """The fused module where its bf16 matmul kernel is built (a CPU with AVX512-BF16) and wanted (`SMALL_LINEAR`),
-    else None.
+    """The fused module where its matmul kernel is built for `dtype` (bf16: a CPU with AVX512-BF16; fp32: AVX-512)
+    and wanted (`SMALL_LINEAR`), else None.
 
     A decode step reads every weight once for a few rows: it is bound by how fast the weights stream from memory.
-    Measured on one core of the 2-core AMD EPYC (the model's 121 matrices, interleaved medians), oneDNN's prepacked
-    matmul reads them at 15-20 GB/s at 4 rows and `small_linear` at 23-28 (a batch-4 bf16 step 16.5 -> 12.2 ms), and
-    at 64 and 200 rows (large batches, prompts) the two make about the same GFLOP/s (2 threads: 607 against 544 and
-    711 against 737). So where it is built it takes all of them, and the weights are held once, in its layout.
+    Measured on one core of the 2-core AMD EPYC (Zen 5; the model's 121 matrices, interleaved medians), oneDNN's
+    prepacked bf16 matmul reads them at 15-20 GB/s at 4 rows and `small_linear` at 23-28 (a batch-4 bf16 step 16.5 ->
+    12.2 ms), and at 64 and 200 rows (large batches, prompts) the two make about the same GFLOP/s (2 threads: 607
+    against 544 and 711 against 737). In fp32 on a Zen 4 EPYC (`benchmarks/ppo_vs_trl.py --decode-only --dtype fp32`)
+    it took decode from 0.49 to 0.69 of the roofline at batch 4 and from 0.73 to 0.80 at batch 64. So where it is
+    built it takes all of them, and the weights are held once, in its layout.
     """
-    if not SMALL_LINEAR or dtype != torch.bfloat16:
+    if not SMALL_LINEAR or dtype not in (torch.bfloat16, torch.float32):
         return None
     module = ops()
-    return module if module is not None and getattr(module, "small_linear_built", False) else None
+    supports = getattr(module, "small_linear_supports", None)
+    return module if supports is not None and supports(dtype) else None
 
 
 def _small_fits(weight: torch.Tensor) -> bool:
-    """Whether `small_pack` takes the [out, in] weight (out a multiple of 16, in even)."""
-    return weight.dim() == 2 and weight.shape[0] % 16 == 0 and weight.shape[1] % 2 == 0
+    """Whether `small_pack` takes the [out, in] weight (out a multiple of 16; in even in bf16)."""
+    even = weight.shape[-1] % 2 == 0 or weight.dtype != torch.bfloat16
+    return weight.dim() == 2 and weight.shape[0] % 16 == 0 and even
 
 
 def _linear(x: torch.Tensor, matrix: Matrix) -> torch.Tensor:
-    """x W^T on `matrix`'s form: the bf16 kernel's layout, a oneDNN-prepacked or a plain weight."""
+    """x W^T on `matrix`'s form: the small kernel's layout, a oneDNN-prepacked or a plain weight."""
     if matrix.small is not None:
         rows = x.numel() // x.shape[-1]
         out = ops().small_linear(x.reshape(rows, x.shape[-1]), matrix.small, matrix.out_features)

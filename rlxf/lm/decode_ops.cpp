@@ -12,8 +12,13 @@
 #include <ATen/Parallel.h>
 #include <torch/extension.h>
 
-#if defined(__AVX512BF16__) && defined(__AVX512BW__) && defined(__AVX512F__)
+#if defined(__AVX512F__)
 #include <immintrin.h>
+#define RLXF_SMALL_LINEAR_FP32 1
+#else
+#define RLXF_SMALL_LINEAR_FP32 0
+#endif
+#if defined(__AVX512BF16__) && defined(__AVX512BW__) && defined(__AVX512F__)
 #define RLXF_SMALL_LINEAR 1
 #else
 #define RLXF_SMALL_LINEAR 0
@@ -970,9 +975,10 @@ at::Tensor rope_backward(at::Tensor grad, at::Tensor cos, at::Tensor sin, at::Sc
 // rounded to bf16 once, as a bf16 matmul's are, but add in another order than oneDNN's (results may differ from it
 // in the last bit).
 constexpr int64_t kSmallRows = 8;  // rows one call of the kernels takes (more are taken 8 at a time)
-#if RLXF_SMALL_LINEAR
 constexpr int kWide = 3;  // blocks of 16 columns `wide_block` takes at once (24 sums, 3 weights, 1 row in registers)
-constexpr int64_t kPrefetchPairs = 64;  // cache lines ahead (64 bytes each: one pair step of 16 columns)
+// cache lines `small_block` prefetches ahead (64 bytes each: one step of 16 columns, a K-pair in bf16, a K in fp32)
+constexpr int64_t kPrefetchLines = 64;
+#if RLXF_SMALL_LINEAR
 
 template <int M>
 void small_block(const uint32_t* __restrict x, int64_t pairs, const uint16_t* __restrict w, uint16_t* __restrict out,
@@ -984,7 +990,7 @@ void small_block(const uint32_t* __restrict x, int64_t pairs, const uint16_t* __
   int64_t kp = 0;
   for (; kp + U <= pairs; kp += U) {
     for (int u = 0; u < U; ++u)
-      _mm_prefetch(reinterpret_cast<const char*>(w + (kp + u + kPrefetchPairs) * 32), _MM_HINT_T0);
+      _mm_prefetch(reinterpret_cast<const char*>(w + (kp + u + kPrefetchLines) * 32), _MM_HINT_T0);
     for (int u = 0; u < U; ++u) {
       const __m512bh wv = (__m512bh)_mm512_loadu_si512(w + (kp + u) * 32);
       for (int m = 0; m < M; ++m)
@@ -1046,65 +1052,174 @@ void narrow_rows(const uint32_t* xs, int64_t pairs, const uint16_t* wb, uint16_t
 }
 #endif
 
-void check_small(const at::Tensor& weight) {
-  TORCH_CHECK(RLXF_SMALL_LINEAR, "small_pack/small_linear: this build has no AVX512-BF16 (check `small_linear_built`)");
-  TORCH_CHECK(weight.device().is_cpu() && weight.scalar_type() == at::kBFloat16, "the weight must be a bf16 CPU tensor");
+// The same kernels in fp32 (CPUs with AVX-512): layout [N / 16][K][16], one fused multiply-add of 16 weights by one
+// broadcast row value a step. A decode step of fp32 weights reads twice the bytes of bf16 and is as bound by them.
+#if RLXF_SMALL_LINEAR_FP32
+template <int M>
+void small_block_fp32(const float* __restrict x, int64_t k, const float* __restrict w, float* __restrict out,
+                      int64_t n_total, int64_t block) {
+  constexpr int U = M <= 4 ? 4 : 2;
+  __m512 acc[U][M];
+  for (int u = 0; u < U; ++u)
+    for (int m = 0; m < M; ++m) acc[u][m] = _mm512_setzero_ps();
+  int64_t i = 0;
+  for (; i + U <= k; i += U) {
+    for (int u = 0; u < U; ++u)
+      _mm_prefetch(reinterpret_cast<const char*>(w + (i + u + kPrefetchLines) * 16), _MM_HINT_T0);
+    for (int u = 0; u < U; ++u) {
+      const __m512 wv = _mm512_loadu_ps(w + (i + u) * 16);
+      for (int m = 0; m < M; ++m) acc[u][m] = _mm512_fmadd_ps(_mm512_set1_ps(x[m * k + i + u]), wv, acc[u][m]);
+    }
+  }
+  for (; i < k; ++i) {
+    const __m512 wv = _mm512_loadu_ps(w + i * 16);
+    for (int m = 0; m < M; ++m) acc[0][m] = _mm512_fmadd_ps(_mm512_set1_ps(x[m * k + i]), wv, acc[0][m]);
+  }
+  for (int m = 0; m < M; ++m) {
+    __m512 sum = acc[0][m];
+    for (int u = 1; u < U; ++u) sum = _mm512_add_ps(sum, acc[u][m]);
+    _mm512_storeu_ps(out + m * n_total + block * 16, sum);
+  }
 }
 
-// weight [N, K] bf16 (N a multiple of 16, K even) -> the layout above, flat
+template <int NB>
+void wide_block_fp32(const float* __restrict x, int64_t k, const float* __restrict w, float* __restrict out,
+                     int64_t n_total, int64_t block) {
+  constexpr int M = 8;
+  // K in chunks, each summed in registers and added to the output: one long chain of K additions per sum would be
+  // less accurate than a blocked matmul's (2.4x the mean error of PyTorch's fp32 matmul at K = 1,536)
+  constexpr int64_t kChunk = 128;
+  for (int64_t i0 = 0; i0 < k; i0 += kChunk) {
+    __m512 acc[NB][M];
+    for (int j = 0; j < NB; ++j)
+      for (int m = 0; m < M; ++m) acc[j][m] = _mm512_setzero_ps();
+    for (int64_t i = i0; i < std::min(k, i0 + kChunk); ++i) {
+      __m512 wv[NB];
+      for (int j = 0; j < NB; ++j) wv[j] = _mm512_loadu_ps(w + j * k * 16 + i * 16);
+      for (int m = 0; m < M; ++m) {
+        const __m512 xv = _mm512_set1_ps(x[m * k + i]);
+        for (int j = 0; j < NB; ++j) acc[j][m] = _mm512_fmadd_ps(xv, wv[j], acc[j][m]);
+      }
+    }
+    for (int m = 0; m < M; ++m)
+      for (int j = 0; j < NB; ++j) {
+        float* to = out + m * n_total + (block + j) * 16;
+        _mm512_storeu_ps(to, i0 == 0 ? acc[j][m] : _mm512_add_ps(_mm512_loadu_ps(to), acc[j][m]));
+      }
+  }
+}
+
+void narrow_rows_fp32(const float* xs, int64_t k, const float* wb, float* o, int64_t n, int64_t block, int64_t r0,
+                      int64_t m) {
+  for (int64_t r = r0; r < m; r += kSmallRows) {
+    const float* xr = xs + r * k;
+    float* orow = o + r * n;
+    switch (std::min<int64_t>(m - r, kSmallRows)) {
+      case 1: small_block_fp32<1>(xr, k, wb, orow, n, block); break;
+      case 2: small_block_fp32<2>(xr, k, wb, orow, n, block); break;
+      case 3: small_block_fp32<3>(xr, k, wb, orow, n, block); break;
+      case 4: small_block_fp32<4>(xr, k, wb, orow, n, block); break;
+      case 5: small_block_fp32<5>(xr, k, wb, orow, n, block); break;
+      case 6: small_block_fp32<6>(xr, k, wb, orow, n, block); break;
+      case 7: small_block_fp32<7>(xr, k, wb, orow, n, block); break;
+      default: small_block_fp32<8>(xr, k, wb, orow, n, block); break;
+    }
+  }
+}
+#endif
+
+// whether this build has small_pack/small_linear for `dtype` (bf16: AVX512-BF16; fp32: AVX-512)
+bool small_linear_supports(at::ScalarType dtype) {
+  return (dtype == at::kBFloat16 && RLXF_SMALL_LINEAR) || (dtype == at::kFloat && RLXF_SMALL_LINEAR_FP32);
+}
+
+void check_small(const at::Tensor& weight) {
+  TORCH_CHECK(weight.device().is_cpu() && (weight.scalar_type() == at::kBFloat16 || weight.scalar_type() == at::kFloat),
+              "the weight must be a bf16 or fp32 CPU tensor");
+  TORCH_CHECK(small_linear_supports(weight.scalar_type()), "small_pack/small_linear: this build has no ",
+              weight.scalar_type() == at::kFloat ? "AVX-512" : "AVX512-BF16", " for ", weight.scalar_type(),
+              " (check `small_linear_supports`)");
+}
+
+// weight [N, K] bf16 (N a multiple of 16, K even) or fp32 (N a multiple of 16) -> the layout above, flat
 at::Tensor small_pack(const at::Tensor& weight_) {
   check_small(weight_);
   TORCH_CHECK(weight_.dim() == 2, "small_pack: the weight must be [out, in], got ", weight_.dim(), " dimensions");
+  const bool bf16 = weight_.scalar_type() == at::kBFloat16;
   const int64_t n = weight_.size(0), k = weight_.size(1);
-  TORCH_CHECK(n % 16 == 0 && k % 2 == 0, "small_pack: out (", n, ") must be a multiple of 16 and in (", k,
-              ") even");
+  TORCH_CHECK(n % 16 == 0 && (k % 2 == 0 || !bf16), "small_pack: out (", n, ") must be a multiple of 16",
+              bf16 ? " and in (" : "", bf16 ? std::to_string(k) : "", bf16 ? ") even (bf16)" : "");
   const auto weight = weight_.contiguous();
   auto out = at::empty({n, k}, weight.options());  // [out, in] in name only: the values are laid out as above
-  const auto* src = reinterpret_cast<const uint32_t*>(weight.data_ptr<at::BFloat16>());  // pairs along K
-  auto* dst = reinterpret_cast<uint32_t*>(out.data_ptr<at::BFloat16>());
-  const int64_t pairs = k / 2;
+  // 32-bit items: a bf16 K-pair, or one fp32 value
+  const auto* src = reinterpret_cast<const uint32_t*>(weight.data_ptr());
+  auto* dst = reinterpret_cast<uint32_t*>(out.data_ptr());
+  const int64_t items = bf16 ? k / 2 : k;
   at::parallel_for(0, n / 16, 1, [&](int64_t begin, int64_t end) {
     for (int64_t block = begin; block < end; ++block) {
-      const uint32_t* rows = src + block * 16 * pairs;
-      uint32_t* to = dst + block * pairs * 16;
-      for (int64_t kp = 0; kp < pairs; ++kp)  // 64 bytes written at a time, from 16 sequential reads
-        for (int64_t j = 0; j < 16; ++j) to[kp * 16 + j] = rows[j * pairs + kp];
+      const uint32_t* rows = src + block * 16 * items;
+      uint32_t* to = dst + block * items * 16;
+      for (int64_t i = 0; i < items; ++i)  // 64 bytes written at a time, from 16 sequential reads
+        for (int64_t j = 0; j < 16; ++j) to[i * 16 + j] = rows[j * items + i];
     }
   });
   return out;
 }
 
-// x [M, K] bf16 (M <= 8) times the weight packed by small_pack ([N, K]) -> [M, N] bf16
-at::Tensor small_linear(const at::Tensor& x_, const at::Tensor& packed, int64_t n) {
-  check_small(packed);
-  TORCH_CHECK(x_.device().is_cpu() && x_.scalar_type() == at::kBFloat16 && x_.dim() == 2,
-              "small_linear: x must be a 2-d bf16 CPU tensor");
-  const int64_t m = x_.size(0), k = x_.size(1);
-  TORCH_CHECK(m >= 1, "small_linear: x has no rows");
-  TORCH_CHECK(packed.dim() == 2 && packed.size(0) == n && packed.size(1) == k && n % 16 == 0 && k % 2 == 0,
-              "small_linear: the packed weight is ", packed.sizes(), ", not [", n, ", ", k,
-              "] (x's width; out a multiple of 16, in even)");
-  auto out = at::empty({m, n}, x_.options());
-#if RLXF_SMALL_LINEAR
-  const auto x = x_.contiguous();
-  const auto* xs = reinterpret_cast<const uint32_t*>(x.data_ptr<at::BFloat16>());
-  const auto* w = reinterpret_cast<const uint16_t*>(packed.data_ptr<at::BFloat16>());
-  auto* o = reinterpret_cast<uint16_t*>(out.data_ptr<at::BFloat16>());
-  const int64_t pairs = k / 2;
-  // groups of kWide blocks where there are rows enough for the wide kernel (16 or more), else single blocks
+// The column blocks of 16 in parallel: in groups of kWide where x has rows enough for the wide kernel (16 or more),
+// `wide(first, r0)` taking 8 rows from r0 of the group's blocks, and `narrow(block, r0)` the rows left from r0 on of
+// one block (all rows where the blocks go one at a time).
+template <typename Wide, typename Narrow>
+void small_groups(int64_t m, int64_t n, const Wide& wide, const Narrow& narrow) {
   const int64_t blocks = n / 16, group = m >= 2 * kSmallRows ? kWide : 1, groups = (blocks + group - 1) / group;
   at::parallel_for(0, groups, 1, [&](int64_t begin, int64_t end) {
     for (int64_t g = begin; g < end; ++g) {
       const int64_t first = g * group, last = std::min(blocks, first + group);
       int64_t r0 = 0;
       if (last - first == kWide && group == kWide)
-        for (; r0 + kSmallRows <= m; r0 += kSmallRows)
-          wide_block<kWide>(xs + r0 * pairs, pairs, w + first * k * 16, k, o + r0 * n, n, first);
-      for (int64_t block = first; block < last; ++block)
-        narrow_rows(xs, pairs, w + block * k * 16, o, n, block, r0, m);
+        for (; r0 + kSmallRows <= m; r0 += kSmallRows) wide(first, r0);
+      for (int64_t block = first; block < last; ++block) narrow(block, r0);
     }
   });
+}
+
+// x [M, K] times the weight packed by small_pack ([N, K], the same dtype) -> [M, N] in x's dtype
+at::Tensor small_linear(const at::Tensor& x_, const at::Tensor& packed, int64_t n) {
+  check_small(packed);
+  const bool bf16 = packed.scalar_type() == at::kBFloat16;
+  TORCH_CHECK(x_.device().is_cpu() && x_.scalar_type() == packed.scalar_type() && x_.dim() == 2,
+              "small_linear: x must be a 2-d ", bf16 ? "bf16" : "fp32", " CPU tensor (the packed weight's dtype)");
+  const int64_t m = x_.size(0), k = x_.size(1);
+  TORCH_CHECK(m >= 1, "small_linear: x has no rows");
+  TORCH_CHECK(packed.dim() == 2 && packed.size(0) == n && packed.size(1) == k && n % 16 == 0 && (k % 2 == 0 || !bf16),
+              "small_linear: the packed weight is ", packed.sizes(), ", not [", n, ", ", k,
+              "] (x's width; out a multiple of 16, in even in bf16)");
+  auto out = at::empty({m, n}, x_.options());
+  const auto x = x_.contiguous();
+  if (bf16) {
+#if RLXF_SMALL_LINEAR
+    const auto* xs = reinterpret_cast<const uint32_t*>(x.data_ptr<at::BFloat16>());
+    const auto* w = reinterpret_cast<const uint16_t*>(packed.data_ptr<at::BFloat16>());
+    auto* o = reinterpret_cast<uint16_t*>(out.data_ptr<at::BFloat16>());
+    const int64_t pairs = k / 2;
+    small_groups(m, n,
+        [&](int64_t first, int64_t r0) {
+          wide_block<kWide>(xs + r0 * pairs, pairs, w + first * k * 16, k, o + r0 * n, n, first);
+        },
+        [&](int64_t block, int64_t r0) { narrow_rows(xs, pairs, w + block * k * 16, o, n, block, r0, m); });
 #endif
+  } else {
+#if RLXF_SMALL_LINEAR_FP32
+    const float* xs = x.data_ptr<float>();
+    const float* w = packed.data_ptr<float>();
+    float* o = out.data_ptr<float>();
+    small_groups(m, n,
+        [&](int64_t first, int64_t r0) {
+          wide_block_fp32<kWide>(xs + r0 * k, k, w + first * k * 16, o + r0 * n, n, first);
+        },
+        [&](int64_t block, int64_t r0) { narrow_rows_fp32(xs, k, w + block * k * 16, o, n, block, r0, m); });
+#endif
+  }
   return out;
 }
 
@@ -1145,8 +1260,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("rope_backward", &rope_backward, "the input gradient of rope in the input's dtype, in its [b, l, h, d] layout");
   m.def("sample", &sample, "one token per row of logits / temperature by inverse CDF with the given uniforms");
   m.def("parallel_threads", &parallel_threads, "the threads at::parallel_for uses for a loop of n items");
-  m.def("small_pack", &small_pack, "a bf16 [out, in] weight in small_linear's layout");
-  m.def("small_linear", &small_linear, "x W^T of bf16 rows, W packed by small_pack");
+  m.def("small_pack", &small_pack, "a bf16 or fp32 [out, in] weight in small_linear's layout");
+  m.def("small_linear", &small_linear, "x W^T of bf16 or fp32 rows, W packed by small_pack");
+  m.def("small_linear_supports", &small_linear_supports, "whether small_pack/small_linear are built for a dtype");
   m.attr("small_linear_built") = pybind11::bool_(RLXF_SMALL_LINEAR);
   m.def("vector_attention", &vector_attention, "whether attention runs its AVX-512 path for this dtype and shape");
 }
