@@ -232,3 +232,21 @@ def test_training_kernels_leave_the_model_as_it_was():
         assert "forward" in vars(model.model.norm) and "forward" in vars(model.model.layers[0].mlp)
     assert modeling_llama.apply_rotary_pos_emb is rope
     assert not any("forward" in vars(module) for module in model.modules())
+
+
+@needs_compiler
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_the_folded_query_scale_and_the_vector_swiglu_change_no_value(dtype, monkeypatch):
+    """The fused RoPE taking over the attention's query scale and autocast's cast (`FOLD_QUERY_SCALE`), and SiLU * up
+    on its AVX-512 path in bf16 (`BF16_SWIGLU`), do what the operations they replace did in the same order: the
+    same logits and the same gradients, bit for bit."""
+    from rlxf.lm import kernels
+
+    model, batch = tiny_llama("sdpa"), padded_batch()
+    got, grads = forward(model, batch, dtype, grouped=True)
+    monkeypatch.setattr(kernels, "FOLD_QUERY_SCALE", False)
+    monkeypatch.setattr(kernels, "BF16_SWIGLU", False)
+    expected, expected_grads = forward(model, batch, dtype, grouped=True)
+    assert torch.equal(got, expected)
+    for name, grad in expected_grads.items():
+        assert torch.equal(grads[name], grad), name

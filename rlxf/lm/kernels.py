@@ -8,8 +8,11 @@ and a pass over memory. While `training_kernels` lasts, a Llama model runs:
               (transformers' eager and SDPA paths copy every key and value head G times, and sum the copies'
               gradients again), an fp32 softmax, no checks for fully masked rows
   RMSNorm     y = w * (x * rstd), rstd = 1 / sqrt(mean(x^2) + eps): one pass forward and one backward
-  SiLU * up   h = silu(gate) * up: one pass each way (fp32; in bf16 PyTorch's operations are faster)
-  RoPE        q cos + rotate_half(q) sin: one pass each way, the queries written in the layout the attention reads
+  SiLU * up   h = silu(gate) * up: one pass each way (fp32; bf16 where the CPU has AVX512-BF16: GCC keeps the
+              portable loop over bf16 scalar, slower than PyTorch's operations)
+  RoPE        q cos + rotate_half(q) sin: one pass each way, the queries written in the layout the attention reads,
+              already times the attention's scale 1 / sqrt(d) and, like the keys, rounded to the dtype autocast
+              gives the matmul (`FOLD_QUERY_SCALE`: the same operations in the same order, two passes fewer)
 
 The last three are C++ operations of `rlxf.lm.fused` (`decode_ops.cpp`) with the roundings of the eager operations
 they replace: the same values up to the order of their sums (within an ulp or two; `tests/test_training_kernels.py`
@@ -30,6 +33,8 @@ from torch import nn
 from rlxf.lm import fused
 
 TRAINING_ATTENTION = "rlxf_grouped"  # the transformers attention implementation `training_kernels` selects on CPU
+BF16_SWIGLU = True  # bf16 SiLU * up on the fused operation where it has its AVX-512 path (tests switch it off)
+FOLD_QUERY_SCALE = True  # the fused RoPE applies the attention's query scale and autocast's cast (tests switch it off)
 
 
 def grouped_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
@@ -58,7 +63,12 @@ def grouped_attention(module: nn.Module, query: torch.Tensor, key: torch.Tensor,
         raise ValueError(f"grouped_attention: {heads} query heads do not divide into {kv} key/value heads")
     group = heads // kv
     scale = dim**-0.5 if scaling is None else scaling
-    q = (query * scale).reshape(b, kv, group * length, dim)
+    done = getattr(query, "rlxf_scaled", None)  # the fused RoPE scaled the queries already (`_rope`)
+    if done is None:
+        query = query * scale
+    elif done != scale:
+        query = query * (scale / done)
+    q = query.reshape(b, kv, group * length, dim)
     scores = torch.matmul(q, key.transpose(-1, -2)).view(b, kv, group, length, slots)
     if attention_mask is not None:
         scores = scores + attention_mask[:, :, None, :, :slots]
@@ -111,18 +121,20 @@ class _SwiGLU(torch.autograd.Function):
 
 class _RoPE(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, cos, sin, ops):
+    def forward(ctx, x, cos, sin, ops, scale=1.0, out_dtype=torch.float32):
         ctx.save_for_backward(cos, sin)
-        ctx.ops, ctx.dtype = ops, x.dtype
-        return ops.rope(x, cos, sin)
+        ctx.ops, ctx.dtype, ctx.scale = ops, x.dtype, scale
+        return ops.rope(x, cos, sin, scale, out_dtype)
 
     @staticmethod
     def backward(ctx, grad):
         cos, sin = ctx.saved_tensors
         grad = grad.float()
+        if ctx.scale != 1.0:  # eager: the cast's gradient, then the scale's (fp32), then RoPE's
+            grad = grad * ctx.scale
         if grad.stride(-1) != 1:
             grad = grad.contiguous()
-        return ctx.ops.rope_backward(grad, cos, sin, ctx.dtype), None, None, None
+        return ctx.ops.rope_backward(grad, cos, sin, ctx.dtype), None, None, None, None, None
 
 
 def _rms_norm_forward(module: nn.Module, ops, original, hidden_states: torch.Tensor) -> torch.Tensor:
@@ -135,8 +147,9 @@ def _rms_norm_forward(module: nn.Module, ops, original, hidden_states: torch.Ten
 
 def _mlp_forward(module: nn.Module, ops, original, x: torch.Tensor) -> torch.Tensor:
     gate, up = module.gate_proj(x), module.up_proj(x)
-    if gate.dtype != torch.float32 or up.dtype != torch.float32 or not (gate.is_contiguous() and up.is_contiguous()):
-        # bf16: GCC keeps the loop over bf16 storage scalar there (1.3 ns per element against PyTorch's 0.5)
+    fused_dtypes = (torch.float32, torch.bfloat16) if BF16_SWIGLU and getattr(ops, "swiglu_vector_bf16", False) else (
+        torch.float32,)  # bf16 without AVX512-BF16: GCC keeps the loop scalar (1.3 ns per element, PyTorch's 0.5)
+    if gate.dtype not in fused_dtypes or up.dtype != gate.dtype or not (gate.is_contiguous() and up.is_contiguous()):
         return module.down_proj(module.act_fn(gate) * up)
     return module.down_proj(_SwiGLU.apply(gate, up, ops))
 
@@ -150,7 +163,15 @@ def _rope(ops, original, q, k, cos, sin, unsqueeze_dim=1):
     if cos.shape[0] != q.shape[0]:  # one row of positions for the whole batch
         cos, sin = cos.expand(q.shape[0], -1, -1), sin.expand(q.shape[0], -1, -1)
     cos, sin = cos.contiguous(), sin.contiguous()
-    return _RoPE.apply(q, cos, sin, ops), _RoPE.apply(k, cos, sin, ops)
+    if not FOLD_QUERY_SCALE:
+        return _RoPE.apply(q, cos, sin, ops), _RoPE.apply(k, cos, sin, ops)
+    # What `grouped_attention` does next, done here in the same order: the queries times the softmax scale, and both
+    # rounded to the dtype autocast gives the matmul (two passes over q and k, and their gradients, fewer)
+    dtype = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else torch.float32
+    scale = q.shape[-1] ** -0.5
+    query = _RoPE.apply(q, cos, sin, ops, scale, dtype)
+    query.rlxf_scaled = scale
+    return query, _RoPE.apply(k, cos, sin, ops, 1.0, dtype)
 
 
 def _llama_parts(model: nn.Module) -> tuple[list[nn.Module], list[nn.Module]]:
