@@ -636,7 +636,8 @@ __attribute__((noinline)) void swiglu_span(const S<T>* __restrict gate, const S<
   }
 }
 
-// its gradients: du = T(dh * T(silu(g))), da = T(dh * u), dg = T(da * s * (1 + g (1 - s))), s = sigmoid(g)
+// its gradients: du = T(dh * T(silu(g))), da = T(dh * u), dg = T((da * s) * (1 + g (1 - s))), s = sigmoid(g) (the
+// products in PyTorch's order: another association rounds differently now and then)
 template <typename T>
 __attribute__((noinline)) void swiglu_backward_span(const S<T>* __restrict gate, const S<T>* __restrict up, const S<T>* __restrict dh,
                           S<T>* __restrict dgate, S<T>* __restrict dup, int64_t n) {
@@ -647,7 +648,7 @@ __attribute__((noinline)) void swiglu_backward_span(const S<T>* __restrict gate,
     const float a = round_to<T>(g * s);
     dup[i] = L::store(grad * a);
     const float da = round_to<T>(grad * L::load(up[i]));
-    dgate[i] = L::store(da * (s * (1.f + g * (1.f - s))));
+    dgate[i] = L::store((da * s) * (1.f + g * (1.f - s)));
   }
 }
 
@@ -685,8 +686,8 @@ __attribute__((noinline)) void swiglu_backward_span_bf16(const uint16_t* __restr
     const __m512 a = round_bf16(_mm512_mul_ps(g, s));
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(dup + i), narrow16(_mm512_mul_ps(grad, a)));
     const __m512 da = round_bf16(_mm512_mul_ps(grad, widen16(up + i)));
-    const __m512 slope = _mm512_mul_ps(s, _mm512_add_ps(one, _mm512_mul_ps(g, _mm512_sub_ps(one, s))));
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dgate + i), narrow16(_mm512_mul_ps(da, slope)));
+    const __m512 slope = _mm512_add_ps(one, _mm512_mul_ps(g, _mm512_sub_ps(one, s)));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dgate + i), narrow16(_mm512_mul_ps(_mm512_mul_ps(da, s), slope)));
   }
   if (i < n) swiglu_backward_span<c10::BFloat16>(gate + i, up + i, dh + i, dgate + i, dup + i, n - i);
 }
