@@ -228,7 +228,8 @@ def _small_kernel(dtype: torch.dtype):
     prepacked bf16 matmul reads them at 15-20 GB/s at 4 rows and `small_linear` at 23-28 (a batch-4 bf16 step 16.5 ->
     12.2 ms), and at 64 and 200 rows (large batches, prompts) the two make about the same GFLOP/s (2 threads: 607
     against 544 and 711 against 737). In fp32 on a Zen 4 EPYC (`benchmarks/ppo_vs_trl.py --decode-only --dtype fp32`)
-    it took decode from 0.49 to 0.69 of the roofline at batch 4 and from 0.73 to 0.80 at batch 64. So where it is
+    it took decode from 0.49 to 0.77 of the roofline at batch 4 and from 0.73 to 0.76 at batch 64
+    (`results/benchmarks/ppo_vs_trl.zen4_7fb8be3.json` against `ppo_vs_trl.json`). So where it is
     built it takes all of them, and the weights are held once, in its layout.
     """
     if not SMALL_LINEAR or dtype not in (torch.bfloat16, torch.float32):
