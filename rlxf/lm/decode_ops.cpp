@@ -1048,6 +1048,22 @@ constexpr int64_t kSmallRows = 8;  // rows one call of the kernels takes (more a
 constexpr int kWide = 3;  // blocks of 16 columns `wide_block` takes at once (24 sums, 3 weights, 1 row in registers)
 // cache lines `small_block` prefetches ahead (64 bytes each: one step of 16 columns, a K-pair in bf16, a K in fp32)
 constexpr int64_t kPrefetchLines = 64;
+
+// f(std::integral_constant<int, M>{}) with M = min(rows, kSmallRows): the kernels take their row count as a template
+// parameter
+template <typename F>
+void with_rows(int64_t rows, F&& f) {
+  switch (std::min<int64_t>(rows, kSmallRows)) {
+    case 1: f(std::integral_constant<int, 1>{}); break;
+    case 2: f(std::integral_constant<int, 2>{}); break;
+    case 3: f(std::integral_constant<int, 3>{}); break;
+    case 4: f(std::integral_constant<int, 4>{}); break;
+    case 5: f(std::integral_constant<int, 5>{}); break;
+    case 6: f(std::integral_constant<int, 6>{}); break;
+    case 7: f(std::integral_constant<int, 7>{}); break;
+    default: f(std::integral_constant<int, 8>{}); break;
+  }
+}
 #if RLXF_SMALL_LINEAR
 
 template <int M>
@@ -1108,16 +1124,7 @@ void narrow_rows(const uint32_t* xs, int64_t pairs, const uint16_t* wb, uint16_t
   for (int64_t r = r0; r < m; r += kSmallRows) {
     const uint32_t* xr = xs + r * pairs;
     uint16_t* orow = o + r * n;
-    switch (std::min<int64_t>(m - r, kSmallRows)) {
-      case 1: small_block<1>(xr, pairs, wb, orow, n, block); break;
-      case 2: small_block<2>(xr, pairs, wb, orow, n, block); break;
-      case 3: small_block<3>(xr, pairs, wb, orow, n, block); break;
-      case 4: small_block<4>(xr, pairs, wb, orow, n, block); break;
-      case 5: small_block<5>(xr, pairs, wb, orow, n, block); break;
-      case 6: small_block<6>(xr, pairs, wb, orow, n, block); break;
-      case 7: small_block<7>(xr, pairs, wb, orow, n, block); break;
-      default: small_block<8>(xr, pairs, wb, orow, n, block); break;
-    }
+    with_rows(m - r, [&](auto rows) { small_block<decltype(rows)::value>(xr, pairs, wb, orow, n, block); });
   }
 }
 #endif
@@ -1184,16 +1191,7 @@ void narrow_rows_fp32(const float* xs, int64_t k, const float* wb, float* o, int
   for (int64_t r = r0; r < m; r += kSmallRows) {
     const float* xr = xs + r * k;
     float* orow = o + r * n;
-    switch (std::min<int64_t>(m - r, kSmallRows)) {
-      case 1: small_block_fp32<1>(xr, k, wb, orow, n, block); break;
-      case 2: small_block_fp32<2>(xr, k, wb, orow, n, block); break;
-      case 3: small_block_fp32<3>(xr, k, wb, orow, n, block); break;
-      case 4: small_block_fp32<4>(xr, k, wb, orow, n, block); break;
-      case 5: small_block_fp32<5>(xr, k, wb, orow, n, block); break;
-      case 6: small_block_fp32<6>(xr, k, wb, orow, n, block); break;
-      case 7: small_block_fp32<7>(xr, k, wb, orow, n, block); break;
-      default: small_block_fp32<8>(xr, k, wb, orow, n, block); break;
-    }
+    with_rows(m - r, [&](auto rows) { small_block_fp32<decltype(rows)::value>(xr, k, wb, orow, n, block); });
   }
 }
 #endif
